@@ -1,0 +1,49 @@
+//! Backends execute a model on one device. Each instance is synchronous and
+//! owned by one scheduler worker thread (see `scheduler`), so a backend never
+//! needs to be `Sync` and never blocks the async runtime.
+
+pub mod torchscript;
+
+use std::time::Duration;
+
+use crate::repository::config::{ModelSpec, Placement};
+use crate::tensor::Tensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The inputs are acceptable to the config but not to the model (e.g. the
+    /// TorchScript forward rejects a shape): the caller's fault.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The model misbehaved (wrong output count or type) or the runtime failed.
+    #[error("{0}")]
+    Execution(String),
+    #[error("{0}")]
+    Load(String),
+}
+
+/// Time spent in each phase of one execution; feeds the statistics
+/// (compute_input / compute_infer / compute_output).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExecTimings {
+    pub input: Duration,
+    pub infer: Duration,
+    pub output: Duration,
+}
+
+/// One loaded copy of a model on one device.
+pub trait Backend: Send + 'static {
+    /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
+    /// for an optional input that was not sent); the result is aligned with
+    /// `ModelSpec::outputs`.
+    fn execute(&mut self, inputs: &[Option<Tensor>], timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError>;
+
+    /// Human-readable device name for logs and the index ("cpu", "cuda:0").
+    fn device(&self) -> String;
+}
+
+/// Loads one instance of `spec`'s version `version` at `placement`.
+pub fn load_instance(spec: &ModelSpec, version: i64, placement: Placement) -> Result<Box<dyn Backend>, BackendError> {
+    let path = spec.model_dir.join(version.to_string()).join(&spec.model_filename);
+    Ok(Box::new(torchscript::TorchScriptInstance::load(spec, &path, placement)?))
+}

@@ -1,0 +1,19 @@
+//! kiln: a GPU inference server for Triton model repositories.
+//!
+//! A request's path through the crate:
+//! `protocol` (gRPC, HTTP) → `context` (who is calling) → `inference`
+//! (checks against the model's config) → `repository` (which loaded version)
+//! → `scheduler` (queue, instance workers) → `backend` (libtorch).
+
+pub mod backend;
+pub mod check;
+pub mod context;
+pub mod error;
+pub mod inference;
+pub mod metrics;
+pub mod protocol;
+pub mod repository;
+pub mod scheduler;
+pub mod server;
+pub mod settings;
+pub mod tensor;

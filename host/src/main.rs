@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Inference server for Triton model repositories (KServe v2 over gRPC and HTTP)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a model repository.
+    Serve(kiln::settings::ServeArgs),
+    /// Validate a model repository and print a table of models and versions.
+    Check {
+        /// The model repository.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let result = kiln::settings::Settings::resolve(args).and_then(|settings| {
+                tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(kiln::server::serve(settings))
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { dir } => match kiln::check::check_repository(&dir) {
+            Ok(rows) => {
+                kiln::check::print_table(&rows);
+                if rows.iter().all(|r| r.status == "OK") && !rows.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,343 @@
+//! `inference.GRPCInferenceService` (tonic), wire-identical to Triton's, plus
+//! `grpc.health.v1.Health`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice};
+use crate::context::{Protocol, RequestContext, TENANT_HEADER};
+use crate::error::{KilnError, Result};
+use crate::inference::{self, InferRequest, InferResponse, RequestedOutput};
+use crate::server::ServerState;
+use crate::tensor::{encode_bytes_elements, DataType, Tensor};
+
+/// Clients (tritonclient, perf_analyzer) allow messages up to INT32_MAX.
+pub const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+pub struct GrpcService {
+    state: Arc<ServerState>,
+}
+
+pub fn service(state: Arc<ServerState>) -> proto::grpc_inference_service_server::GrpcInferenceServiceServer<GrpcService> {
+    proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(GrpcService { state })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn context<T>(request: &Request<T>) -> RequestContext {
+    let tenant = request.metadata().get(TENANT_HEADER).and_then(|v| v.to_str().ok());
+    RequestContext::new(Protocol::Grpc, tenant)
+}
+
+fn unimplemented<T>(what: &str) -> std::result::Result<Response<T>, Status> {
+    Err(Status::unimplemented(format!("{what} is not implemented by kiln yet")))
+}
+
+/// Converts typed `contents` to little-endian bytes for `datatype`.
+fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents) -> Result<Bytes> {
+    fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Bytes {
+        Bytes::from(v.iter().flat_map(|&x| f(x)).collect::<Vec<u8>>())
+    }
+    let field = match datatype {
+        DataType::Bool => "bool_contents",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int_contents",
+        DataType::Int64 => "int64_contents",
+        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => "uint_contents",
+        DataType::Uint64 => "uint64_contents",
+        DataType::Fp32 => "fp32_contents",
+        DataType::Fp64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+        DataType::Fp16 | DataType::Bf16 => {
+            return Err(KilnError::invalid(format!("input '{name}': {datatype} has no typed contents field; send it in raw_input_contents")))
+        }
+    };
+    let used = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ];
+    if let Some((wrong, _)) = used.iter().find(|(f, n)| *n > 0 && *f != field) {
+        return Err(KilnError::invalid(format!("input '{name}' of datatype {datatype} must use '{field}', not '{wrong}'")));
+    }
+    Ok(match datatype {
+        DataType::Bool => le(&c.bool_contents, |b| [b as u8]),
+        DataType::Int8 => le(&c.int_contents, |v| (v as i8).to_le_bytes()),
+        DataType::Int16 => le(&c.int_contents, |v| (v as i16).to_le_bytes()),
+        DataType::Int32 => le(&c.int_contents, i32::to_le_bytes),
+        DataType::Int64 => le(&c.int64_contents, i64::to_le_bytes),
+        DataType::Uint8 => le(&c.uint_contents, |v| (v as u8).to_le_bytes()),
+        DataType::Uint16 => le(&c.uint_contents, |v| (v as u16).to_le_bytes()),
+        DataType::Uint32 => le(&c.uint_contents, u32::to_le_bytes),
+        DataType::Uint64 => le(&c.uint64_contents, u64::to_le_bytes),
+        DataType::Fp32 => le(&c.fp32_contents, f32::to_le_bytes),
+        DataType::Fp64 => le(&c.fp64_contents, f64::to_le_bytes),
+        DataType::Bytes => Bytes::from(encode_bytes_elements(c.bytes_contents.iter().map(|b| b.as_ref()))),
+        DataType::Fp16 | DataType::Bf16 => unreachable!("rejected above"),
+    })
+}
+
+fn reject_shared_memory(name: &str, params: &std::collections::HashMap<String, proto::InferParameter>) -> Result<()> {
+    if params.keys().any(|k| k.starts_with("shared_memory")) {
+        return Err(KilnError::unimplemented(format!("tensor '{name}': shared-memory tensors are not implemented by kiln yet")));
+    }
+    Ok(())
+}
+
+pub fn to_infer_request(ctx: RequestContext, req: proto::ModelInferRequest) -> Result<InferRequest> {
+    let raw = req.raw_input_contents;
+    if !raw.is_empty() {
+        if let Some(typed) = req.inputs.iter().find(|i| i.contents.is_some()) {
+            return Err(KilnError::invalid(format!(
+                "contents field must not be specified when using raw_input_contents for input '{}'",
+                typed.name
+            )));
+        }
+        if raw.len() != req.inputs.len() {
+            return Err(KilnError::invalid(format!(
+                "raw_input_contents has {} entries but the request has {} inputs",
+                raw.len(),
+                req.inputs.len()
+            )));
+        }
+    }
+    let mut raw = raw.into_iter();
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    for input in req.inputs {
+        reject_shared_memory(&input.name, &input.parameters)?;
+        let datatype = DataType::from_kserve(&input.datatype)
+            .ok_or_else(|| KilnError::invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
+        let data = match (raw.next(), input.contents) {
+            (Some(bytes), _) => bytes,
+            (None, Some(contents)) => typed_contents(&input.name, datatype, contents)?,
+            (None, None) => return Err(KilnError::invalid(format!("input '{}' has no data: set raw_input_contents or contents", input.name))),
+        };
+        inputs.push(Tensor::new(input.name, datatype, input.shape, data));
+    }
+    let outputs = req
+        .outputs
+        .into_iter()
+        .map(|o| {
+            reject_shared_memory(&o.name, &o.parameters)?;
+            let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
+                None => 0,
+                Some(ParameterChoice::Int64Param(n)) if *n >= 0 => *n as u32,
+                Some(ParameterChoice::Uint64Param(n)) => *n as u32,
+                Some(other) => return Err(KilnError::invalid(format!("output '{}': parameter 'classification' must be a non-negative integer, got {other:?}", o.name))),
+            };
+            Ok(RequestedOutput { name: o.name, class_count })
+        })
+        .collect::<Result<_>>()?;
+    Ok(InferRequest { ctx, model_name: req.model_name, model_version: req.model_version, id: req.id, inputs, outputs })
+}
+
+pub fn to_infer_response(r: InferResponse) -> proto::ModelInferResponse {
+    let mut outputs = Vec::with_capacity(r.outputs.len());
+    let mut raw = Vec::with_capacity(r.outputs.len());
+    for t in r.outputs {
+        outputs.push(proto::model_infer_response::InferOutputTensor {
+            name: t.name,
+            datatype: t.datatype.kserve_name().into(),
+            shape: t.shape,
+            ..Default::default()
+        });
+        raw.push(t.data);
+    }
+    proto::ModelInferResponse {
+        model_name: r.model_name,
+        model_version: r.model_version,
+        id: r.id,
+        parameters: Default::default(),
+        outputs,
+        raw_output_contents: raw,
+    }
+}
+
+type InferStream = Pin<Box<dyn Stream<Item = std::result::Result<proto::ModelStreamInferResponse, Status>> + Send>>;
+
+/// How many requests of one stream run at once; answers keep request order.
+const STREAM_CONCURRENCY: usize = 64;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for GrpcService {
+    async fn server_live(&self, _: Request<proto::ServerLiveRequest>) -> std::result::Result<Response<proto::ServerLiveResponse>, Status> {
+        Ok(Response::new(proto::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<proto::ServerReadyRequest>) -> std::result::Result<Response<proto::ServerReadyResponse>, Status> {
+        Ok(Response::new(proto::ServerReadyResponse { ready: self.state.is_ready() }))
+    }
+
+    async fn model_ready(&self, r: Request<proto::ModelReadyRequest>) -> std::result::Result<Response<proto::ModelReadyResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(proto::ModelReadyResponse { ready: self.state.registry.is_ready(&r.name, &r.version) }))
+    }
+
+    async fn server_metadata(&self, _: Request<proto::ServerMetadataRequest>) -> std::result::Result<Response<proto::ServerMetadataResponse>, Status> {
+        Ok(Response::new(proto::ServerMetadataResponse {
+            name: super::SERVER_NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: super::EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    async fn model_metadata(&self, r: Request<proto::ModelMetadataRequest>) -> std::result::Result<Response<proto::ModelMetadataResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(super::model_metadata(&self.state, &r.name, &r.version)?))
+    }
+
+    async fn model_infer(&self, r: Request<proto::ModelInferRequest>) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
+        let ctx = context(&r);
+        let request = to_infer_request(ctx, r.into_inner())?;
+        let response = inference::infer(&self.state.registry, request).await?;
+        Ok(Response::new(to_infer_response(response)))
+    }
+
+    type ModelStreamInferStream = InferStream;
+
+    async fn model_stream_infer(&self, r: Request<Streaming<proto::ModelInferRequest>>) -> std::result::Result<Response<InferStream>, Status> {
+        let ctx = context(&r);
+        let state = self.state.clone();
+        let answers = r
+            .into_inner()
+            .map(move |msg| {
+                let state = state.clone();
+                let mut ctx = ctx.clone();
+                ctx.received_at = std::time::Instant::now();
+                async move {
+                    // Errors travel in-band so one bad request does not end the stream.
+                    let result = match msg {
+                        Ok(req) => match to_infer_request(ctx, req) {
+                            Ok(request) => inference::infer(&state.registry, request).await.map(to_infer_response),
+                            Err(e) => Err(e),
+                        },
+                        Err(status) => return Err(status),
+                    };
+                    Ok(match result {
+                        Ok(resp) => proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(resp) },
+                        Err(e) => proto::ModelStreamInferResponse { error_message: e.to_string(), infer_response: None },
+                    })
+                }
+            })
+            .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn model_config(&self, r: Request<proto::ModelConfigRequest>) -> std::result::Result<Response<proto::ModelConfigResponse>, Status> {
+        let r = r.into_inner();
+        let runner = self.state.registry.resolve(&r.name, &r.version)?;
+        Ok(Response::new(proto::ModelConfigResponse { config: Some(runner.spec.config.clone()) }))
+    }
+
+    async fn model_statistics(&self, r: Request<proto::ModelStatisticsRequest>) -> std::result::Result<Response<proto::ModelStatisticsResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(super::model_statistics(&self.state, &r.name, &r.version)?))
+    }
+
+    async fn repository_index(&self, r: Request<proto::RepositoryIndexRequest>) -> std::result::Result<Response<proto::RepositoryIndexResponse>, Status> {
+        let r = r.into_inner();
+        let models = self
+            .state
+            .registry
+            .index(r.ready)?
+            .into_iter()
+            .map(|e| proto::repository_index_response::ModelIndex { name: e.name, version: e.version, state: e.state, reason: e.reason })
+            .collect();
+        Ok(Response::new(proto::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(&self, r: Request<proto::RepositoryModelLoadRequest>) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
+        let r = r.into_inner();
+        super::check_explicit(&self.state)?;
+        if let Some(key) = r.parameters.keys().next() {
+            return Err(KilnError::unimplemented(format!("load parameter '{key}' (config override / inline files) is not supported yet")).into());
+        }
+        self.state.registry.load(&r.model_name).await?;
+        Ok(Response::new(proto::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(&self, r: Request<proto::RepositoryModelUnloadRequest>) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
+        let r = r.into_inner();
+        super::check_explicit(&self.state)?;
+        self.state.registry.unload(&r.model_name).await?;
+        Ok(Response::new(proto::RepositoryModelUnloadResponse {}))
+    }
+
+    async fn system_shared_memory_status(&self, _: Request<proto::SystemSharedMemoryStatusRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryStatusResponse>, Status> {
+        unimplemented("system shared memory")
+    }
+    async fn system_shared_memory_register(&self, _: Request<proto::SystemSharedMemoryRegisterRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryRegisterResponse>, Status> {
+        unimplemented("system shared memory")
+    }
+    async fn system_shared_memory_unregister(&self, _: Request<proto::SystemSharedMemoryUnregisterRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryUnregisterResponse>, Status> {
+        unimplemented("system shared memory")
+    }
+    async fn cuda_shared_memory_status(&self, _: Request<proto::CudaSharedMemoryStatusRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryStatusResponse>, Status> {
+        unimplemented("CUDA shared memory")
+    }
+    async fn cuda_shared_memory_register(&self, _: Request<proto::CudaSharedMemoryRegisterRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryRegisterResponse>, Status> {
+        unimplemented("CUDA shared memory")
+    }
+    async fn cuda_shared_memory_unregister(&self, _: Request<proto::CudaSharedMemoryUnregisterRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryUnregisterResponse>, Status> {
+        unimplemented("CUDA shared memory")
+    }
+    async fn trace_setting(&self, _: Request<proto::TraceSettingRequest>) -> std::result::Result<Response<proto::TraceSettingResponse>, Status> {
+        unimplemented("tracing (TraceSetting)")
+    }
+    async fn log_settings(&self, _: Request<proto::LogSettingsRequest>) -> std::result::Result<Response<proto::LogSettingsResponse>, Status> {
+        unimplemented("runtime log settings (use RUST_LOG)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::model_infer_request::InferInputTensor;
+
+    fn input(name: &str, datatype: &str, contents: Option<proto::InferTensorContents>) -> InferInputTensor {
+        InferInputTensor { name: name.into(), datatype: datatype.into(), shape: vec![2], parameters: Default::default(), contents }
+    }
+
+    #[test]
+    fn raw_and_typed_contents_together_are_rejected() {
+        let req = proto::ModelInferRequest {
+            inputs: vec![input("A", "FP32", Some(proto::InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }))],
+            raw_input_contents: vec![Bytes::from(vec![0u8; 8])],
+            ..Default::default()
+        };
+        let e = to_infer_request(RequestContext::internal(), req).unwrap_err();
+        assert!(matches!(e, KilnError::InvalidArgument(_)) && e.message().contains("'A'"), "{e}");
+    }
+
+    #[test]
+    fn typed_contents_become_little_endian_bytes() {
+        let req = proto::ModelInferRequest {
+            inputs: vec![
+                input("A", "INT16", Some(proto::InferTensorContents { int_contents: vec![1, -2], ..Default::default() })),
+                input("B", "BYTES", Some(proto::InferTensorContents { bytes_contents: vec![Bytes::from_static(b""), Bytes::from_static(b"ab")], ..Default::default() })),
+            ],
+            ..Default::default()
+        };
+        let r = to_infer_request(RequestContext::internal(), req).unwrap();
+        assert_eq!(&r.inputs[0].data[..], &[1, 0, 0xfe, 0xff]);
+        assert_eq!(&r.inputs[1].data[..], &[0, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+    }
+
+    #[test]
+    fn wrong_typed_field_names_the_expected_one() {
+        let req = proto::ModelInferRequest {
+            inputs: vec![input("A", "FP32", Some(proto::InferTensorContents { int_contents: vec![1, 2], ..Default::default() }))],
+            ..Default::default()
+        };
+        let e = to_infer_request(RequestContext::internal(), req).unwrap_err();
+        assert!(e.message().contains("fp32_contents"), "{e}");
+    }
+}

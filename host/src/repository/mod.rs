@@ -1,0 +1,425 @@
+//! The model repository and the registry of what is loaded from it.
+//!
+//! Control modes (Triton's): `none` loads everything at start; `poll` also
+//! rescans every N seconds and reloads what changed; `explicit` loads only
+//! what RepositoryModelLoad (or `--load-model`) asks for.
+//!
+//! Reload rule: a new version is loaded and warmed up off the request path,
+//! then swapped in; requests already holding the old runner finish on it. A
+//! reload that fails leaves the previous version serving and records why.
+
+pub mod config;
+pub mod layout;
+pub mod warmup;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::backend;
+use crate::error::{KilnError, Result};
+use crate::metrics::Metrics;
+use crate::scheduler::stats::ModelStats;
+use crate::scheduler::ModelRunner;
+use config::ModelSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    #[default]
+    None,
+    Poll,
+    Explicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    Ready,
+    Unavailable,
+    Loading,
+    Unloading,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "READY",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Loading => "LOADING",
+            Self::Unloading => "UNLOADING",
+        }
+    }
+}
+
+struct VersionEntry {
+    state: ModelState,
+    reason: String,
+    runner: Option<Arc<ModelRunner>>,
+    /// Fingerprint of the files the runner was loaded from.
+    loaded_from: u64,
+}
+
+#[derive(Default)]
+struct ModelEntry {
+    versions: BTreeMap<i64, VersionEntry>,
+    /// A model-level failure (unreadable config, no versions) with its reason.
+    error: Option<String>,
+    /// The fingerprint of the model directory last acted on (poll mode).
+    seen: u64,
+}
+
+impl ModelEntry {
+    fn ready_runner(&self, version: Option<i64>) -> Option<&Arc<ModelRunner>> {
+        let ready = |e: &&VersionEntry| e.state == ModelState::Ready;
+        match version {
+            Some(v) => self.versions.get(&v).filter(ready)?.runner.as_ref(),
+            None => self.versions.values().rev().find(ready)?.runner.as_ref(),
+        }
+    }
+}
+
+/// One row of the repository index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    pub reason: String,
+}
+
+pub struct ModelRegistry {
+    root: PathBuf,
+    mode: ControlMode,
+    metrics: Arc<Metrics>,
+    models: RwLock<BTreeMap<String, ModelEntry>>,
+    /// One load or unload at a time: keeps the file scan, load and swap of a
+    /// model consistent without holding `models` across slow work.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl ModelRegistry {
+    pub fn new(root: PathBuf, mode: ControlMode, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self { root, mode, metrics, models: RwLock::default(), changes: tokio::sync::Mutex::new(()) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn mode(&self) -> ControlMode {
+        self.mode
+    }
+
+    /// Models on disk, by directory name.
+    pub fn scan(&self) -> Result<Vec<(String, PathBuf)>> {
+        layout::model_dirs(&self.root).map_err(|e| KilnError::internal(format!("cannot read model repository {}: {e}", self.root.display())))
+    }
+
+    /// The runner serving `name` at `version` ("" = the latest ready one).
+    pub fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>> {
+        let wanted = parse_version(name, version)?;
+        let models = self.models.read();
+        let entry = models.get(name).ok_or_else(|| KilnError::not_found(format!("Request for unknown model: '{name}' is not found")))?;
+        if let Some(runner) = entry.ready_runner(wanted) {
+            return Ok(runner.clone());
+        }
+        match wanted.map(|v| (v, entry.versions.get(&v))) {
+            Some((v, None)) => Err(KilnError::not_found(format!("Request for unknown model: '{name}' version {v} is not found"))),
+            Some((v, Some(e))) => Err(KilnError::unavailable(format!("model '{name}' version {v} is not ready ({}): {}", e.state.as_str(), e.reason))),
+            None => {
+                let reason = entry.error.clone().or_else(|| entry.versions.values().rev().map(|e| e.reason.clone()).find(|r| !r.is_empty())).unwrap_or_else(|| "not loaded".into());
+                Err(KilnError::unavailable(format!("model '{name}' has no ready version: {reason}")))
+            }
+        }
+    }
+
+    /// Is this model (version) ready? Unknown models are simply not ready.
+    pub fn is_ready(&self, name: &str, version: &str) -> bool {
+        self.resolve(name, version).is_ok()
+    }
+
+    /// All ready runners of a model, or of every model when `name` is empty.
+    pub fn ready_runners(&self, name: &str) -> Vec<Arc<ModelRunner>> {
+        let models = self.models.read();
+        models
+            .iter()
+            .filter(|(n, _)| name.is_empty() || n.as_str() == name)
+            .flat_map(|(_, e)| e.versions.values())
+            .filter(|v| v.state == ModelState::Ready)
+            .filter_map(|v| v.runner.clone())
+            .collect()
+    }
+
+    /// Versions of a model that are ready, ascending.
+    pub fn ready_versions(&self, name: &str) -> Vec<i64> {
+        self.ready_runners(name).iter().map(|r| r.version).collect()
+    }
+
+    /// The repository index: every model on disk, one row per known version.
+    pub fn index(&self, ready_only: bool) -> Result<Vec<IndexEntry>> {
+        let on_disk = self.scan()?;
+        let models = self.models.read();
+        let mut rows = Vec::new();
+        let mut names: Vec<&str> = on_disk.iter().map(|(n, _)| n.as_str()).collect();
+        names.extend(models.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let row = |version: String, state: &str, reason: &str| IndexEntry { name: name.to_string(), version, state: state.to_string(), reason: reason.to_string() };
+            match models.get(name) {
+                Some(entry) if !entry.versions.is_empty() => {
+                    for (v, e) in &entry.versions {
+                        let reason = if e.reason.is_empty() { entry.error.as_deref().unwrap_or("") } else { &e.reason };
+                        rows.push(row(v.to_string(), e.state.as_str(), reason));
+                    }
+                }
+                Some(ModelEntry { error: Some(err), .. }) => rows.push(row(String::new(), ModelState::Unavailable.as_str(), err)),
+                // On disk, never loaded (explicit mode): Triton lists the name only.
+                _ => rows.push(row(String::new(), "", "")),
+            }
+        }
+        if ready_only {
+            rows.retain(|r| r.state == ModelState::Ready.as_str());
+        }
+        Ok(rows)
+    }
+
+    /// Loads every model of the repository (start-up in `none` and `poll`).
+    pub async fn load_all(self: &Arc<Self>) {
+        let dirs = match self.scan() {
+            Ok(d) => d,
+            Err(e) => return tracing::error!("{e}"),
+        };
+        for (name, _) in dirs {
+            if let Err(e) = self.load(&name).await {
+                tracing::error!(model = %name, "load failed: {e}");
+            }
+        }
+    }
+
+    /// Loads or reloads `name` from disk. Errors when the model ends up with
+    /// no ready version (the previous versions keep serving if they were).
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<()> {
+        let _one_at_a_time = self.changes.lock().await;
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || this.load_blocking(&name))
+            .await
+            .map_err(|e| KilnError::internal(format!("model load task failed: {e}")))?
+    }
+
+    fn load_blocking(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(KilnError::invalid(format!("invalid model name '{name}'")));
+        }
+        let dir = self.root.join(name);
+        if !dir.is_dir() {
+            return Err(KilnError::not_found(format!("failed to load '{name}': no model directory {}", dir.display())));
+        }
+        let seen = layout::fingerprint(&dir, true);
+        let spec = match config::read_config(&dir).and_then(|c| config::validate(&dir, c)) {
+            Ok(spec) => Arc::new(spec),
+            Err(e) => return Err(self.fail_model(name, seen, e.0)),
+        };
+        for w in &spec.warnings {
+            tracing::warn!(model = %name, "{w}");
+        }
+        let wanted = spec.select_versions(&layout::versions(&dir));
+        if wanted.is_empty() {
+            let msg = format!("failed to load '{name}': no version folder of {} is selected by its version_policy (versions are numeric folders)", dir.display());
+            return Err(self.fail_model(name, seen, msg));
+        }
+        let config_print = layout::fingerprint(&dir, false);
+        let mut failures = Vec::new();
+        for &version in &wanted {
+            let files = config_print ^ layout::fingerprint(&dir.join(version.to_string()), true).rotate_left(1);
+            let serving = {
+                let mut models = self.models.write();
+                let entry = models.entry(name.to_string()).or_default();
+                let current = entry.versions.get(&version);
+                if current.is_some_and(|c| c.state == ModelState::Ready && c.loaded_from == files) {
+                    continue; // unchanged
+                }
+                let serving = current.and_then(|c| c.runner.clone());
+                if serving.is_none() {
+                    entry.versions.insert(version, VersionEntry { state: ModelState::Loading, reason: String::new(), runner: None, loaded_from: 0 });
+                }
+                serving.is_some()
+            };
+            let started = Instant::now();
+            let loaded = self.load_version(&spec, version);
+            let mut models = self.models.write();
+            let entry = models.entry(name.to_string()).or_default();
+            match loaded {
+                Ok(runner) => {
+                    tracing::info!(model = %name, version, devices = ?runner.devices, elapsed_ms = started.elapsed().as_millis() as u64, "model version ready");
+                    entry.versions.insert(version, VersionEntry { state: ModelState::Ready, reason: String::new(), runner: Some(runner), loaded_from: files });
+                    self.metrics.set_ready(name, version, true);
+                }
+                Err(reason) => {
+                    tracing::error!(model = %name, version, "load failed: {reason}");
+                    let e = entry.versions.get_mut(&version).expect("inserted above");
+                    if serving {
+                        e.reason = format!("reload failed, previous files still serving: {reason}");
+                    } else {
+                        e.state = ModelState::Unavailable;
+                        e.reason = reason.clone();
+                    }
+                    failures.push(format!("version {version}: {reason}"));
+                }
+            }
+        }
+        // Versions no longer selected (policy or folders changed) go away.
+        let retired: Vec<i64> = {
+            let mut models = self.models.write();
+            let entry = models.entry(name.to_string()).or_default();
+            entry.error = None;
+            entry.seen = seen;
+            entry.versions.keys().copied().filter(|v| !wanted.contains(v)).collect()
+        };
+        for v in retired {
+            self.retire(name, v, "unloaded: no longer selected by version_policy");
+        }
+        let any_ready = !self.ready_versions(name).is_empty();
+        match (failures.is_empty(), any_ready) {
+            (true, _) => Ok(()),
+            (false, true) => {
+                tracing::warn!(model = %name, "some versions failed to load: {}", failures.join("; "));
+                Ok(())
+            }
+            (false, false) => Err(KilnError::invalid(format!("failed to load '{name}': {}", failures.join("; ")))),
+        }
+    }
+
+    /// Records a model-level failure; versions already serving keep serving.
+    fn fail_model(&self, name: &str, seen: u64, reason: String) -> KilnError {
+        tracing::error!(model = %name, "{reason}");
+        let mut models = self.models.write();
+        let entry = models.entry(name.to_string()).or_default();
+        entry.seen = seen;
+        entry.error = Some(reason.clone());
+        for e in entry.versions.values_mut().filter(|e| e.state == ModelState::Ready) {
+            e.reason = format!("reload failed, previous version still serving: {reason}");
+        }
+        KilnError::invalid(reason)
+    }
+
+    fn load_version(&self, spec: &Arc<ModelSpec>, version: i64) -> std::result::Result<Arc<ModelRunner>, String> {
+        let mut instances = Vec::with_capacity(spec.instances.len());
+        for &placement in &spec.instances {
+            let mut instance = backend::load_instance(spec, version, placement).map_err(|e| e.to_string())?;
+            warmup::warm_up(spec, instance.as_mut())?;
+            instances.push(instance);
+        }
+        let stats = ModelStats::new(self.metrics.for_model(&spec.name, version));
+        ModelRunner::start(spec.clone(), version, instances, stats).map_err(|e| e.to_string())
+    }
+
+    /// Takes a version out of service. Requests already running on it finish.
+    fn retire(&self, name: &str, version: i64, reason: &str) -> Option<Arc<ModelRunner>> {
+        let mut models = self.models.write();
+        let e = models.get_mut(name)?.versions.get_mut(&version)?;
+        e.state = ModelState::Unavailable;
+        e.reason = reason.to_string();
+        self.metrics.set_ready(name, version, false);
+        e.runner.take()
+    }
+
+    /// Unloads every version of `name`, waiting (bounded) for in-flight
+    /// requests to finish.
+    pub async fn unload(&self, name: &str) -> Result<()> {
+        let _one_at_a_time = self.changes.lock().await;
+        let versions: Vec<i64> = {
+            let mut models = self.models.write();
+            let entry = models.get_mut(name).ok_or_else(|| KilnError::not_found(format!("failed to unload '{name}': model is not loaded")))?;
+            for e in entry.versions.values_mut().filter(|e| e.runner.is_some()) {
+                e.state = ModelState::Unloading;
+            }
+            entry.error = None;
+            entry.versions.keys().copied().collect()
+        };
+        let runners: Vec<_> = versions.iter().filter_map(|&v| self.retire_unloading(name, v)).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runners.iter().any(|r| Arc::strong_count(r) > 1) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut models = self.models.write();
+        if let Some(entry) = models.get_mut(name) {
+            for e in entry.versions.values_mut() {
+                e.state = ModelState::Unavailable;
+                e.reason = "unloaded".into();
+            }
+        }
+        tracing::info!(model = %name, "model unloaded");
+        Ok(())
+    }
+
+    fn retire_unloading(&self, name: &str, version: i64) -> Option<Arc<ModelRunner>> {
+        let mut models = self.models.write();
+        let e = models.get_mut(name)?.versions.get_mut(&version)?;
+        self.metrics.set_ready(name, version, false);
+        e.runner.take()
+    }
+
+    /// One poll-mode pass: reload changed models, load new ones, unload
+    /// removed ones.
+    pub async fn poll_once(self: &Arc<Self>) {
+        let dirs = match self.scan() {
+            Ok(d) => d,
+            Err(e) => return tracing::error!("{e}"),
+        };
+        for (name, dir) in &dirs {
+            let seen = self.models.read().get(name).map(|e| e.seen);
+            if seen != Some(layout::fingerprint(dir, true)) {
+                tracing::info!(model = %name, "repository change detected, reloading");
+                if let Err(e) = self.load(name).await {
+                    tracing::error!(model = %name, "reload failed: {e}");
+                }
+            }
+        }
+        let gone: Vec<String> = {
+            let models = self.models.read();
+            models.keys().filter(|n| !dirs.iter().any(|(d, _)| d == *n)).cloned().collect()
+        };
+        for name in gone {
+            let _ = self.unload(&name).await;
+            self.models.write().remove(&name);
+        }
+    }
+}
+
+fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
+    if version.is_empty() {
+        return Ok(None);
+    }
+    version
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| KilnError::invalid(format!("invalid version '{version}' for model '{name}': versions are integers")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_models_and_bad_configs_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("broken/1")).unwrap();
+        std::fs::write(tmp.path().join("broken/config.pbtxt"), "platform: \"pytorch_libtorch\"\nbogus_field: 1\n").unwrap();
+        let reg = ModelRegistry::new(tmp.path().to_path_buf(), ControlMode::None, Arc::new(Metrics::new()));
+        reg.load_all().await;
+        assert!(matches!(reg.resolve("nope", ""), Err(KilnError::NotFound(_))));
+        let err = reg.resolve("broken", "").unwrap_err();
+        assert!(matches!(err, KilnError::Unavailable(_)), "{err:?}");
+        assert!(err.message().contains("bogus_field"), "{err}");
+        let index = reg.index(false).unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index[0].state, "UNAVAILABLE");
+        assert!(index[0].reason.contains("config.pbtxt:2"), "{:?}", index[0]);
+        assert!(matches!(reg.resolve("broken", "x"), Err(KilnError::InvalidArgument(_))));
+    }
+}

@@ -1,0 +1,129 @@
+"""Shared fixtures: the generated model repository and kiln servers.
+
+- `model_repo` (session): tests/fixtures/make_models.py output in target/test-models,
+  regenerated when the script (or torch) changes.
+- `server` (session): one `kiln serve` over `model_repo`, default settings. Tests that only
+  read (health, metadata, infer) share it; statistics tests compare before/after values.
+- `kiln` (function) / `module_kiln` (module): factories `kiln(repo, *extra_args, wait=...)`
+  that start extra servers and stop them (SIGTERM, exit code 0 required) at teardown.
+- `copy_repo(*names)`: copies fixture models into a fresh tmp dir (for tests that mutate).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from kilnutil import FIXTURE_SCRIPT, ROOT, RUNNING, KilnServer, copy_models
+
+MODELS_DIR = pathlib.Path(os.environ.get("KILN_TEST_MODELS", ROOT / "target" / "test-models"))
+
+
+def _fixture_stamp() -> str:
+    h = hashlib.sha256(FIXTURE_SCRIPT.read_bytes())
+    try:
+        import importlib.metadata as md
+        h.update(md.version("torch").encode())
+    except Exception:  # noqa: BLE001
+        pass
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def model_repo() -> pathlib.Path:
+    stamp_file = MODELS_DIR.parent / (MODELS_DIR.name + ".stamp")
+    stamp = _fixture_stamp()
+    if not (MODELS_DIR.is_dir() and stamp_file.exists() and stamp_file.read_text() == stamp):
+        shutil.rmtree(MODELS_DIR, ignore_errors=True)
+        proc = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(MODELS_DIR)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        if proc.returncode != 0:
+            pytest.fail(f"make_models.py failed:\n{proc.stdout}", pytrace=False)
+        stamp_file.write_text(stamp)
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def identity_types(model_repo) -> list[str]:
+    """Datatype suffixes of the identity_<t> models that were generated."""
+    return sorted(p.name[len("identity_"):] for p in model_repo.iterdir() if p.name.startswith("identity_"))
+
+
+class _Factory:
+    def __init__(self, log_dir: pathlib.Path):
+        self.log_dir = log_dir
+        self.servers: list[KilnServer] = []
+
+    def __call__(self, repo, *extra_args, wait: str = "ready", env=None, name: str = "kiln") -> KilnServer:
+        srv = KilnServer(repo, extra_args, log_dir=self.log_dir, wait=wait, env=env, name=name)
+        self.servers.append(srv)
+        return srv.start()
+
+    def stop_all(self):
+        errors = []
+        for srv in self.servers:
+            if srv.proc is None or srv.returncode is not None:
+                continue
+            try:
+                srv.stop()
+            except BaseException as exc:  # noqa: BLE001 - keep stopping the others
+                srv.kill()
+                errors.append(str(exc))
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def server(model_repo, tmp_path_factory) -> KilnServer:
+    factory = _Factory(tmp_path_factory.mktemp("kiln-logs"))
+    srv = factory(model_repo, name="default")
+    yield srv
+    factory.stop_all()
+
+
+@pytest.fixture
+def kiln(tmp_path):
+    factory = _Factory(tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_kiln(tmp_path_factory):
+    factory = _Factory(tmp_path_factory.mktemp("kiln-module"))
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def copy_repo(model_repo, tmp_path):
+    """copy_repo(*model names, dst=None) -> a new repository dir holding copies of those fixtures."""
+    counter = [0]
+
+    def make(*names, dst: pathlib.Path | None = None) -> pathlib.Path:
+        if dst is None:
+            counter[0] += 1
+            dst = tmp_path / f"repo{counter[0]}"
+        return copy_models(model_repo, dst, names)
+
+    return make
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the log tail of every running kiln server to a failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for srv in list(RUNNING):
+            report.sections.append((f"kiln log {srv.log_path}", srv.log_tail(60)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for srv in list(RUNNING):  # never leave a server behind
+        srv.kill()

@@ -1,0 +1,369 @@
+"""Model control modes (poll, explicit), repository index states, and `kiln check`."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from kilnutil import http_request, run_check, wait_until
+
+RNG = np.random.default_rng(7)
+POLL_ARGS = ("--model-control-mode", "poll", "--repository-poll-secs", "1")
+CHANGE_TIMEOUT_S = 20.0
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def identity_infer(client, x, model="identity_fp32", version=""):
+    inp = grpcclient.InferInput("INPUT__0", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    return client.infer(model, [inp], model_version=version).as_numpy("OUTPUT__0")
+
+
+def add_sub_infer(client, a, b):
+    inputs = []
+    for name, arr in (("INPUT0", a), ("INPUT1", b)):
+        inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    return client.infer("add_sub", inputs)
+
+
+def index_entries(client, name):
+    return [m for m in client.get_model_repository_index().models if m.name == name]
+
+
+def atomic_write(path, text):
+    tmp = path.with_name(path.name + ".tmp-write")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def install_version(model_repo, repo, tmp_path, model, version, source_model_file):
+    """Put <repo>/<model>/<version>/model.pt in place atomically (rename of a complete dir)."""
+    stage = tmp_path / f"stage-{model}-{version}"
+    stage.mkdir()
+    shutil.copy(source_model_file, stage / "model.pt")
+    os.rename(stage, repo / model / str(version))
+
+
+def scaled_model_file(model_repo, factor: int):
+    """A TorchScript file computing x * factor (factor 1..3): multi_version's version files."""
+    path = model_repo / "multi_version" / str(factor) / "model.pt"
+    assert path.exists(), path
+    return path
+
+
+# ---------------------------------------------------------------- poll mode
+
+
+def test_poll_new_version_then_broken_config(model_repo, copy_repo, kiln, tmp_path):
+    repo = copy_repo("identity_fp32")
+    srv = kiln(repo, *POLL_ARGS, name="poll")
+    c = srv.grpc
+    x = f32(1, 8)
+    np.testing.assert_array_equal(identity_infer(c, x), x)
+
+    # a new version (x * 2) appears: the default policy (latest 1) serves it
+    install_version(model_repo, repo, tmp_path, "identity_fp32", 2, scaled_model_file(model_repo, 2))
+    wait_until(lambda: np.array_equal(identity_infer(c, x), x * 2), CHANGE_TIMEOUT_S, 0.25, "version 2 to serve")
+    assert c.is_model_ready("identity_fp32", "2") is True
+    np.testing.assert_array_equal(identity_infer(c, x, version="2"), x * 2)
+    wait_until(lambda: not c.is_model_ready("identity_fp32", "1"), CHANGE_TIMEOUT_S, 0.25, "version 1 to be unloaded")
+
+    # a broken config: the loaded version keeps serving, the index shows why the reload failed
+    config = repo / "identity_fp32" / "config.pbtxt"
+    good_config = config.read_text()
+    atomic_write(config, good_config.replace("max_batch_size: 8", "max_batch_size: 8\nno_such_config_field: 3"))
+
+    def reason_shown():
+        return any("no_such_config_field" in m.reason for m in index_entries(c, "identity_fp32"))
+
+    wait_until(reason_shown, CHANGE_TIMEOUT_S, 0.25, "the index to show the reload failure")
+    for _ in range(5):
+        np.testing.assert_array_equal(identity_infer(c, x), x * 2)
+    assert c.is_model_ready("identity_fp32") is True
+    assert any(m.state == "READY" for m in index_entries(c, "identity_fp32"))
+
+    # fixing the config recovers
+    atomic_write(config, good_config)
+    wait_until(lambda: not any(m.reason and "no_such_config_field" in m.reason for m in index_entries(c, "identity_fp32")),
+               CHANGE_TIMEOUT_S, 0.25, "the failure reason to clear after the fix")
+    np.testing.assert_array_equal(identity_infer(c, x), x * 2)
+
+
+def test_poll_add_and_remove_model(model_repo, copy_repo, kiln, tmp_path):
+    repo = copy_repo("identity_fp32")
+    srv = kiln(repo, *POLL_ARGS, name="poll-add")
+    c = srv.grpc
+    assert c.is_model_ready("add_sub") is False
+
+    staged = copy_repo("add_sub", dst=tmp_path / "staging")
+    os.rename(staged / "add_sub", repo / "add_sub")
+    wait_until(lambda: c.is_model_ready("add_sub"), CHANGE_TIMEOUT_S, 0.25, "add_sub to load")
+    a, b = f32(1, 16), f32(1, 16)
+    np.testing.assert_array_equal(add_sub_infer(c, a, b).as_numpy("OUTPUT0"), a + b)
+
+    shutil.rmtree(repo / "add_sub")
+    wait_until(lambda: not c.is_model_ready("add_sub"), CHANGE_TIMEOUT_S, 0.25, "add_sub to unload")
+    with pytest.raises(InferenceServerException):
+        add_sub_infer(c, a, b)
+    np.testing.assert_array_equal(identity_infer(c, f32(1, 3) * 0 + 1), np.ones((1, 3), np.float32))
+
+
+# ---------------------------------------------------------------- explicit mode
+
+
+def test_explicit_grpc_load_unload(model_repo, kiln):
+    srv = kiln(model_repo, "--model-control-mode", "explicit", name="explicit")
+    c = srv.grpc
+    assert c.is_server_ready()
+    assert c.is_model_ready("add_sub") is False
+    assert not any(m.state == "READY" for m in c.get_model_repository_index().models), "explicit mode loads nothing at start"
+    assert "add_sub" in {m.name for m in c.get_model_repository_index().models}, "the index lists unloaded models too"
+
+    c.load_model("add_sub")
+    assert c.is_model_ready("add_sub") is True
+    assert any(m.state == "READY" for m in index_entries(c, "add_sub"))
+    a, b = f32(3, 16), f32(3, 16)
+    np.testing.assert_array_equal(add_sub_infer(c, a, b).as_numpy("OUTPUT1"), a - b)
+
+    c.unload_model("add_sub")
+    assert c.is_model_ready("add_sub") is False
+    with pytest.raises(InferenceServerException) as exc:
+        add_sub_infer(c, a, b)
+    assert exc.value.status() == "StatusCode.UNAVAILABLE", exc.value
+    assert "add_sub" in exc.value.message()
+    entries = index_entries(c, "add_sub")
+    assert entries and all(m.state == "UNAVAILABLE" for m in entries), entries
+    assert any("unloaded" in m.reason.lower() for m in entries), entries
+
+    # reload works, and other models stayed unloaded throughout
+    c.load_model("add_sub")
+    np.testing.assert_array_equal(add_sub_infer(c, a, b).as_numpy("OUTPUT0"), a + b)
+    assert c.is_model_ready("identity_fp32") is False
+
+    with pytest.raises(InferenceServerException) as exc:
+        c.load_model("no_such_model")
+    assert "no_such_model" in exc.value.message()
+    assert c.is_server_live()
+
+
+def test_explicit_load_model_flag(model_repo, kiln):
+    srv = kiln(model_repo, "--model-control-mode", "explicit", "--load-model", "add_sub", "--load-model", "list_output",
+               name="explicit-flag")
+    c = srv.grpc
+    assert c.is_model_ready("add_sub") is True
+    assert c.is_model_ready("list_output") is True
+    assert c.is_model_ready("identity_fp32") is False
+    assert c.is_model_ready("multi_version") is False
+
+
+def test_explicit_http_routes(model_repo, kiln):
+    srv = kiln(model_repo, "--model-control-mode", "explicit", name="explicit-http-routes")
+    status, _, raw = http_request(srv.http_url, "POST", "/v2/repository/models/identity_fp32/load", {})
+    assert status == 200, raw
+    status, _, _ = http_request(srv.http_url, "GET", "/v2/models/identity_fp32/ready")
+    assert status == 200
+    x = f32(1, 5)
+    np.testing.assert_array_equal(identity_infer(srv.grpc, x), x)
+
+    status, _, raw = http_request(srv.http_url, "POST", "/v2/repository/models/identity_fp32/unload", {})
+    assert status == 200, raw
+    status, _, _ = http_request(srv.http_url, "GET", "/v2/models/identity_fp32/ready")
+    assert status != 200
+    status, _, raw = http_request(srv.http_url, "POST", "/v2/repository/index", {})
+    entries = [m for m in json.loads(raw) if m["name"] == "identity_fp32"]
+    assert entries and all(m["state"] == "UNAVAILABLE" for m in entries), entries
+    assert any("unloaded" in m.get("reason", "").lower() for m in entries), entries
+
+    status, _, raw = http_request(srv.http_url, "POST", "/v2/repository/models/no_such_model/load", {})
+    assert 400 <= status < 500, (status, raw)
+    assert "no_such_model" in json.loads(raw)["error"]
+
+
+# ---------------------------------------------------------------- kiln check
+
+
+BAD_CONFIG = """\
+name: "bad_field"
+platform: "pytorch_libtorch"
+max_batch_sise: 8
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+"""
+
+
+def test_check_accepts_fixture_repo(model_repo):
+    proc = run_check(model_repo)
+    assert proc.returncode == 0, proc.stdout
+    for name in ("add_sub", "identity_fp32", "multi_version", "list_output"):
+        assert name in proc.stdout, f"{name} missing from check output:\n{proc.stdout}"
+
+
+def test_check_reports_config_error_with_location(copy_repo):
+    repo = copy_repo("add_sub")
+    (repo / "bad_field" / "1").mkdir(parents=True)
+    (repo / "bad_field" / "config.pbtxt").write_text(BAD_CONFIG)
+    shutil.copy(repo / "add_sub" / "1" / "model.pt", repo / "bad_field" / "1" / "model.pt")
+    proc = run_check(repo)
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    assert "bad_field" in out and "add_sub" in out, out
+    assert "config.pbtxt" in out, out
+    assert "max_batch_sise" in out, out
+    assert re.search(r"(:3\b|line 3\b)", out), f"line number 3 not reported:\n{out}"
+
+
+def test_check_reports_garbage_model_file(copy_repo):
+    repo = copy_repo("identity_fp32")
+    (repo / "identity_fp32" / "1" / "model.pt").write_bytes(b"garbage, not a zip archive")
+    proc = run_check(repo)
+    assert proc.returncode == 1, proc.stdout
+    assert "identity_fp32" in proc.stdout and "model.pt" in proc.stdout, proc.stdout
+
+
+RESNET50 = """\
+# Image classification, in the style of Triton's model repository docs.
+name: "resnet50"
+platform: "pytorch_libtorch"
+max_batch_size: 8
+input [
+  {
+    name: "INPUT__0"
+    data_type: TYPE_FP32
+    format: FORMAT_NCHW
+    dims: [ 3, 224, 224 ]
+  }
+]
+output [
+  {
+    name: "OUTPUT__0"
+    data_type: TYPE_FP32
+    dims: [ 1000 ]
+    label_filename: "labels.txt"
+  }
+]
+instance_group [
+  {
+    count: 2
+    kind: KIND_GPU
+    gpus: [ 0 ]
+  }
+]
+dynamic_batching {
+  preferred_batch_size: [ 4, 8 ]
+  max_queue_delay_microseconds: 100
+}
+version_policy: { latest: { num_versions: 1 } }
+parameters: {
+  key: "INFERENCE_MODE"
+  value: { string_value: "true" }
+}
+parameters: {
+  key: "DISABLE_OPTIMIZED_EXECUTION"
+  value: { string_value: "false" }
+}
+model_warmup [
+  {
+    name: "random_batch"
+    batch_size: 1
+    inputs {
+      key: "INPUT__0"
+      value: {
+        data_type: TYPE_FP32
+        dims: [ 3, 224, 224 ]
+        random_data: true
+      }
+    }
+  }
+]
+"""
+
+BERT = """\
+name: "bert"
+platform: "pytorch_libtorch"
+max_batch_size: 16
+input [
+  {
+    name: "input_ids__0"
+    data_type: TYPE_INT64
+    dims: [ -1 ]
+  },
+  {
+    name: "attention_mask__1"
+    data_type: TYPE_INT64
+    dims: [ -1 ]
+  },
+  {
+    name: "token_type_ids__2"
+    data_type: TYPE_INT64
+    dims: [ -1 ]
+    optional: false
+  }
+]
+output [
+  {
+    name: "logits__0"
+    data_type: TYPE_FP32
+    dims: [ -1, 2 ]
+  }
+]
+dynamic_batching { }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+version_policy: { all { } }
+"""
+
+NOBATCH = """\
+name: "segmenter"
+backend: "pytorch"
+max_batch_size: 0
+input [
+  {
+    name: "image"
+    data_type: TYPE_FP32
+    dims: [ 1, 3, 256, 256 ]
+  }
+]
+output [
+  {
+    name: "mask"
+    data_type: TYPE_FP32
+    dims: [ 1, 1, 256, 256 ]
+  }
+]
+instance_group [
+  {
+    kind: KIND_CPU
+  }
+]
+version_policy: { specific: { versions: [ 1 ] } }
+"""
+
+
+def test_check_accepts_triton_docs_configs(tmp_path):
+    repo = tmp_path / "docs_repo"
+    for name, cfg in (("resnet50", RESNET50), ("bert", BERT), ("segmenter", NOBATCH)):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(cfg)
+    (repo / "resnet50" / "labels.txt").write_text("\n".join(f"class_{i}" for i in range(1000)) + "\n")
+    proc = run_check(repo)
+    out = proc.stdout
+    # model.pt is missing everywhere: check fails, and says so ...
+    assert proc.returncode == 1, out
+    parse_error = re.compile(r"config\.pbtxt:\d+|line \d+|unknown field|pars(e|ing) error", re.IGNORECASE)
+    for name in ("resnet50", "bert", "segmenter"):
+        lines = [ln for ln in out.splitlines() if name in ln]
+        assert lines, f"{name} missing from check output:\n{out}"
+        assert any("model.pt" in ln for ln in lines), f"{name}: missing model.pt not reported:\n{out}"
+        # ... but not as a config problem: the configs themselves parse
+        assert not any(parse_error.search(ln) for ln in lines), f"{name}: config rejected:\n{out}"
+    assert not parse_error.search(out), out
