@@ -34,24 +34,29 @@ def _fixture_stamp() -> str:
     return h.hexdigest()
 
 
-@pytest.fixture(scope="session")
-def model_repo() -> pathlib.Path:
-    stamp_file = MODELS_DIR.parent / (MODELS_DIR.name + ".stamp")
+def _generate(out: pathlib.Path, model_set: str) -> pathlib.Path:
+    """Run make_models.py into `out` unless it is there from the same script and torch."""
+    stamp_file = out.parent / (out.name + ".stamp")
     stamp = _fixture_stamp()
-    if not (MODELS_DIR.is_dir() and stamp_file.exists() and stamp_file.read_text() == stamp):
-        shutil.rmtree(MODELS_DIR, ignore_errors=True)
-        proc = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(MODELS_DIR)],
+    if not (out.is_dir() and stamp_file.exists() and stamp_file.read_text() == stamp):
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out), "--set", model_set],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
         if proc.returncode != 0:
             pytest.fail(f"make_models.py failed:\n{proc.stdout}", pytrace=False)
         stamp_file.write_text(stamp)
-    return MODELS_DIR
+    return out
 
 
 @pytest.fixture(scope="session")
-def identity_types(model_repo) -> list[str]:
-    """Datatype suffixes of the identity_<t> models that were generated."""
-    return sorted(p.name[len("identity_"):] for p in model_repo.iterdir() if p.name.startswith("identity_"))
+def model_repo() -> pathlib.Path:
+    return _generate(MODELS_DIR, "default")
+
+
+@pytest.fixture(scope="session")
+def wide_unsigned_repo() -> pathlib.Path:
+    """identity_uint16/32/64 (torch.jit handles them; Triton's libtorch backend does not)."""
+    return _generate(MODELS_DIR.parent / (MODELS_DIR.name + "-wide-unsigned"), "wide-unsigned")
 
 
 class _Factory:

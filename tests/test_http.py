@@ -130,13 +130,11 @@ def _identity_data(t: str, shape=(2, 9)):
     return vals, t.upper()
 
 
-ALL_TYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16", "uint16", "uint32", "uint64"]
+ALL_TYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16"]
 
 
 @pytest.mark.parametrize("t", ALL_TYPES)
-def test_identity_binary(server, identity_types, t):
-    if t not in identity_types:
-        pytest.skip(f"torch could not make identity_{t}")
+def test_identity_binary(server, t):
     data, dt = _identity_data(t)
     inp = httpclient.InferInput("INPUT__0", list(data.shape), dt)
     inp.set_data_from_numpy(data, binary_data=True)
@@ -146,10 +144,8 @@ def test_identity_binary(server, identity_types, t):
     assert out.tobytes() == data.tobytes()
 
 
-@pytest.mark.parametrize("t", ["bool", "uint8", "int8", "int16", "int32", "int64", "fp32", "fp64", "uint16", "uint32", "uint64"])
-def test_identity_json(server, identity_types, t):
-    if t not in identity_types:
-        pytest.skip(f"torch could not make identity_{t}")
+@pytest.mark.parametrize("t", ["bool", "uint8", "int8", "int16", "int32", "int64", "fp32", "fp64"])
+def test_identity_json(server, t):
     data, dt = _identity_data(t)
     inp = httpclient.InferInput("INPUT__0", list(data.shape), dt)
     inp.set_data_from_numpy(data, binary_data=False)

@@ -2,6 +2,7 @@
 //! owned by one scheduler worker thread (see `scheduler`), so a backend never
 //! needs to be `Sync` and never blocks the async runtime.
 
+mod torch_ffi;
 pub mod torchscript;
 
 use std::time::Duration;

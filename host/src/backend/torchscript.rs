@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tch::{CModule, Device, IValue, Kind};
 
-use super::{Backend, BackendError, ExecTimings};
+use super::{torch_ffi, Backend, BackendError, ExecTimings};
 use crate::repository::config::{ModelSpec, Placement, TensorSpec};
 use crate::tensor::{DataType, Tensor};
 
@@ -103,9 +103,12 @@ impl TorchScriptInstance {
         Ok(Self { module, device, arg_position, output_position: positions(&spec.outputs), outputs: spec.outputs.clone() })
     }
 
-    fn to_torch(&self, t: &Tensor, spec_shape: Option<&[i64]>) -> Result<tch::Tensor, BackendError> {
-        let kind = kind_of(t.datatype).ok_or_else(|| BackendError::InvalidInput(format!("tensor '{}': {} is not supported by the TorchScript backend", t.name, t.datatype)))?;
-        let shape = spec_shape.unwrap_or(&t.shape);
+    fn to_torch(&self, t: &Tensor) -> Result<tch::Tensor, BackendError> {
+        let shape = &t.shape;
+        let Some(kind) = kind_of(t.datatype) else {
+            let cpu = torch_ffi::unsigned_tensor(&t.data, shape, t.datatype).map_err(|e| BackendError::InvalidInput(format!("tensor '{}': {e}", t.name)))?;
+            return self.on_device(cpu);
+        };
         let numel = crate::tensor::element_count(shape).unwrap_or(usize::MAX);
         // tch does not check the length itself; the protocol layer already did,
         // this keeps an invariant violation from reading out of bounds.
@@ -113,6 +116,10 @@ impl TorchScriptInstance {
             return Err(BackendError::InvalidInput(format!("tensor '{}': {} bytes do not match shape {shape:?}", t.name, t.data.len())));
         }
         let cpu = tch::Tensor::f_from_data_size(&t.data, shape, kind).map_err(|e| BackendError::Execution(e.to_string()))?;
+        self.on_device(cpu)
+    }
+
+    fn on_device(&self, cpu: tch::Tensor) -> Result<tch::Tensor, BackendError> {
         if self.device == Device::Cpu {
             Ok(cpu)
         } else {
@@ -153,7 +160,7 @@ impl Backend for TorchScriptInstance {
         let mut args: Vec<Option<IValue>> = (0..inputs.len()).map(|_| None).collect();
         for (i, input) in inputs.iter().enumerate() {
             let value = match input {
-                Some(t) => IValue::Tensor(self.to_torch(t, None)?),
+                Some(t) => IValue::Tensor(self.to_torch(t)?),
                 None => IValue::None,
             };
             args[self.arg_position[i]] = Some(value);
@@ -182,17 +189,26 @@ impl Backend for TorchScriptInstance {
                 ))
             })?;
             let t = t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(|e| BackendError::Execution(e.to_string()))?;
-            let kind = t.f_kind().map_err(|e| BackendError::Execution(e.to_string()))?;
-            let datatype = datatype_of(kind).ok_or_else(|| BackendError::Execution(format!("output '{}' has unsupported tensor type {kind:?}", spec.name)))?;
+            let unsupported = || BackendError::Execution(format!("output '{}' has a tensor type kiln cannot return", spec.name));
+            let (datatype, kind) = match t.f_kind() {
+                Ok(kind) => (datatype_of(kind).ok_or_else(unsupported)?, Some(kind)),
+                Err(_) => (torch_ffi::unsigned_datatype(&t).ok_or_else(unsupported)?, None),
+            };
             if datatype != spec.datatype {
                 return Err(BackendError::Execution(format!(
                     "output '{}' is declared {} in config.pbtxt but the model produced {datatype}",
                     spec.name, spec.datatype
                 )));
             }
-            let numel = t.numel();
-            let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
-            t.f_copy_data_u8(&mut buf, numel).map_err(|e| BackendError::Execution(e.to_string()))?;
+            let buf = match kind {
+                Some(kind) => {
+                    let numel = t.numel();
+                    let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
+                    t.f_copy_data_u8(&mut buf, numel).map_err(|e| BackendError::Execution(e.to_string()))?;
+                    buf
+                }
+                None => torch_ffi::unsigned_bytes(&t, datatype).map_err(BackendError::Execution)?,
+            };
             outputs.push(Tensor::new(spec.name.clone(), datatype, t.size(), Bytes::from(buf)));
         }
         timings.output = output_start.elapsed();

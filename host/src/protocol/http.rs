@@ -61,7 +61,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v2/repository/index", post(repository_index).get(repository_index))
         .route("/v2/repository/models/:model/load", post(load))
         .route("/v2/repository/models/:model/unload", post(unload))
-        .fallback(|uri: axum::http::Uri| async move { HttpError(KilnError::not_found(format!("no route for {uri}"))) })
+        .fallback(|uri: axum::http::Uri| async move { HttpError(unrouted(uri.path())) })
         // Tensors can be large (the gRPC side allows 2 GiB, so does this one).
         .layer(DefaultBodyLimit::max(i32::MAX as usize))
         .with_state(state)
@@ -74,6 +74,23 @@ pub fn metrics_router(state: Arc<ServerState>) -> Router {
             get(|State(s): AppState| async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()) }),
         )
         .with_state(state)
+}
+
+/// Protocol extensions kiln does not implement yet answer 501, not 404, so
+/// clients can tell "not built" from "wrong URL".
+fn unrouted(path: &str) -> KilnError {
+    const LATER: [(&str, &str); 4] = [
+        ("/v2/systemsharedmemory", "system shared memory"),
+        ("/v2/cudasharedmemory", "CUDA shared memory"),
+        ("/v2/trace", "tracing (trace settings)"),
+        ("/v2/logging", "runtime log settings (use RUST_LOG)"),
+    ];
+    let what = LATER.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, what)| *what);
+    match what {
+        Some(what) => KilnError::unimplemented(format!("{what} is not implemented by kiln yet")),
+        None if path.starts_with("/v2/models/") && path.ends_with("/trace/setting") => KilnError::unimplemented("tracing (trace settings) is not implemented by kiln yet"),
+        None => KilnError::not_found(format!("no route for {path}")),
+    }
 }
 
 fn path_parts(p: &HashMap<String, String>) -> (&str, &str) {

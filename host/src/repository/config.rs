@@ -402,13 +402,10 @@ fn tensor_spec(
     })
 }
 
-/// Datatypes libtorch (through tch 0.24) can hold.
+/// Datatypes libtorch can hold: every KServe type but BYTES.
 fn torchscript_supports(d: DataType) -> Result<(), String> {
     match d {
         DataType::Bytes => Err("BYTES (TYPE_STRING) tensors are not supported by the TorchScript backend".into()),
-        DataType::Uint16 | DataType::Uint32 | DataType::Uint64 => Err(format!(
-            "{d} is not supported by the TorchScript backend (libtorch has no stable unsigned types wider than 8 bits)"
-        )),
         _ => Ok(()),
     }
 }

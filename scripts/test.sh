@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds kiln, and runs every test: the Rust unit
+# tests, then the pytest integration suite that drives the real `kiln`
+# binary with tritonclient and perf_analyzer. This is what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --tests
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== build"
+cargo build --release --locked
+echo "== unit tests"
+cargo test --release --locked --workspace
+echo "== integration tests"
+KILN_BIN="$PWD/target/release/kiln" .venv/bin/python -m pytest "$@"
