@@ -34,29 +34,20 @@ def _fixture_stamp() -> str:
     return h.hexdigest()
 
 
-def _generate(out: pathlib.Path, model_set: str) -> pathlib.Path:
-    """Run make_models.py into `out` unless it is there from the same script and torch."""
+@pytest.fixture(scope="session")
+def model_repo() -> pathlib.Path:
+    """Run make_models.py into MODELS_DIR unless it is there from the same script and torch."""
+    out = MODELS_DIR
     stamp_file = out.parent / (out.name + ".stamp")
     stamp = _fixture_stamp()
     if not (out.is_dir() and stamp_file.exists() and stamp_file.read_text() == stamp):
         shutil.rmtree(out, ignore_errors=True)
-        proc = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out), "--set", model_set],
+        proc = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
         if proc.returncode != 0:
             pytest.fail(f"make_models.py failed:\n{proc.stdout}", pytrace=False)
         stamp_file.write_text(stamp)
     return out
-
-
-@pytest.fixture(scope="session")
-def model_repo() -> pathlib.Path:
-    return _generate(MODELS_DIR, "default")
-
-
-@pytest.fixture(scope="session")
-def wide_unsigned_repo() -> pathlib.Path:
-    """identity_uint16/32/64 (torch.jit handles them; Triton's libtorch backend does not)."""
-    return _generate(MODELS_DIR.parent / (MODELS_DIR.name + "-wide-unsigned"), "wide-unsigned")
 
 
 class _Factory:

@@ -161,6 +161,7 @@ class KilnServer:
         return [
             str(kiln_bin()), "serve",
             "--model-repository", str(self.repo),
+            "--host", "127.0.0.1",
             "--http-port", str(self.http_port),
             "--grpc-port", str(self.grpc_port),
             "--metrics-port", str(self.metrics_port),
@@ -282,6 +283,28 @@ class KilnServer:
         logf = getattr(self, "_logf", None)
         if logf is not None and not logf.closed:
             logf.close()
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses with a TCP socket in LISTEN state on `port` (from /proc/net/tcp{,6})."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = pathlib.Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, hexport = fields[1].split(":")
+            if fields[3] != "0A" or int(hexport, 16) != port:
+                continue
+            raw = bytes.fromhex(addr)
+            if len(raw) == 4:
+                found.append(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                found.append(socket.inet_ntop(socket.AF_INET6, words))
+    return found
 
 
 def copy_models(src_repo: pathlib.Path, dst_repo: pathlib.Path, names: Iterable[str]) -> pathlib.Path:

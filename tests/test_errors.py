@@ -223,6 +223,34 @@ def test_json_data_wrong_type(server):
     assert "INPUT0" in http_error(server, "POST", "/v2/models/add_sub/infer", body)
 
 
+@pytest.mark.parametrize("model,datatype,data,bad", [
+    ("identity_bool", "BOOL", [1, 0], "1"),
+    ("identity_uint8", "UINT8", [1, 300], "300"),
+    ("identity_int8", "INT8", [-129, 0], "-129"),
+    ("identity_int32", "INT32", [1.5, 2], "1.5"),
+    ("identity_uint32", "UINT32", [-1, 2], "-1"),
+])
+def test_json_value_out_of_range(server, model, datatype, data, bad):
+    body = {"inputs": [{"name": "INPUT__0", "shape": [1, 2], "datatype": datatype, "data": data}]}
+    msg = http_error(server, "POST", f"/v2/models/{model}/infer", body)
+    assert "INPUT__0" in msg, msg
+
+
+def test_typed_contents_wrong_field(server, raw_stub):
+    req = service_pb2.ModelInferRequest(model_name="identity_fp32")
+    t = req.inputs.add()
+    t.name, t.datatype = "INPUT__0", "FP32"
+    t.shape.extend([1, 2])
+    t.contents.int_contents.extend([1, 2])
+    msg = raw_error(raw_stub, req)
+    assert "INPUT__0" in msg, msg
+
+
+def test_negative_shape(server):
+    body = {"inputs": [{"name": "INPUT__0", "shape": [1, -2], "datatype": "FP32", "data": []}]}
+    assert "INPUT__0" in http_error(server, "POST", "/v2/models/identity_fp32/infer", body)
+
+
 def test_binary_size_mismatch_http(server):
     a, b = f32(1, 16), f32(1, 16)
     header = json.dumps({"inputs": [

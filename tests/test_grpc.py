@@ -185,7 +185,10 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("t", ["bool", "uint8", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16"])
+ALL_TYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16"]
+
+
+@pytest.mark.parametrize("t", ALL_TYPES)
 def test_identity_roundtrip(server, t):
     data, datatype = _identity_data(t)
     result = server.grpc.infer(f"identity_{t}", [identity_input(data, datatype)])
@@ -196,39 +199,39 @@ def test_identity_roundtrip(server, t):
     assert _same_bits(out, data), f"identity_{t}: output differs from input"
 
 
-@pytest.fixture(scope="module")
-def wide_unsigned_server(wide_unsigned_repo, module_kiln):
-    srv = module_kiln(wide_unsigned_repo, wait="live", name="wide-unsigned")
-
-    def settled():
-        states = {m.name: m.state for m in srv.grpc.get_model_repository_index().models}
-        return all(states.get(f"identity_{t}") in ("READY", "UNAVAILABLE") for t in ("uint16", "uint32", "uint64"))
-
-    from kilnutil import wait_until
-    wait_until(settled, 60, what="identity_uint* to finish loading")
-    return srv
+TYPED_FIELD = {
+    "bool": ("BOOL", "bool_contents"), "uint8": ("UINT8", "uint_contents"), "uint16": ("UINT16", "uint_contents"),
+    "uint32": ("UINT32", "uint_contents"), "uint64": ("UINT64", "uint64_contents"), "int8": ("INT8", "int_contents"),
+    "int16": ("INT16", "int_contents"), "int32": ("INT32", "int_contents"), "int64": ("INT64", "int64_contents"),
+    "fp32": ("FP32", "fp32_contents"), "fp64": ("FP64", "fp64_contents"),
+}
 
 
-@pytest.mark.parametrize("t", ["uint16", "uint32", "uint64"])
-def test_wide_unsigned_roundtrip_or_clean_rejection(wide_unsigned_repo, wide_unsigned_server, t):
-    """UINT16/32/64: torch.jit handles them, Triton's libtorch backend rejects them. kiln may do
-    either, but cleanly: exact round trip when READY, else UNAVAILABLE with a reason naming the type."""
-    srv = wide_unsigned_server
-    name = f"identity_{t}"
-    if not (wide_unsigned_repo / name).exists():
-        pytest.skip(f"torch could not make {name}")
-    entries = [m for m in srv.grpc.get_model_repository_index().models if m.name == name]
-    assert entries, f"{name} missing from the index"
-    if srv.grpc.is_model_ready(name):
-        data, datatype = _identity_data(t)
-        out = srv.grpc.infer(name, [identity_input(data, datatype)]).as_numpy("OUTPUT__0")
-        assert _same_bits(out, data)
-    else:
-        assert all(m.state == "UNAVAILABLE" for m in entries), entries
-        assert any(t.upper() in m.reason for m in entries), entries
-        with pytest.raises(InferenceServerException) as exc:
-            srv.grpc.infer(name, [identity_input(np.zeros((1, 2), np.dtype(t)), t.upper())])
-        assert exc.value.status() == "StatusCode.UNAVAILABLE"
+@pytest.mark.parametrize("t", sorted(TYPED_FIELD))
+def test_typed_contents_roundtrip(server, t):
+    """InferTensorContents (typed fields instead of raw_input_contents), via the raw stub."""
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    datatype, field = TYPED_FIELD[t]
+    data, _ = _identity_data(t, shape=(2, 5))
+    if t.startswith("fp"):
+        data = np.nan_to_num(data, nan=1.0, posinf=2.0, neginf=-2.0)
+    req = service_pb2.ModelInferRequest(model_name=f"identity_{t}")
+    tensor = req.inputs.add()
+    tensor.name, tensor.datatype = "INPUT__0", datatype
+    tensor.shape.extend(data.shape)
+    getattr(tensor.contents, field).extend(data.ravel().tolist())
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        resp = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req, timeout=30)
+    [out] = resp.outputs
+    assert out.datatype == datatype and list(out.shape) == [2, 5]
+    assert resp.raw_output_contents[0] == data.tobytes()
+
+
+def test_empty_tensor(server):
+    x = np.zeros((1, 0), np.float32)
+    result = server.grpc.infer("identity_fp32", [identity_input(x, "FP32")])
+    assert result.as_numpy("OUTPUT__0").shape == (1, 0)
 
 
 def test_list_output(server):
@@ -262,6 +265,24 @@ def test_add_sub_nobatch(server):
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
     assert list(result.get_response().outputs[0].shape) == [1, 16]
+
+
+def test_gzip_compression(server):
+    """Triton's gRPC endpoint accepts gzip-compressed messages (tritonclient: compression_algorithm)."""
+    a, b = rand_f32(4, 16), rand_f32(4, 16)
+    result = server.grpc.infer("add_sub", add_sub_inputs(a, b), compression_algorithm="gzip")
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
+def test_classification_extension(server):
+    x = np.array([[5.0, -1.0, 7.5, 0.25, 3.0]], dtype=np.float32)
+    result = server.grpc.infer("identity_fp32", [identity_input(x, "FP32")],
+                               outputs=[grpcclient.InferRequestedOutput("OUTPUT__0", class_count=2)])
+    [meta] = result.get_response().outputs
+    assert meta.datatype == "BYTES" and list(meta.shape) == [1, 2]
+    entries = [v.decode() for v in result.as_numpy("OUTPUT__0").ravel()]
+    assert [(float(e.split(":")[0]), e.split(":")[1]) for e in entries] == [(7.5, "2"), (5.0, "0")], entries
 
 
 # ---------------------------------------------------------------- streaming

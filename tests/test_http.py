@@ -10,7 +10,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import http_json, http_request
+from kilnutil import http_json, http_request, listening_addresses
 
 RNG = np.random.default_rng(4321)
 
@@ -41,6 +41,12 @@ def test_health(server):
     assert server.http.is_model_ready("add_sub") is True
     assert server.http.is_model_ready("add_sub", "1") is True
     assert server.http.is_model_ready("no_such_model") is False
+
+
+def test_host_flag_binds_loopback_only(server):
+    """The suite starts kiln with --host 127.0.0.1: all three listeners must honour it."""
+    for port in (server.http_port, server.grpc_port, server.metrics_port):
+        assert listening_addresses(port) == ["127.0.0.1"], (port, listening_addresses(port))
 
 
 def test_server_metadata(server):
@@ -130,7 +136,7 @@ def _identity_data(t: str, shape=(2, 9)):
     return vals, t.upper()
 
 
-ALL_TYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16"]
+ALL_TYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64", "bf16"]
 
 
 @pytest.mark.parametrize("t", ALL_TYPES)
@@ -144,7 +150,7 @@ def test_identity_binary(server, t):
     assert out.tobytes() == data.tobytes()
 
 
-@pytest.mark.parametrize("t", ["bool", "uint8", "int8", "int16", "int32", "int64", "fp32", "fp64"])
+@pytest.mark.parametrize("t", ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "fp32", "fp64"])
 def test_identity_json(server, t):
     data, dt = _identity_data(t)
     inp = httpclient.InferInput("INPUT__0", list(data.shape), dt)
@@ -189,6 +195,31 @@ def test_large_binary_tensor(server):
     inp.set_data_from_numpy(x)
     out = server.http.infer("identity_fp32", [inp]).as_numpy("OUTPUT__0")
     assert np.array_equal(out, x)
+
+
+@pytest.mark.parametrize("alg", ["gzip", "deflate"])
+@pytest.mark.parametrize("direction", ["request", "response"])
+def test_compression(server, alg, direction):
+    """Triton accepts Content-Encoding gzip/deflate bodies and honours Accept-Encoding;
+    tritonclient exposes both as infer(request_/response_compression_algorithm=...)."""
+    a, b = rand_f32(2, 16), rand_f32(2, 16)
+    kw = {f"{direction}_compression_algorithm": alg}
+    result = server.http.infer("add_sub", add_sub_inputs(a, b), **kw)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
+def test_classification_extension(server):
+    """class_count=k returns the top k as BYTES "value:index" strings (no label file here)."""
+    x = np.array([[5.0, -1.0, 7.5, 0.25, 3.0]], dtype=np.float32)
+    inp = httpclient.InferInput("INPUT__0", [1, 5], "FP32")
+    inp.set_data_from_numpy(x)
+    result = server.http.infer("identity_fp32", [inp], outputs=[httpclient.InferRequestedOutput("OUTPUT__0", class_count=3)])
+    [meta] = result.get_response()["outputs"]
+    assert meta["datatype"] == "BYTES" and meta["shape"] == [1, 3]
+    entries = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("OUTPUT__0").ravel()]
+    assert [e.split(":")[1] for e in entries] == ["2", "0", "4"], entries
+    assert [float(e.split(":")[0]) for e in entries] == [7.5, 5.0, 3.0], entries
 
 
 # ---------------------------------------------------------------- repository and statistics

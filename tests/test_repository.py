@@ -47,7 +47,7 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def install_version(model_repo, repo, tmp_path, model, version, source_model_file):
+def install_version(repo, tmp_path, model, version, source_model_file):
     """Put <repo>/<model>/<version>/model.pt in place atomically (rename of a complete dir)."""
     stage = tmp_path / f"stage-{model}-{version}"
     stage.mkdir()
@@ -73,7 +73,7 @@ def test_poll_new_version_then_broken_config(model_repo, copy_repo, kiln, tmp_pa
     np.testing.assert_array_equal(identity_infer(c, x), x)
 
     # a new version (x * 2) appears: the default policy (latest 1) serves it
-    install_version(model_repo, repo, tmp_path, "identity_fp32", 2, scaled_model_file(model_repo, 2))
+    install_version(repo, tmp_path, "identity_fp32", 2, scaled_model_file(model_repo, 2))
     wait_until(lambda: np.array_equal(identity_infer(c, x), x * 2), CHANGE_TIMEOUT_S, 0.25, "version 2 to serve")
     assert c.is_model_ready("identity_fp32", "2") is True
     np.testing.assert_array_equal(identity_infer(c, x, version="2"), x * 2)
@@ -165,6 +165,18 @@ def test_explicit_load_model_flag(model_repo, kiln):
     assert c.is_model_ready("list_output") is True
     assert c.is_model_ready("identity_fp32") is False
     assert c.is_model_ready("multi_version") is False
+    # the index can be restricted to ready models
+    status, _, raw = http_request(srv.http_url, "POST", "/v2/repository/index", {"ready": True})
+    assert status == 200, raw
+    ready = json.loads(raw)
+    assert {m["name"] for m in ready} == {"add_sub", "list_output"}, ready
+    assert all(m["state"] == "READY" for m in ready)
+
+
+def test_explicit_load_all_flag(model_repo, kiln):
+    srv = kiln(model_repo, "--model-control-mode", "explicit", "--load-model", "*", name="explicit-all")
+    for name in ("add_sub", "identity_fp32", "list_output", "multi_version", "slow_identity"):
+        assert srv.grpc.is_model_ready(name) is True, name
 
 
 def test_explicit_http_routes(model_repo, kiln):

@@ -18,17 +18,24 @@ def slow_inputs(mod, x, rounds):
     return [a, b]
 
 
-def calibrate(srv, target_s=0.15):
-    """Matmul rounds that make one slow_identity request take about target_s."""
+def timed(srv, rounds):
+    x = np.ones((1, 4), np.float32)
+    t0 = time.monotonic()
+    srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, rounds))
+    return time.monotonic() - t0
+
+
+def calibrate(srv, target_s=0.3):
+    """Matmul rounds that make one slow_identity request take about target_s.
+
+    TorchScript's profiling executor runs the first calls of a model slower (profiling, then
+    optimising), so each candidate is run a few times and the fastest run counts."""
     rounds = 200
     while True:
-        x = np.ones((1, 4), np.float32)
-        t0 = time.monotonic()
-        srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, rounds))
-        took = time.monotonic() - t0
-        if took >= target_s / 4 or rounds > 10**6:
+        took = min(timed(srv, rounds) for _ in range(4))
+        if took >= target_s / 2 or rounds > 10**7:
             return max(1, int(rounds * target_s / max(took, 1e-3)))
-        rounds *= 4
+        rounds *= 3
 
 
 def test_sigterm_drains_in_flight_requests(copy_repo, kiln):
@@ -59,7 +66,7 @@ def test_sigterm_drains_in_flight_requests(copy_repo, kiln):
     threads = [threading.Thread(target=worker, args=(kind, i)) for i in range(6) for kind in ("grpc", "http")]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # every request is on the wire and accepted by now; most are still queued
+    time.sleep(0.4)  # every request is on the wire and accepted by now; most are still queued
     t_term = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     for t in threads:
@@ -70,7 +77,9 @@ def test_sigterm_drains_in_flight_requests(copy_repo, kiln):
     bad = {k: v[2] for k, v in results.items() if v[2] != "correct"}
     assert not bad, f"in-flight requests not answered correctly after SIGTERM: {bad}"
     finished_after = sum(1 for (_, t_done, _) in results.values() if t_done > t_term)
-    assert finished_after >= 1, "all requests finished before SIGTERM: the test did not exercise draining"
+    assert finished_after >= len(results) // 2, (
+        f"only {finished_after} requests finished after SIGTERM ({rounds} rounds per request): "
+        "the test did not exercise draining")
     assert max(t_sent for (t_sent, _, _) in results.values()) < t_term
 
     rc = srv.wait_exit(30)
