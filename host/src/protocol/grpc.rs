@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice};
@@ -26,6 +27,10 @@ pub fn service(state: Arc<ServerState>) -> proto::grpc_inference_service_server:
     proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(GrpcService { state })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        // tritonclient's compression_algorithm="gzip". Replies stay
+        // uncompressed (Triton's default): grpc clients advertise gzip on every
+        // call, and compressing every tensor would cost CPU on the hot path.
+        .accept_compressed(CompressionEncoding::Gzip)
 }
 
 fn context<T>(request: &Request<T>) -> RequestContext {

@@ -64,6 +64,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(|uri: axum::http::Uri| async move { HttpError(unrouted(uri.path())) })
         // Tensors can be large (the gRPC side allows 2 GiB, so does this one).
         .layer(DefaultBodyLimit::max(i32::MAX as usize))
+        // tritonclient's request_compression_algorithm (gzip / deflate).
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }
 
@@ -240,9 +242,6 @@ async fn infer(State(s): AppState, Path(p): Path<HashMap<String, String>>, heade
     let (model, version) = path_parts(&p);
     let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
     let ctx = RequestContext::new(Protocol::Http, tenant);
-    if headers.get(header::CONTENT_ENCODING).is_some_and(|v| v != "identity") {
-        return Err(KilnError::unimplemented("compressed request bodies (Content-Encoding) are not supported yet").into());
-    }
     let (request, binary_outputs) = parse_infer(ctx, model, version, &headers, body)?;
     let response = inference::infer(&s.registry, request).await?;
     Ok(render_infer(response, &binary_outputs))

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Creates a Triton-layout repository with a TorchScript ResNet-50
+(torchvision, random weights: no hub download) served on the GPU.
+
+    python3 make_resnet.py REPO [--count N]
+"""
+import argparse
+import pathlib
+
+import torch
+import torchvision
+
+CONFIG = """name: "resnet50"
+platform: "pytorch_libtorch"
+max_batch_size: 8
+input [
+  {{
+    name: "INPUT__0"
+    data_type: TYPE_FP32
+    format: FORMAT_NCHW
+    dims: [ 3, 224, 224 ]
+  }}
+]
+output [
+  {{
+    name: "OUTPUT__0"
+    data_type: TYPE_FP32
+    dims: [ 1000 ]
+  }}
+]
+instance_group [ {{ {count}kind: KIND_GPU }} ]
+"""
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("repo", type=pathlib.Path)
+    p.add_argument("--count", type=int, default=0, help="instances per GPU (0: leave count out, Triton's default of 1)")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224))
+    d = args.repo / "resnet50"
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    traced.save(str(d / "1" / "model.pt"))
+    (d / "config.pbtxt").write_text(CONFIG.format(count=f"count: {args.count} " if args.count else ""))
+    print(f"wrote {d}")
+
+
+if __name__ == "__main__":
+    main()
