@@ -38,6 +38,12 @@ if ! command -v cargo >/dev/null; then
   fi
 fi
 
+if command -v rustup >/dev/null; then
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
 # torch 2.11.0 is what tch 0.24 links against (see host/Cargo.toml).
 TORCH_VERSION=2.11.0
 stamp=.venv/.kiln-setup

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 export PATH="$HOME/.cargo/bin:$PATH"
 
+echo "== format and lints"
+cargo fmt --all --check
+cargo clippy --release --locked --all-targets -- -D warnings
 echo "== build"
 cargo build --release --locked
 echo "== unit tests"

@@ -17,8 +17,15 @@ pub struct Row {
 
 pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for (name, dir) in layout::model_dirs(root).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", root.display()))? {
-        let row = |version: String, ok: bool, detail: String| Row { model: name.clone(), version, status: if ok { "OK" } else { "ERROR" }, detail };
+    for (name, dir) in layout::model_dirs(root)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", root.display()))?
+    {
+        let row = |version: String, ok: bool, detail: String| Row {
+            model: name.clone(),
+            version,
+            status: if ok { "OK" } else { "ERROR" },
+            detail,
+        };
         let spec = match config::read_config(&dir).and_then(|c| config::validate(&dir, c)) {
             Ok(spec) => spec,
             Err(e) => {
@@ -28,13 +35,26 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
         };
         let versions = spec.select_versions(&layout::versions(&dir));
         if versions.is_empty() {
-            rows.push(row("-".into(), false, "no numeric version folder selected by version_policy".into()));
+            rows.push(row(
+                "-".into(),
+                false,
+                "no numeric version folder selected by version_policy".into(),
+            ));
         }
         for v in versions {
             // CPU only: a check must work on a machine without the serving GPU.
             let result = backend::load_instance(&spec, v, Placement::Cpu);
             let detail = match &result {
-                Ok(_) => format!("{} inputs, {} outputs, {} instance(s){}", spec.inputs.len(), spec.outputs.len(), spec.instances.len(), spec.warnings.iter().map(|w| format!("; note: {w}")).collect::<String>()),
+                Ok(_) => format!(
+                    "{} inputs, {} outputs, {} instance(s){}",
+                    spec.inputs.len(),
+                    spec.outputs.len(),
+                    spec.instances.len(),
+                    spec.warnings
+                        .iter()
+                        .map(|w| format!("; note: {w}"))
+                        .collect::<String>()
+                ),
                 Err(e) => e.to_string(),
             };
             rows.push(row(v.to_string(), result.is_ok(), detail));
@@ -44,10 +64,21 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
 }
 
 pub fn print_table(rows: &[Row]) {
-    let w = |f: fn(&Row) -> usize, title: &str| rows.iter().map(f).max().unwrap_or(0).max(title.len());
-    let (wm, wv, ws) = (w(|r| r.model.len(), "MODEL"), w(|r| r.version.len(), "VERSION"), w(|r| r.status.len(), "STATUS"));
-    println!("{:wm$}  {:wv$}  {:ws$}  DETAIL", "MODEL", "VERSION", "STATUS");
+    let w =
+        |f: fn(&Row) -> usize, title: &str| rows.iter().map(f).max().unwrap_or(0).max(title.len());
+    let (wm, wv, ws) = (
+        w(|r| r.model.len(), "MODEL"),
+        w(|r| r.version.len(), "VERSION"),
+        w(|r| r.status.len(), "STATUS"),
+    );
+    println!(
+        "{:wm$}  {:wv$}  {:ws$}  DETAIL",
+        "MODEL", "VERSION", "STATUS"
+    );
     for r in rows {
-        println!("{:wm$}  {:wv$}  {:ws$}  {}", r.model, r.version, r.status, r.detail);
+        println!(
+            "{:wm$}  {:wv$}  {:ws$}  {}",
+            r.model, r.version, r.status, r.detail
+        );
     }
 }

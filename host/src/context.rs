@@ -41,7 +41,11 @@ impl RequestContext {
             Some(t) if !t.is_empty() => Identity::Tenant(t.to_string()),
             _ => Identity::Anonymous,
         };
-        Self { identity, protocol, received_at: Instant::now() }
+        Self {
+            identity,
+            protocol,
+            received_at: Instant::now(),
+        }
     }
 
     pub fn internal() -> Self {

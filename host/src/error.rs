@@ -86,7 +86,11 @@ mod tests {
             (KilnError::invalid("x"), tonic::Code::InvalidArgument, 400),
             (KilnError::not_found("x"), tonic::Code::NotFound, 404),
             (KilnError::unavailable("x"), tonic::Code::Unavailable, 503),
-            (KilnError::unimplemented("x"), tonic::Code::Unimplemented, 501),
+            (
+                KilnError::unimplemented("x"),
+                tonic::Code::Unimplemented,
+                501,
+            ),
             (KilnError::internal("x"), tonic::Code::Internal, 500),
         ];
         for (err, code, http) in cases {

@@ -61,7 +61,10 @@ pub async fn infer(registry: &ModelRegistry, request: InferRequest) -> Result<In
     }
 }
 
-async fn run(runner: &Arc<ModelRunner>, request: InferRequest) -> Result<(InferResponse, RequestTiming)> {
+async fn run(
+    runner: &Arc<ModelRunner>,
+    request: InferRequest,
+) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
     let requested = check_requested_outputs(spec, &request.outputs)?;
     let (inputs, batch_size) = arrange_inputs(spec, request.inputs)?;
@@ -69,7 +72,12 @@ async fn run(runner: &Arc<ModelRunner>, request: InferRequest) -> Result<(InferR
     let mut outputs = Vec::with_capacity(requested.len());
     let mut produced: Vec<Option<Tensor>> = outcome.outputs.into_iter().map(Some).collect();
     for (index, class_count) in requested {
-        let mut tensor = produced[index].take().ok_or_else(|| KilnError::invalid(format!("output '{}' requested twice", spec.outputs[index].name)))?;
+        let mut tensor = produced[index].take().ok_or_else(|| {
+            KilnError::invalid(format!(
+                "output '{}' requested twice",
+                spec.outputs[index].name
+            ))
+        })?;
         restore_output_shape(spec, index, &mut tensor);
         if class_count > 0 {
             tensor = classify(spec, index, &tensor, class_count)?;
@@ -92,7 +100,10 @@ async fn run(runner: &Arc<ModelRunner>, request: InferRequest) -> Result<(InferR
 }
 
 /// Output indices (into `spec.outputs`) to return, with their class counts.
-fn check_requested_outputs(spec: &ModelSpec, requested: &[RequestedOutput]) -> Result<Vec<(usize, u32)>> {
+fn check_requested_outputs(
+    spec: &ModelSpec,
+    requested: &[RequestedOutput],
+) -> Result<Vec<(usize, u32)>> {
     if requested.is_empty() {
         return Ok((0..spec.outputs.len()).map(|i| (i, 0)).collect());
     }
@@ -109,7 +120,10 @@ fn check_requested_outputs(spec: &ModelSpec, requested: &[RequestedOutput]) -> R
                 ))
             })?;
             if !seen.insert(index) {
-                return Err(KilnError::invalid(format!("output '{}' is requested more than once", r.name)));
+                return Err(KilnError::invalid(format!(
+                    "output '{}' is requested more than once",
+                    r.name
+                )));
             }
             Ok((index, r.class_count))
         })
@@ -117,15 +131,29 @@ fn check_requested_outputs(spec: &ModelSpec, requested: &[RequestedOutput]) -> R
 }
 
 fn names(specs: &[crate::repository::config::TensorSpec]) -> String {
-    specs.iter().map(|t| format!("'{}'", t.name)).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|t| format!("'{}'", t.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn dims_match(expected: &[i64], actual: &[i64]) -> bool {
-    expected.len() == actual.len() && expected.iter().zip(actual).all(|(&e, &a)| e == -1 || e == a)
+    expected.len() == actual.len()
+        && expected
+            .iter()
+            .zip(actual)
+            .all(|(&e, &a)| e == -1 || e == a)
 }
 
 fn show(dims: &[i64]) -> String {
-    format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+    format!(
+        "[{}]",
+        dims.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 /// Checks every input against the config and orders them as the backend
@@ -143,7 +171,10 @@ pub fn arrange_inputs(spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<(Vec<Opti
             ))
         })?;
         if arranged[index].is_some() {
-            return Err(KilnError::invalid(format!("input '{}' is given more than once", tensor.name)));
+            return Err(KilnError::invalid(format!(
+                "input '{}' is given more than once",
+                tensor.name
+            )));
         }
         if tensor.datatype != expected.datatype {
             return Err(KilnError::invalid(format!(
@@ -178,7 +209,11 @@ pub fn arrange_inputs(spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<(Vec<Opti
             tensor.shape.clone()
         };
         if !dims_match(&expected.dims, &item_shape) {
-            let full = if spec.batched() { [&[-1][..], &expected.dims].concat() } else { expected.dims.clone() };
+            let full = if spec.batched() {
+                [&[-1][..], &expected.dims].concat()
+            } else {
+                expected.dims.clone()
+            };
             return Err(KilnError::invalid(format!(
                 "unexpected shape for input '{}' for model '{}'. Expected {}, got {}",
                 tensor.name,
@@ -208,11 +243,19 @@ pub fn arrange_inputs(spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<(Vec<Opti
 
 /// `[batch] + reshape`, resolving one -1 from the element count.
 fn reshaped(spec: &ModelSpec, batch: Option<i64>, reshape: &[i64], elements: usize) -> Vec<i64> {
-    let mut shape: Vec<i64> = if spec.batched() { vec![batch.unwrap_or(1)] } else { vec![] };
+    let mut shape: Vec<i64> = if spec.batched() {
+        vec![batch.unwrap_or(1)]
+    } else {
+        vec![]
+    };
     shape.extend_from_slice(reshape);
     let known: i64 = shape.iter().filter(|&&d| d >= 0).product();
     if let Some(slot) = shape.iter_mut().find(|d| **d < 0) {
-        *slot = if known > 0 { elements as i64 / known } else { 0 };
+        *slot = if known > 0 {
+            elements as i64 / known
+        } else {
+            0
+        };
     }
     shape
 }
@@ -223,7 +266,11 @@ fn restore_output_shape(spec: &ModelSpec, index: usize, tensor: &mut Tensor) {
     if out.reshape.is_none() || out.dims.iter().any(|&d| d < 0) {
         return;
     }
-    let mut shape = if spec.batched() { vec![tensor.shape.first().copied().unwrap_or(1)] } else { vec![] };
+    let mut shape = if spec.batched() {
+        vec![tensor.shape.first().copied().unwrap_or(1)]
+    } else {
+        vec![]
+    };
     shape.extend_from_slice(&out.dims);
     if crate::tensor::element_count(&shape) == tensor.element_count().ok() {
         tensor.shape = shape;
@@ -233,15 +280,27 @@ fn restore_output_shape(spec: &ModelSpec, index: usize, tensor: &mut Tensor) {
 fn as_f64(t: &Tensor) -> Result<Vec<f64>> {
     let d = &t.data;
     Ok(match t.datatype {
-        DataType::Fp32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        DataType::Fp64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-        DataType::Int32 => d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        DataType::Int64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DataType::Fp32 => d
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        DataType::Fp64 => d
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        DataType::Int32 => d
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        DataType::Int64 => d
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
         other => {
             return Err(KilnError::invalid(format!(
-                "classification of output '{}' needs FP32, FP64, INT32 or INT64 values, not {other}",
-                t.name
-            )))
+            "classification of output '{}' needs FP32, FP64, INT32 or INT64 values, not {other}",
+            t.name
+        )))
         }
     })
 }
@@ -276,7 +335,12 @@ fn classify(spec: &ModelSpec, index: usize, tensor: &Tensor, k: u32) -> Result<T
     let mut shape = leading;
     shape.push(k as i64);
     let data = encode_bytes_elements(strings.iter().map(|s| s.as_bytes()));
-    Ok(Tensor::new(tensor.name.clone(), DataType::Bytes, shape, Bytes::from(data)))
+    Ok(Tensor::new(
+        tensor.name.clone(),
+        DataType::Bytes,
+        shape,
+        Bytes::from(data),
+    ))
 }
 
 #[cfg(test)]
@@ -285,13 +349,26 @@ mod tests {
     use crate::repository::config::{Placement, TensorSpec};
 
     fn spec(max_batch: usize) -> ModelSpec {
-        let t = |n: &str, dims: Vec<i64>| TensorSpec { name: n.into(), datatype: DataType::Fp32, dims, reshape: None, optional: false, labels: None };
+        let t = |n: &str, dims: Vec<i64>| TensorSpec {
+            name: n.into(),
+            datatype: DataType::Fp32,
+            dims,
+            reshape: None,
+            optional: false,
+            labels: None,
+        };
         ModelSpec {
             name: "add_sub".into(),
             config: Default::default(),
             max_batch_size: max_batch,
             inputs: vec![t("INPUT0", vec![16]), t("INPUT1", vec![16])],
-            outputs: vec![t("OUTPUT0", vec![16]), TensorSpec { labels: Some(Arc::new(vec!["a".into(), "b".into(), "c".into()])), ..t("OUTPUT1", vec![3]) }],
+            outputs: vec![
+                t("OUTPUT0", vec![16]),
+                TensorSpec {
+                    labels: Some(Arc::new(vec!["a".into(), "b".into(), "c".into()])),
+                    ..t("OUTPUT1", vec![3])
+                },
+            ],
             instances: vec![Placement::Cpu],
             model_filename: "model.pt".into(),
             model_dir: "/nonexistent".into(),
@@ -306,7 +383,11 @@ mod tests {
 
     #[test]
     fn inputs_are_arranged_in_config_order() {
-        let (inputs, batch) = arrange_inputs(&spec(8), vec![fp32("INPUT1", vec![2, 16]), fp32("INPUT0", vec![2, 16])]).unwrap();
+        let (inputs, batch) = arrange_inputs(
+            &spec(8),
+            vec![fp32("INPUT1", vec![2, 16]), fp32("INPUT0", vec![2, 16])],
+        )
+        .unwrap();
         assert_eq!(batch, 2);
         assert_eq!(inputs[0].as_ref().unwrap().name, "INPUT0");
     }
@@ -315,13 +396,47 @@ mod tests {
     fn every_input_error_names_the_tensor() {
         let s = spec(8);
         let cases: Vec<(Vec<Tensor>, &str)> = vec![
-            (vec![fp32("INPUT0", vec![1, 16]), fp32("BOGUS", vec![1, 16])], "BOGUS"),
+            (
+                vec![fp32("INPUT0", vec![1, 16]), fp32("BOGUS", vec![1, 16])],
+                "BOGUS",
+            ),
             (vec![fp32("INPUT0", vec![1, 16])], "missing input 'INPUT1'"),
-            (vec![fp32("INPUT0", vec![1, 15]), fp32("INPUT1", vec![1, 16])], "Expected [-1,16], got [1,15]"),
-            (vec![fp32("INPUT0", vec![9, 16]), fp32("INPUT1", vec![9, 16])], "batch size 9"),
-            (vec![fp32("INPUT0", vec![1, 16]), fp32("INPUT1", vec![2, 16])], "INPUT1"),
-            (vec![Tensor::new("INPUT0", DataType::Int32, vec![1, 16], Bytes::from(vec![0u8; 64])), fp32("INPUT1", vec![1, 16])], "data-type is 'INT32'"),
-            (vec![Tensor::new("INPUT0", DataType::Fp32, vec![1, 16], Bytes::from(vec![0u8; 63])), fp32("INPUT1", vec![1, 16])], "INPUT0"),
+            (
+                vec![fp32("INPUT0", vec![1, 15]), fp32("INPUT1", vec![1, 16])],
+                "Expected [-1,16], got [1,15]",
+            ),
+            (
+                vec![fp32("INPUT0", vec![9, 16]), fp32("INPUT1", vec![9, 16])],
+                "batch size 9",
+            ),
+            (
+                vec![fp32("INPUT0", vec![1, 16]), fp32("INPUT1", vec![2, 16])],
+                "INPUT1",
+            ),
+            (
+                vec![
+                    Tensor::new(
+                        "INPUT0",
+                        DataType::Int32,
+                        vec![1, 16],
+                        Bytes::from(vec![0u8; 64]),
+                    ),
+                    fp32("INPUT1", vec![1, 16]),
+                ],
+                "data-type is 'INT32'",
+            ),
+            (
+                vec![
+                    Tensor::new(
+                        "INPUT0",
+                        DataType::Fp32,
+                        vec![1, 16],
+                        Bytes::from(vec![0u8; 63]),
+                    ),
+                    fp32("INPUT1", vec![1, 16]),
+                ],
+                "INPUT0",
+            ),
         ];
         for (inputs, needle) in cases {
             let e = arrange_inputs(&s, inputs).unwrap_err();
@@ -335,14 +450,25 @@ mod tests {
         let mut s = spec(0);
         s.inputs[0].dims = vec![1, 16];
         s.inputs[1].dims = vec![1, 16];
-        assert!(arrange_inputs(&s, vec![fp32("INPUT0", vec![1, 16]), fp32("INPUT1", vec![1, 16])]).is_ok());
-        assert!(arrange_inputs(&s, vec![fp32("INPUT0", vec![16]), fp32("INPUT1", vec![1, 16])]).is_err());
+        assert!(arrange_inputs(
+            &s,
+            vec![fp32("INPUT0", vec![1, 16]), fp32("INPUT1", vec![1, 16])]
+        )
+        .is_ok());
+        assert!(arrange_inputs(
+            &s,
+            vec![fp32("INPUT0", vec![16]), fp32("INPUT1", vec![1, 16])]
+        )
+        .is_err());
     }
 
     #[test]
     fn classification_returns_top_k_with_labels() {
         let s = spec(8);
-        let vals: Vec<u8> = [0.1f32, 0.7, 0.2, 0.5, 0.3, 0.9].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let vals: Vec<u8> = [0.1f32, 0.7, 0.2, 0.5, 0.3, 0.9]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let t = Tensor::new("OUTPUT1", DataType::Fp32, vec![2, 3], Bytes::from(vals));
         let c = classify(&s, 1, &t, 2).unwrap();
         assert_eq!(c.shape, vec![2, 2]);
@@ -355,9 +481,18 @@ mod tests {
     #[test]
     fn unknown_or_duplicate_outputs_are_rejected() {
         let s = spec(8);
-        let r = |n: &str| RequestedOutput { name: n.into(), class_count: 0 };
-        assert!(check_requested_outputs(&s, &[r("NOPE")]).unwrap_err().message().contains("NOPE"));
+        let r = |n: &str| RequestedOutput {
+            name: n.into(),
+            class_count: 0,
+        };
+        assert!(check_requested_outputs(&s, &[r("NOPE")])
+            .unwrap_err()
+            .message()
+            .contains("NOPE"));
         assert!(check_requested_outputs(&s, &[r("OUTPUT0"), r("OUTPUT0")]).is_err());
-        assert_eq!(check_requested_outputs(&s, &[r("OUTPUT1")]).unwrap(), vec![(1, 0)]);
+        assert_eq!(
+            check_requested_outputs(&s, &[r("OUTPUT1")]).unwrap(),
+            vec![(1, 0)]
+        );
     }
 }

@@ -4,7 +4,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Inference server for Triton model repositories (KServe v2 over gRPC and HTTP)")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Inference server for Triton model repositories (KServe v2 over gRPC and HTTP)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,14 +27,19 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
             let result = kiln::settings::Settings::resolve(args).and_then(|settings| {
-                tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(kiln::server::serve(settings))
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(kiln::server::serve(settings))
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

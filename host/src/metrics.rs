@@ -25,25 +25,69 @@ const LABELS: [&str; 2] = ["model", "version"];
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &LABELS).expect("valid metric definition");
-    registry.register(Box::new(c.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let ready = IntGaugeVec::new(Opts::new("kiln_model_ready", "1 when the model version is READY"), &LABELS).expect("valid metric definition");
-        registry.register(Box::new(ready.clone())).expect("metric registered once");
+        let ready = IntGaugeVec::new(
+            Opts::new("kiln_model_ready", "1 when the model version is READY"),
+            &LABELS,
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(ready.clone()))
+            .expect("metric registered once");
         Self {
-            success: counter(&registry, "nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
-            failure: counter(&registry, "nv_inference_request_failure", "Number of failed inference requests, all batch sizes"),
-            inference_count: counter(&registry, "nv_inference_count", "Number of inferences performed (a batch of N counts N)"),
-            exec_count: counter(&registry, "nv_inference_exec_count", "Number of model executions performed"),
-            request_us: counter(&registry, "nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
-            queue_us: counter(&registry, "nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
-            input_us: counter(&registry, "nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds"),
-            infer_us: counter(&registry, "nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
-            output_us: counter(&registry, "nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds"),
+            success: counter(
+                &registry,
+                "nv_inference_request_success",
+                "Number of successful inference requests, all batch sizes",
+            ),
+            failure: counter(
+                &registry,
+                "nv_inference_request_failure",
+                "Number of failed inference requests, all batch sizes",
+            ),
+            inference_count: counter(
+                &registry,
+                "nv_inference_count",
+                "Number of inferences performed (a batch of N counts N)",
+            ),
+            exec_count: counter(
+                &registry,
+                "nv_inference_exec_count",
+                "Number of model executions performed",
+            ),
+            request_us: counter(
+                &registry,
+                "nv_inference_request_duration_us",
+                "Cumulative inference request duration in microseconds",
+            ),
+            queue_us: counter(
+                &registry,
+                "nv_inference_queue_duration_us",
+                "Cumulative inference queuing duration in microseconds",
+            ),
+            input_us: counter(
+                &registry,
+                "nv_inference_compute_input_duration_us",
+                "Cumulative compute input duration in microseconds",
+            ),
+            infer_us: counter(
+                &registry,
+                "nv_inference_compute_infer_duration_us",
+                "Cumulative compute inference duration in microseconds",
+            ),
+            output_us: counter(
+                &registry,
+                "nv_inference_compute_output_duration_us",
+                "Cumulative inference compute output duration in microseconds",
+            ),
             ready,
             registry,
         }
@@ -67,12 +111,16 @@ impl Metrics {
     }
 
     pub fn set_ready(&self, model: &str, version: i64, ready: bool) {
-        self.ready.with_label_values(&[model, &version.to_string()]).set(ready as i64);
+        self.ready
+            .with_label_values(&[model, &version.to_string()])
+            .set(ready as i64);
     }
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding never fails");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding never fails");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }

@@ -39,15 +39,26 @@ const NODELAY: bool = true;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("invalid {what} address {host}:{port}"))?;
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("invalid {what} address {host}:{port}"))?;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let repo = settings.model_repository.canonicalize().with_context(|| format!("model repository {}", settings.model_repository.display()))?;
+    let repo = settings
+        .model_repository
+        .canonicalize()
+        .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
     let metrics = Arc::new(Metrics::new());
     let registry = ModelRegistry::new(repo.clone(), settings.model_control_mode, metrics.clone());
-    let state = Arc::new(ServerState { registry: registry.clone(), metrics, ready: AtomicBool::new(false) });
+    let state = Arc::new(ServerState {
+        registry: registry.clone(),
+        metrics,
+        ready: AtomicBool::new(false),
+    });
 
     // Bind everything first: a busy port fails the start, not a request later.
     let http_listener = bind(&settings.host, settings.http_port, "HTTP").await?;
@@ -64,14 +75,30 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(grpc::service(state.clone()))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from_listener(grpc_listener, NODELAY, None).map_err(|e| anyhow::anyhow!("{e}"))?, stopped(stop_rx.clone()));
-    let http_server = axum::serve(http_listener, http::router(state.clone())).tcp_nodelay(NODELAY).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let metrics_server = axum::serve(metrics_listener, http::metrics_router(state.clone())).tcp_nodelay(NODELAY).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let servers = tokio::spawn(async move { tokio::try_join!(async { grpc_server.await.map_err(anyhow::Error::from) }, async { http_server.await.map_err(anyhow::Error::from) }, async { metrics_server.await.map_err(anyhow::Error::from) }) });
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from_listener(grpc_listener, NODELAY, None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            stopped(stop_rx.clone()),
+        );
+    let http_server = axum::serve(http_listener, http::router(state.clone()))
+        .tcp_nodelay(NODELAY)
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let metrics_server = axum::serve(metrics_listener, http::metrics_router(state.clone()))
+        .tcp_nodelay(NODELAY)
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let servers = tokio::spawn(async move {
+        tokio::try_join!(
+            async { grpc_server.await.map_err(anyhow::Error::from) },
+            async { http_server.await.map_err(anyhow::Error::from) },
+            async { metrics_server.await.map_err(anyhow::Error::from) }
+        )
+    });
 
     let startup = {
         let registry = registry.clone();
@@ -80,7 +107,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         async move {
             match mode {
                 ControlMode::None | ControlMode::Poll => registry.load_all().await,
-                ControlMode::Explicit if load_models.iter().any(|m| m == "*") => registry.load_all().await,
+                ControlMode::Explicit if load_models.iter().any(|m| m == "*") => {
+                    registry.load_all().await
+                }
                 ControlMode::Explicit => {
                     for m in &load_models {
                         if let Err(e) = registry.load(m).await {
@@ -96,7 +125,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         _ = shutdown_signal() => return finish(state, stop_tx, servers).await,
     }
     state.ready.store(true, Ordering::Release);
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     tracing::info!("kiln ready");
 
     if settings.model_control_mode == ControlMode::Poll {
@@ -118,11 +149,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
 
     shutdown_signal().await;
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     finish(state, stop_tx, servers).await
 }
 
-async fn finish(state: Arc<ServerState>, stop: watch::Sender<bool>, servers: tokio::task::JoinHandle<anyhow::Result<((), (), ())>>) -> anyhow::Result<()> {
+async fn finish(
+    state: Arc<ServerState>,
+    stop: watch::Sender<bool>,
+    servers: tokio::task::JoinHandle<anyhow::Result<((), (), ())>>,
+) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests, finishing in-flight ones");
     state.ready.store(false, Ordering::Release);
     let _ = stop.send(true);

@@ -72,7 +72,12 @@ impl Settings {
             None => FileSettings::default(),
         };
         // Relative paths in the file are relative to the file.
-        let file_dir = args.config.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let file_dir = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let model_repository = args
             .model_repository
             .or_else(|| file.model_repository.map(|p| file_dir.join(p)))
@@ -83,15 +88,26 @@ impl Settings {
             http_port: args.http_port.or(file.http_port).unwrap_or(8000),
             grpc_port: args.grpc_port.or(file.grpc_port).unwrap_or(8001),
             metrics_port: args.metrics_port.or(file.metrics_port).unwrap_or(8002),
-            model_control_mode: args.model_control_mode.or(file.model_control_mode).unwrap_or_default(),
-            repository_poll_secs: args.repository_poll_secs.or(file.repository_poll_secs).unwrap_or(15),
-            load_model: if args.load_model.is_empty() { file.load_model } else { args.load_model },
+            model_control_mode: args
+                .model_control_mode
+                .or(file.model_control_mode)
+                .unwrap_or_default(),
+            repository_poll_secs: args
+                .repository_poll_secs
+                .or(file.repository_poll_secs)
+                .unwrap_or(15),
+            load_model: if args.load_model.is_empty() {
+                file.load_model
+            } else {
+                args.load_model
+            },
         })
     }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
 }
 
@@ -104,9 +120,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("kiln.toml");
         std::fs::write(&file, "model_repository = \"models\"\nhttp_port = 9000\ngrpc_port = 9001\nmodel_control_mode = \"poll\"\n").unwrap();
-        let s = Settings::resolve(ServeArgs { config: Some(file), grpc_port: Some(7001), ..Default::default() }).unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(file),
+            grpc_port: Some(7001),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(s.model_repository, tmp.path().join("models"));
-        assert_eq!((s.http_port, s.grpc_port, s.metrics_port), (9000, 7001, 8002));
+        assert_eq!(
+            (s.http_port, s.grpc_port, s.metrics_port),
+            (9000, 7001, 8002)
+        );
         assert_eq!(s.model_control_mode, ControlMode::Poll);
     }
 
@@ -115,7 +139,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("kiln.toml");
         std::fs::write(&file, "htp_port = 1\n").unwrap();
-        let e = Settings::resolve(ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        let e = Settings::resolve(ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{e:#}").contains("htp_port"), "{e:#}");
     }
 }

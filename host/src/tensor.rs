@@ -132,7 +132,12 @@ pub fn element_count(shape: &[i64]) -> Option<usize> {
 
 impl Tensor {
     pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>, data: Bytes) -> Self {
-        Self { name: name.into(), datatype, shape, data }
+        Self {
+            name: name.into(),
+            datatype,
+            shape,
+            data,
+        }
     }
 
     pub fn element_count(&self) -> Result<usize> {
@@ -237,9 +242,19 @@ mod tests {
 
     #[test]
     fn byte_size_is_checked_against_shape() {
-        let t = Tensor::new("INPUT0", DataType::Fp32, vec![2, 2], Bytes::from(vec![0u8; 16]));
+        let t = Tensor::new(
+            "INPUT0",
+            DataType::Fp32,
+            vec![2, 2],
+            Bytes::from(vec![0u8; 16]),
+        );
         assert!(t.check_byte_size().is_ok());
-        let bad = Tensor::new("INPUT0", DataType::Fp32, vec![2, 3], Bytes::from(vec![0u8; 16]));
+        let bad = Tensor::new(
+            "INPUT0",
+            DataType::Fp32,
+            vec![2, 3],
+            Bytes::from(vec![0u8; 16]),
+        );
         let err = bad.check_byte_size().unwrap_err();
         assert!(err.message().contains("INPUT0"), "{err}");
         let neg = Tensor::new("X", DataType::Fp32, vec![-1], Bytes::new());

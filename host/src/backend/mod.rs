@@ -37,14 +37,27 @@ pub trait Backend: Send + 'static {
     /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
     /// for an optional input that was not sent); the result is aligned with
     /// `ModelSpec::outputs`.
-    fn execute(&mut self, inputs: &[Option<Tensor>], timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError>;
+    fn execute(
+        &mut self,
+        inputs: &[Option<Tensor>],
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError>;
 
     /// Human-readable device name for logs and the index ("cpu", "cuda:0").
     fn device(&self) -> String;
 }
 
 /// Loads one instance of `spec`'s version `version` at `placement`.
-pub fn load_instance(spec: &ModelSpec, version: i64, placement: Placement) -> Result<Box<dyn Backend>, BackendError> {
-    let path = spec.model_dir.join(version.to_string()).join(&spec.model_filename);
-    Ok(Box::new(torchscript::TorchScriptInstance::load(spec, &path, placement)?))
+pub fn load_instance(
+    spec: &ModelSpec,
+    version: i64,
+    placement: Placement,
+) -> Result<Box<dyn Backend>, BackendError> {
+    let path = spec
+        .model_dir
+        .join(version.to_string())
+        .join(&spec.model_filename);
+    Ok(Box::new(torchscript::TorchScriptInstance::load(
+        spec, &path, placement,
+    )?))
 }

@@ -37,15 +37,31 @@ fn last_error() -> Option<String> {
 }
 
 /// A CPU tensor of an unsigned wide type, copied from little-endian bytes.
-pub fn unsigned_tensor(data: &[u8], shape: &[i64], datatype: DataType) -> Result<tch::Tensor, String> {
-    let (code, size) = code(datatype).ok_or_else(|| format!("{datatype} is not an unsigned wide type"))?;
+pub fn unsigned_tensor(
+    data: &[u8],
+    shape: &[i64],
+    datatype: DataType,
+) -> Result<tch::Tensor, String> {
+    let (code, size) =
+        code(datatype).ok_or_else(|| format!("{datatype} is not an unsigned wide type"))?;
     let numel = crate::tensor::element_count(shape).ok_or("invalid shape")?;
     if numel.checked_mul(size) != Some(data.len()) {
-        return Err(format!("{} bytes do not match shape {shape:?} of {datatype}", data.len()));
+        return Err(format!(
+            "{} bytes do not match shape {shape:?} of {datatype}",
+            data.len()
+        ));
     }
     // SAFETY: `data` holds exactly numel * size bytes (checked above) and
     // `shape` outlives the call; libtorch copies both into a new tensor.
-    let ptr = unsafe { torch_sys::at_tensor_of_data(data.as_ptr() as *const c_void, shape.as_ptr(), shape.len(), size, code) };
+    let ptr = unsafe {
+        torch_sys::at_tensor_of_data(
+            data.as_ptr() as *const c_void,
+            shape.as_ptr(),
+            shape.len(),
+            size,
+            code,
+        )
+    };
     if let Some(e) = last_error() {
         return Err(e);
     }
@@ -72,13 +88,21 @@ pub fn unsigned_datatype(t: &tch::Tensor) -> Option<DataType> {
 
 /// Little-endian bytes of a contiguous CPU tensor of an unsigned wide type.
 pub fn unsigned_bytes(t: &tch::Tensor, datatype: DataType) -> Result<Vec<u8>, String> {
-    let (_, size) = code(datatype).ok_or_else(|| format!("{datatype} is not an unsigned wide type"))?;
+    let (_, size) =
+        code(datatype).ok_or_else(|| format!("{datatype} is not an unsigned wide type"))?;
     let numel = t.numel();
     let mut buf = vec![0u8; numel * size];
     // SAFETY: `buf` has room for numel elements of `size` bytes; the tensor is
     // contiguous on the CPU (the caller's contract), so libtorch memcpys
     // exactly that many bytes.
-    unsafe { torch_sys::at_copy_data(t.as_ptr() as *mut _, buf.as_mut_ptr() as *const c_void, numel, size) };
+    unsafe {
+        torch_sys::at_copy_data(
+            t.as_ptr() as *mut _,
+            buf.as_mut_ptr() as *const c_void,
+            numel,
+            size,
+        )
+    };
     match last_error() {
         Some(e) => Err(e),
         None => Ok(buf),

@@ -39,11 +39,19 @@ pub fn resolve_device(placement: Placement) -> Result<Device, BackendError> {
     let gpus = cuda_device_count();
     match placement {
         Placement::Cpu => Ok(Device::Cpu),
-        Placement::Auto => Ok(if gpus > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        Placement::Auto => Ok(if gpus > 0 {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
         Placement::Gpu(id) if (id as i64) < gpus => Ok(Device::Cuda(id as usize)),
         Placement::Gpu(id) => Err(BackendError::Load(format!(
             "instance_group asks for GPU {id} but {gpus} CUDA device(s) are visible to libtorch{}",
-            if cfg!(feature = "cuda") { "" } else { " (this kiln was built without the `cuda` feature)" }
+            if cfg!(feature = "cuda") {
+                ""
+            } else {
+                " (this kiln was built without the `cuda` feature)"
+            }
         ))),
     }
 }
@@ -86,10 +94,18 @@ impl TorchScriptInstance {
     pub fn load(spec: &ModelSpec, path: &Path, placement: Placement) -> Result<Self, BackendError> {
         let device = resolve_device(placement)?;
         if !path.is_file() {
-            return Err(BackendError::Load(format!("model file {} not found", path.display())));
+            return Err(BackendError::Load(format!(
+                "model file {} not found",
+                path.display()
+            )));
         }
-        let mut module = CModule::load_on_device(path, device)
-            .map_err(|e| BackendError::Load(format!("cannot load TorchScript {}: {}", path.display(), first_line(&e.to_string()))))?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| {
+            BackendError::Load(format!(
+                "cannot load TorchScript {}: {}",
+                path.display(),
+                first_line(&e.to_string())
+            ))
+        })?;
         module.set_eval();
         let arg_position = positions(&spec.inputs);
         if let Some(max) = arg_position.iter().max() {
@@ -100,22 +116,34 @@ impl TorchScriptInstance {
                 )));
             }
         }
-        Ok(Self { module, device, arg_position, output_position: positions(&spec.outputs), outputs: spec.outputs.clone() })
+        Ok(Self {
+            module,
+            device,
+            arg_position,
+            output_position: positions(&spec.outputs),
+            outputs: spec.outputs.clone(),
+        })
     }
 
     fn to_torch(&self, t: &Tensor) -> Result<tch::Tensor, BackendError> {
         let shape = &t.shape;
         let Some(kind) = kind_of(t.datatype) else {
-            let cpu = torch_ffi::unsigned_tensor(&t.data, shape, t.datatype).map_err(|e| BackendError::InvalidInput(format!("tensor '{}': {e}", t.name)))?;
+            let cpu = torch_ffi::unsigned_tensor(&t.data, shape, t.datatype)
+                .map_err(|e| BackendError::InvalidInput(format!("tensor '{}': {e}", t.name)))?;
             return self.on_device(cpu);
         };
         let numel = crate::tensor::element_count(shape).unwrap_or(usize::MAX);
         // tch does not check the length itself; the protocol layer already did,
         // this keeps an invariant violation from reading out of bounds.
         if numel.checked_mul(kind.elt_size_in_bytes()) != Some(t.data.len()) {
-            return Err(BackendError::InvalidInput(format!("tensor '{}': {} bytes do not match shape {shape:?}", t.name, t.data.len())));
+            return Err(BackendError::InvalidInput(format!(
+                "tensor '{}': {} bytes do not match shape {shape:?}",
+                t.name,
+                t.data.len()
+            )));
         }
-        let cpu = tch::Tensor::f_from_data_size(&t.data, shape, kind).map_err(|e| BackendError::Execution(e.to_string()))?;
+        let cpu = tch::Tensor::f_from_data_size(&t.data, shape, kind)
+            .map_err(|e| BackendError::Execution(e.to_string()))?;
         self.on_device(cpu)
     }
 
@@ -123,7 +151,8 @@ impl TorchScriptInstance {
         if self.device == Device::Cpu {
             Ok(cpu)
         } else {
-            cpu.f_to_device(self.device).map_err(|e| BackendError::Execution(e.to_string()))
+            cpu.f_to_device(self.device)
+                .map_err(|e| BackendError::Execution(e.to_string()))
         }
     }
 }
@@ -151,11 +180,17 @@ fn flatten_result(value: IValue, out: &mut Vec<tch::Tensor>) -> Result<(), Backe
 }
 
 fn datatype_of(kind: Kind) -> Option<DataType> {
-    DataType::ALL.into_iter().find(|&d| kind_of(d) == Some(kind))
+    DataType::ALL
+        .into_iter()
+        .find(|&d| kind_of(d) == Some(kind))
 }
 
 impl Backend for TorchScriptInstance {
-    fn execute(&mut self, inputs: &[Option<Tensor>], timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError> {
+    fn execute(
+        &mut self,
+        inputs: &[Option<Tensor>],
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
         let start = Instant::now();
         let mut args: Vec<Option<IValue>> = (0..inputs.len()).map(|_| None).collect();
         for (i, input) in inputs.iter().enumerate() {
@@ -165,16 +200,26 @@ impl Backend for TorchScriptInstance {
             };
             args[self.arg_position[i]] = Some(value);
         }
-        let args: Vec<IValue> = args.into_iter().map(|a| a.unwrap_or(IValue::None)).collect();
+        let args: Vec<IValue> = args
+            .into_iter()
+            .map(|a| a.unwrap_or(IValue::None))
+            .collect();
         let infer_start = Instant::now();
         timings.input = infer_start - start;
 
-        let result = tch::no_grad(|| self.module.forward_is(&args))
-            .map_err(|e| BackendError::InvalidInput(format!("model execution failed: {}", first_line(&e.to_string()))))?;
+        let result = tch::no_grad(|| self.module.forward_is(&args)).map_err(|e| {
+            BackendError::InvalidInput(format!(
+                "model execution failed: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
         let mut produced = Vec::new();
         flatten_result(result, &mut produced)?;
         if self.device != Device::Cpu {
-            tch::Cuda::synchronize(match self.device { Device::Cuda(i) => i as i64, _ => 0 });
+            tch::Cuda::synchronize(match self.device {
+                Device::Cuda(i) => i as i64,
+                _ => 0,
+            });
         }
         let output_start = Instant::now();
         timings.infer = output_start - infer_start;
@@ -188,11 +233,22 @@ impl Backend for TorchScriptInstance {
                     produced.len()
                 ))
             })?;
-            let t = t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(|e| BackendError::Execution(e.to_string()))?;
-            let unsupported = || BackendError::Execution(format!("output '{}' has a tensor type kiln cannot return", spec.name));
+            let t = t
+                .f_to_device(Device::Cpu)
+                .and_then(|t| t.f_contiguous())
+                .map_err(|e| BackendError::Execution(e.to_string()))?;
+            let unsupported = || {
+                BackendError::Execution(format!(
+                    "output '{}' has a tensor type kiln cannot return",
+                    spec.name
+                ))
+            };
             let (datatype, kind) = match t.f_kind() {
                 Ok(kind) => (datatype_of(kind).ok_or_else(unsupported)?, Some(kind)),
-                Err(_) => (torch_ffi::unsigned_datatype(&t).ok_or_else(unsupported)?, None),
+                Err(_) => (
+                    torch_ffi::unsigned_datatype(&t).ok_or_else(unsupported)?,
+                    None,
+                ),
             };
             if datatype != spec.datatype {
                 return Err(BackendError::Execution(format!(
@@ -204,12 +260,18 @@ impl Backend for TorchScriptInstance {
                 Some(kind) => {
                     let numel = t.numel();
                     let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
-                    t.f_copy_data_u8(&mut buf, numel).map_err(|e| BackendError::Execution(e.to_string()))?;
+                    t.f_copy_data_u8(&mut buf, numel)
+                        .map_err(|e| BackendError::Execution(e.to_string()))?;
                     buf
                 }
                 None => torch_ffi::unsigned_bytes(&t, datatype).map_err(BackendError::Execution)?,
             };
-            outputs.push(Tensor::new(spec.name.clone(), datatype, t.size(), Bytes::from(buf)));
+            outputs.push(Tensor::new(
+                spec.name.clone(),
+                datatype,
+                t.size(),
+                Bytes::from(buf),
+            ));
         }
         timings.output = output_start.elapsed();
         Ok(outputs)
@@ -229,7 +291,10 @@ mod tests {
 
     #[test]
     fn naming_convention_orders_arguments() {
-        assert_eq!(convention_positions(&["INPUT__1", "INPUT__0"]), Some(vec![1, 0]));
+        assert_eq!(
+            convention_positions(&["INPUT__1", "INPUT__0"]),
+            Some(vec![1, 0])
+        );
         assert_eq!(convention_positions(&["INPUT0", "INPUT1"]), None);
         assert_eq!(convention_positions(&["A__0", "B__0"]), None);
     }

@@ -9,7 +9,9 @@ use futures::{Stream, StreamExt};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice};
+use super::proto::{
+    self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
+};
 use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, RequestedOutput};
@@ -23,7 +25,9 @@ pub struct GrpcService {
     state: Arc<ServerState>,
 }
 
-pub fn service(state: Arc<ServerState>) -> proto::grpc_inference_service_server::GrpcInferenceServiceServer<GrpcService> {
+pub fn service(
+    state: Arc<ServerState>,
+) -> proto::grpc_inference_service_server::GrpcInferenceServiceServer<GrpcService> {
     proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(GrpcService { state })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -34,12 +38,17 @@ pub fn service(state: Arc<ServerState>) -> proto::grpc_inference_service_server:
 }
 
 fn context<T>(request: &Request<T>) -> RequestContext {
-    let tenant = request.metadata().get(TENANT_HEADER).and_then(|v| v.to_str().ok());
+    let tenant = request
+        .metadata()
+        .get(TENANT_HEADER)
+        .and_then(|v| v.to_str().ok());
     RequestContext::new(Protocol::Grpc, tenant)
 }
 
 fn unimplemented<T>(what: &str) -> std::result::Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!("{what} is not implemented by kiln yet")))
+    Err(Status::unimplemented(format!(
+        "{what} is not implemented by kiln yet"
+    )))
 }
 
 /// Converts typed `contents` to little-endian bytes for `datatype`.
@@ -57,7 +66,9 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
         DataType::Fp64 => "fp64_contents",
         DataType::Bytes => "bytes_contents",
         DataType::Fp16 | DataType::Bf16 => {
-            return Err(KilnError::invalid(format!("input '{name}': {datatype} has no typed contents field; send it in raw_input_contents")))
+            return Err(KilnError::invalid(format!(
+            "input '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
+        )))
         }
     };
     let used = [
@@ -71,7 +82,9 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
         ("bytes_contents", c.bytes_contents.len()),
     ];
     if let Some((wrong, _)) = used.iter().find(|(f, n)| *n > 0 && *f != field) {
-        return Err(KilnError::invalid(format!("input '{name}' of datatype {datatype} must use '{field}', not '{wrong}'")));
+        return Err(KilnError::invalid(format!(
+            "input '{name}' of datatype {datatype} must use '{field}', not '{wrong}'"
+        )));
     }
     Ok(match datatype {
         DataType::Bool => le(&c.bool_contents, |b| [b as u8]),
@@ -85,19 +98,29 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
         DataType::Uint64 => le(&c.uint64_contents, u64::to_le_bytes),
         DataType::Fp32 => le(&c.fp32_contents, f32::to_le_bytes),
         DataType::Fp64 => le(&c.fp64_contents, f64::to_le_bytes),
-        DataType::Bytes => Bytes::from(encode_bytes_elements(c.bytes_contents.iter().map(|b| b.as_ref()))),
+        DataType::Bytes => Bytes::from(encode_bytes_elements(
+            c.bytes_contents.iter().map(|b| b.as_ref()),
+        )),
         DataType::Fp16 | DataType::Bf16 => unreachable!("rejected above"),
     })
 }
 
-fn reject_shared_memory(name: &str, params: &std::collections::HashMap<String, proto::InferParameter>) -> Result<()> {
+fn reject_shared_memory(
+    name: &str,
+    params: &std::collections::HashMap<String, proto::InferParameter>,
+) -> Result<()> {
     if params.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(KilnError::unimplemented(format!("tensor '{name}': shared-memory tensors are not implemented by kiln yet")));
+        return Err(KilnError::unimplemented(format!(
+            "tensor '{name}': shared-memory tensors are not implemented by kiln yet"
+        )));
     }
     Ok(())
 }
 
-pub fn to_infer_request(ctx: RequestContext, req: proto::ModelInferRequest) -> Result<InferRequest> {
+pub fn to_infer_request(
+    ctx: RequestContext,
+    req: proto::ModelInferRequest,
+) -> Result<InferRequest> {
     let raw = req.raw_input_contents;
     if !raw.is_empty() {
         if let Some(typed) = req.inputs.iter().find(|i| i.contents.is_some()) {
@@ -118,12 +141,21 @@ pub fn to_infer_request(ctx: RequestContext, req: proto::ModelInferRequest) -> R
     let mut inputs = Vec::with_capacity(req.inputs.len());
     for input in req.inputs {
         reject_shared_memory(&input.name, &input.parameters)?;
-        let datatype = DataType::from_kserve(&input.datatype)
-            .ok_or_else(|| KilnError::invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
+        let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
+            KilnError::invalid(format!(
+                "input '{}': unknown datatype '{}'",
+                input.name, input.datatype
+            ))
+        })?;
         let data = match (raw.next(), input.contents) {
             (Some(bytes), _) => bytes,
             (None, Some(contents)) => typed_contents(&input.name, datatype, contents)?,
-            (None, None) => return Err(KilnError::invalid(format!("input '{}' has no data: set raw_input_contents or contents", input.name))),
+            (None, None) => {
+                return Err(KilnError::invalid(format!(
+                    "input '{}' has no data: set raw_input_contents or contents",
+                    input.name
+                )))
+            }
         };
         inputs.push(Tensor::new(input.name, datatype, input.shape, data));
     }
@@ -141,7 +173,14 @@ pub fn to_infer_request(ctx: RequestContext, req: proto::ModelInferRequest) -> R
             Ok(RequestedOutput { name: o.name, class_count })
         })
         .collect::<Result<_>>()?;
-    Ok(InferRequest { ctx, model_name: req.model_name, model_version: req.model_version, id: req.id, inputs, outputs })
+    Ok(InferRequest {
+        ctx,
+        model_name: req.model_name,
+        model_version: req.model_version,
+        id: req.id,
+        inputs,
+        outputs,
+    })
 }
 
 pub fn to_infer_response(r: InferResponse) -> proto::ModelInferResponse {
@@ -166,27 +205,45 @@ pub fn to_infer_response(r: InferResponse) -> proto::ModelInferResponse {
     }
 }
 
-type InferStream = Pin<Box<dyn Stream<Item = std::result::Result<proto::ModelStreamInferResponse, Status>> + Send>>;
+type InferStream = Pin<
+    Box<dyn Stream<Item = std::result::Result<proto::ModelStreamInferResponse, Status>> + Send>,
+>;
 
 /// How many requests of one stream run at once; answers keep request order.
 const STREAM_CONCURRENCY: usize = 64;
 
 #[tonic::async_trait]
 impl GrpcInferenceService for GrpcService {
-    async fn server_live(&self, _: Request<proto::ServerLiveRequest>) -> std::result::Result<Response<proto::ServerLiveResponse>, Status> {
+    async fn server_live(
+        &self,
+        _: Request<proto::ServerLiveRequest>,
+    ) -> std::result::Result<Response<proto::ServerLiveResponse>, Status> {
         Ok(Response::new(proto::ServerLiveResponse { live: true }))
     }
 
-    async fn server_ready(&self, _: Request<proto::ServerReadyRequest>) -> std::result::Result<Response<proto::ServerReadyResponse>, Status> {
-        Ok(Response::new(proto::ServerReadyResponse { ready: self.state.is_ready() }))
+    async fn server_ready(
+        &self,
+        _: Request<proto::ServerReadyRequest>,
+    ) -> std::result::Result<Response<proto::ServerReadyResponse>, Status> {
+        Ok(Response::new(proto::ServerReadyResponse {
+            ready: self.state.is_ready(),
+        }))
     }
 
-    async fn model_ready(&self, r: Request<proto::ModelReadyRequest>) -> std::result::Result<Response<proto::ModelReadyResponse>, Status> {
+    async fn model_ready(
+        &self,
+        r: Request<proto::ModelReadyRequest>,
+    ) -> std::result::Result<Response<proto::ModelReadyResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(proto::ModelReadyResponse { ready: self.state.registry.is_ready(&r.name, &r.version) }))
+        Ok(Response::new(proto::ModelReadyResponse {
+            ready: self.state.registry.is_ready(&r.name, &r.version),
+        }))
     }
 
-    async fn server_metadata(&self, _: Request<proto::ServerMetadataRequest>) -> std::result::Result<Response<proto::ServerMetadataResponse>, Status> {
+    async fn server_metadata(
+        &self,
+        _: Request<proto::ServerMetadataRequest>,
+    ) -> std::result::Result<Response<proto::ServerMetadataResponse>, Status> {
         Ok(Response::new(proto::ServerMetadataResponse {
             name: super::SERVER_NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -194,12 +251,22 @@ impl GrpcInferenceService for GrpcService {
         }))
     }
 
-    async fn model_metadata(&self, r: Request<proto::ModelMetadataRequest>) -> std::result::Result<Response<proto::ModelMetadataResponse>, Status> {
+    async fn model_metadata(
+        &self,
+        r: Request<proto::ModelMetadataRequest>,
+    ) -> std::result::Result<Response<proto::ModelMetadataResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(super::model_metadata(&self.state, &r.name, &r.version)?))
+        Ok(Response::new(super::model_metadata(
+            &self.state,
+            &r.name,
+            &r.version,
+        )?))
     }
 
-    async fn model_infer(&self, r: Request<proto::ModelInferRequest>) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
+    async fn model_infer(
+        &self,
+        r: Request<proto::ModelInferRequest>,
+    ) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
         let ctx = context(&r);
         let request = to_infer_request(ctx, r.into_inner())?;
         let response = inference::infer(&self.state.registry, request).await?;
@@ -208,7 +275,10 @@ impl GrpcInferenceService for GrpcService {
 
     type ModelStreamInferStream = InferStream;
 
-    async fn model_stream_infer(&self, r: Request<Streaming<proto::ModelInferRequest>>) -> std::result::Result<Response<InferStream>, Status> {
+    async fn model_stream_infer(
+        &self,
+        r: Request<Streaming<proto::ModelInferRequest>>,
+    ) -> std::result::Result<Response<InferStream>, Status> {
         let ctx = context(&r);
         let state = self.state.clone();
         let answers = r
@@ -221,14 +291,22 @@ impl GrpcInferenceService for GrpcService {
                     // Errors travel in-band so one bad request does not end the stream.
                     let result = match msg {
                         Ok(req) => match to_infer_request(ctx, req) {
-                            Ok(request) => inference::infer(&state.registry, request).await.map(to_infer_response),
+                            Ok(request) => inference::infer(&state.registry, request)
+                                .await
+                                .map(to_infer_response),
                             Err(e) => Err(e),
                         },
                         Err(status) => return Err(status),
                     };
                     Ok(match result {
-                        Ok(resp) => proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(resp) },
-                        Err(e) => proto::ModelStreamInferResponse { error_message: e.to_string(), infer_response: None },
+                        Ok(resp) => proto::ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(resp),
+                        },
+                        Err(e) => proto::ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: None,
+                        },
                     })
                 }
             })
@@ -236,68 +314,121 @@ impl GrpcInferenceService for GrpcService {
         Ok(Response::new(Box::pin(answers)))
     }
 
-    async fn model_config(&self, r: Request<proto::ModelConfigRequest>) -> std::result::Result<Response<proto::ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        r: Request<proto::ModelConfigRequest>,
+    ) -> std::result::Result<Response<proto::ModelConfigResponse>, Status> {
         let r = r.into_inner();
         let runner = self.state.registry.resolve(&r.name, &r.version)?;
-        Ok(Response::new(proto::ModelConfigResponse { config: Some(runner.spec.config.clone()) }))
+        Ok(Response::new(proto::ModelConfigResponse {
+            config: Some(runner.spec.config.clone()),
+        }))
     }
 
-    async fn model_statistics(&self, r: Request<proto::ModelStatisticsRequest>) -> std::result::Result<Response<proto::ModelStatisticsResponse>, Status> {
+    async fn model_statistics(
+        &self,
+        r: Request<proto::ModelStatisticsRequest>,
+    ) -> std::result::Result<Response<proto::ModelStatisticsResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(super::model_statistics(&self.state, &r.name, &r.version)?))
+        Ok(Response::new(super::model_statistics(
+            &self.state,
+            &r.name,
+            &r.version,
+        )?))
     }
 
-    async fn repository_index(&self, r: Request<proto::RepositoryIndexRequest>) -> std::result::Result<Response<proto::RepositoryIndexResponse>, Status> {
+    async fn repository_index(
+        &self,
+        r: Request<proto::RepositoryIndexRequest>,
+    ) -> std::result::Result<Response<proto::RepositoryIndexResponse>, Status> {
         let r = r.into_inner();
         let models = self
             .state
             .registry
             .index(r.ready)?
             .into_iter()
-            .map(|e| proto::repository_index_response::ModelIndex { name: e.name, version: e.version, state: e.state, reason: e.reason })
+            .map(|e| proto::repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version,
+                state: e.state,
+                reason: e.reason,
+            })
             .collect();
         Ok(Response::new(proto::RepositoryIndexResponse { models }))
     }
 
-    async fn repository_model_load(&self, r: Request<proto::RepositoryModelLoadRequest>) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
+    async fn repository_model_load(
+        &self,
+        r: Request<proto::RepositoryModelLoadRequest>,
+    ) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
         let r = r.into_inner();
         super::check_explicit(&self.state)?;
         if let Some(key) = r.parameters.keys().next() {
-            return Err(KilnError::unimplemented(format!("load parameter '{key}' (config override / inline files) is not supported yet")).into());
+            return Err(KilnError::unimplemented(format!(
+                "load parameter '{key}' (config override / inline files) is not supported yet"
+            ))
+            .into());
         }
         self.state.registry.load(&r.model_name).await?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }
 
-    async fn repository_model_unload(&self, r: Request<proto::RepositoryModelUnloadRequest>) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
+    async fn repository_model_unload(
+        &self,
+        r: Request<proto::RepositoryModelUnloadRequest>,
+    ) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
         let r = r.into_inner();
         super::check_explicit(&self.state)?;
         self.state.registry.unload(&r.model_name).await?;
         Ok(Response::new(proto::RepositoryModelUnloadResponse {}))
     }
 
-    async fn system_shared_memory_status(&self, _: Request<proto::SystemSharedMemoryStatusRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryStatusResponse>, Status> {
+    async fn system_shared_memory_status(
+        &self,
+        _: Request<proto::SystemSharedMemoryStatusRequest>,
+    ) -> std::result::Result<Response<proto::SystemSharedMemoryStatusResponse>, Status> {
         unimplemented("system shared memory")
     }
-    async fn system_shared_memory_register(&self, _: Request<proto::SystemSharedMemoryRegisterRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryRegisterResponse>, Status> {
+    async fn system_shared_memory_register(
+        &self,
+        _: Request<proto::SystemSharedMemoryRegisterRequest>,
+    ) -> std::result::Result<Response<proto::SystemSharedMemoryRegisterResponse>, Status> {
         unimplemented("system shared memory")
     }
-    async fn system_shared_memory_unregister(&self, _: Request<proto::SystemSharedMemoryUnregisterRequest>) -> std::result::Result<Response<proto::SystemSharedMemoryUnregisterResponse>, Status> {
+    async fn system_shared_memory_unregister(
+        &self,
+        _: Request<proto::SystemSharedMemoryUnregisterRequest>,
+    ) -> std::result::Result<Response<proto::SystemSharedMemoryUnregisterResponse>, Status> {
         unimplemented("system shared memory")
     }
-    async fn cuda_shared_memory_status(&self, _: Request<proto::CudaSharedMemoryStatusRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryStatusResponse>, Status> {
+    async fn cuda_shared_memory_status(
+        &self,
+        _: Request<proto::CudaSharedMemoryStatusRequest>,
+    ) -> std::result::Result<Response<proto::CudaSharedMemoryStatusResponse>, Status> {
         unimplemented("CUDA shared memory")
     }
-    async fn cuda_shared_memory_register(&self, _: Request<proto::CudaSharedMemoryRegisterRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryRegisterResponse>, Status> {
+    async fn cuda_shared_memory_register(
+        &self,
+        _: Request<proto::CudaSharedMemoryRegisterRequest>,
+    ) -> std::result::Result<Response<proto::CudaSharedMemoryRegisterResponse>, Status> {
         unimplemented("CUDA shared memory")
     }
-    async fn cuda_shared_memory_unregister(&self, _: Request<proto::CudaSharedMemoryUnregisterRequest>) -> std::result::Result<Response<proto::CudaSharedMemoryUnregisterResponse>, Status> {
+    async fn cuda_shared_memory_unregister(
+        &self,
+        _: Request<proto::CudaSharedMemoryUnregisterRequest>,
+    ) -> std::result::Result<Response<proto::CudaSharedMemoryUnregisterResponse>, Status> {
         unimplemented("CUDA shared memory")
     }
-    async fn trace_setting(&self, _: Request<proto::TraceSettingRequest>) -> std::result::Result<Response<proto::TraceSettingResponse>, Status> {
+    async fn trace_setting(
+        &self,
+        _: Request<proto::TraceSettingRequest>,
+    ) -> std::result::Result<Response<proto::TraceSettingResponse>, Status> {
         unimplemented("tracing (TraceSetting)")
     }
-    async fn log_settings(&self, _: Request<proto::LogSettingsRequest>) -> std::result::Result<Response<proto::LogSettingsResponse>, Status> {
+    async fn log_settings(
+        &self,
+        _: Request<proto::LogSettingsRequest>,
+    ) -> std::result::Result<Response<proto::LogSettingsResponse>, Status> {
         unimplemented("runtime log settings (use RUST_LOG)")
     }
 }
@@ -307,27 +438,61 @@ mod tests {
     use super::*;
     use proto::model_infer_request::InferInputTensor;
 
-    fn input(name: &str, datatype: &str, contents: Option<proto::InferTensorContents>) -> InferInputTensor {
-        InferInputTensor { name: name.into(), datatype: datatype.into(), shape: vec![2], parameters: Default::default(), contents }
+    fn input(
+        name: &str,
+        datatype: &str,
+        contents: Option<proto::InferTensorContents>,
+    ) -> InferInputTensor {
+        InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: vec![2],
+            parameters: Default::default(),
+            contents,
+        }
     }
 
     #[test]
     fn raw_and_typed_contents_together_are_rejected() {
         let req = proto::ModelInferRequest {
-            inputs: vec![input("A", "FP32", Some(proto::InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }))],
+            inputs: vec![input(
+                "A",
+                "FP32",
+                Some(proto::InferTensorContents {
+                    fp32_contents: vec![1.0, 2.0],
+                    ..Default::default()
+                }),
+            )],
             raw_input_contents: vec![Bytes::from(vec![0u8; 8])],
             ..Default::default()
         };
         let e = to_infer_request(RequestContext::internal(), req).unwrap_err();
-        assert!(matches!(e, KilnError::InvalidArgument(_)) && e.message().contains("'A'"), "{e}");
+        assert!(
+            matches!(e, KilnError::InvalidArgument(_)) && e.message().contains("'A'"),
+            "{e}"
+        );
     }
 
     #[test]
     fn typed_contents_become_little_endian_bytes() {
         let req = proto::ModelInferRequest {
             inputs: vec![
-                input("A", "INT16", Some(proto::InferTensorContents { int_contents: vec![1, -2], ..Default::default() })),
-                input("B", "BYTES", Some(proto::InferTensorContents { bytes_contents: vec![Bytes::from_static(b""), Bytes::from_static(b"ab")], ..Default::default() })),
+                input(
+                    "A",
+                    "INT16",
+                    Some(proto::InferTensorContents {
+                        int_contents: vec![1, -2],
+                        ..Default::default()
+                    }),
+                ),
+                input(
+                    "B",
+                    "BYTES",
+                    Some(proto::InferTensorContents {
+                        bytes_contents: vec![Bytes::from_static(b""), Bytes::from_static(b"ab")],
+                        ..Default::default()
+                    }),
+                ),
             ],
             ..Default::default()
         };
@@ -339,7 +504,14 @@ mod tests {
     #[test]
     fn wrong_typed_field_names_the_expected_one() {
         let req = proto::ModelInferRequest {
-            inputs: vec![input("A", "FP32", Some(proto::InferTensorContents { int_contents: vec![1, 2], ..Default::default() }))],
+            inputs: vec![input(
+                "A",
+                "FP32",
+                Some(proto::InferTensorContents {
+                    int_contents: vec![1, 2],
+                    ..Default::default()
+                }),
+            )],
             ..Default::default()
         };
         let e = to_infer_request(RequestContext::internal(), req).unwrap_err();

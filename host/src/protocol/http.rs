@@ -36,7 +36,11 @@ impl From<KilnError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.0.http_status(), Json(json!({ "error": self.0.message() }))).into_response()
+        (
+            self.0.http_status(),
+            Json(json!({ "error": self.0.message() })),
+        )
+            .into_response()
     }
 }
 
@@ -51,14 +55,26 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v2/models/:model", get(model_metadata))
         .route("/v2/models/:model/versions/:version", get(model_metadata))
         .route("/v2/models/:model/ready", get(model_ready))
-        .route("/v2/models/:model/versions/:version/ready", get(model_ready))
+        .route(
+            "/v2/models/:model/versions/:version/ready",
+            get(model_ready),
+        )
         .route("/v2/models/:model/config", get(model_config))
-        .route("/v2/models/:model/versions/:version/config", get(model_config))
+        .route(
+            "/v2/models/:model/versions/:version/config",
+            get(model_config),
+        )
         .route("/v2/models/:model/stats", get(model_stats))
-        .route("/v2/models/:model/versions/:version/stats", get(model_stats))
+        .route(
+            "/v2/models/:model/versions/:version/stats",
+            get(model_stats),
+        )
         .route("/v2/models/:model/infer", post(infer))
         .route("/v2/models/:model/versions/:version/infer", post(infer))
-        .route("/v2/repository/index", post(repository_index).get(repository_index))
+        .route(
+            "/v2/repository/index",
+            post(repository_index).get(repository_index),
+        )
         .route("/v2/repository/models/:model/load", post(load))
         .route("/v2/repository/models/:model/unload", post(unload))
         .fallback(|uri: axum::http::Uri| async move { HttpError(unrouted(uri.path())) })
@@ -73,7 +89,12 @@ pub fn metrics_router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(s): AppState| async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()) }),
+            get(|State(s): AppState| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.metrics.render(),
+                )
+            }),
         )
         .with_state(state)
 }
@@ -87,16 +108,24 @@ fn unrouted(path: &str) -> KilnError {
         ("/v2/trace", "tracing (trace settings)"),
         ("/v2/logging", "runtime log settings (use RUST_LOG)"),
     ];
-    let what = LATER.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, what)| *what);
+    let what = LATER
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map(|(_, what)| *what);
     match what {
         Some(what) => KilnError::unimplemented(format!("{what} is not implemented by kiln yet")),
-        None if path.starts_with("/v2/models/") && path.ends_with("/trace/setting") => KilnError::unimplemented("tracing (trace settings) is not implemented by kiln yet"),
+        None if path.starts_with("/v2/models/") && path.ends_with("/trace/setting") => {
+            KilnError::unimplemented("tracing (trace settings) is not implemented by kiln yet")
+        }
         None => KilnError::not_found(format!("no route for {path}")),
     }
 }
 
 fn path_parts(p: &HashMap<String, String>) -> (&str, &str) {
-    (p.get("model").map_or("", String::as_str), p.get("version").map_or("", String::as_str))
+    (
+        p.get("model").map_or("", String::as_str),
+        p.get("version").map_or("", String::as_str),
+    )
 }
 
 fn ok_or_400(ready: bool) -> StatusCode {
@@ -112,7 +141,9 @@ async fn server_ready(State(s): AppState) -> StatusCode {
 }
 
 async fn server_metadata() -> Json<Value> {
-    Json(json!({ "name": super::SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": super::EXTENSIONS }))
+    Json(
+        json!({ "name": super::SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": super::EXTENSIONS }),
+    )
 }
 
 async fn model_ready(State(s): AppState, Path(p): Path<HashMap<String, String>>) -> StatusCode {
@@ -123,28 +154,48 @@ async fn model_ready(State(s): AppState, Path(p): Path<HashMap<String, String>>)
 /// Renders a generated message as Triton's JSON: proto field names, 64-bit
 /// integers as numbers, defaults included.
 fn proto_json<M: ReflectMessage>(m: &M) -> Value {
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(false);
-    m.transcode_to_dynamic().serialize_with_options(serde_json::value::Serializer, &options).unwrap_or(Value::Null)
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false)
+        .skip_default_fields(false);
+    m.transcode_to_dynamic()
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap_or(Value::Null)
 }
 
-async fn model_metadata(State(s): AppState, Path(p): Path<HashMap<String, String>>) -> HttpResult<Json<Value>> {
+async fn model_metadata(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
     let m = super::model_metadata(&s, model, version)?;
     let tensors = |ts: &[crate::protocol::proto::model_metadata_response::TensorMetadata]| {
-        ts.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape })).collect::<Vec<_>>()
+        ts.iter()
+            .map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape }))
+            .collect::<Vec<_>>()
     };
-    Ok(Json(json!({ "name": m.name, "versions": m.versions, "platform": m.platform, "inputs": tensors(&m.inputs), "outputs": tensors(&m.outputs) })))
+    Ok(Json(
+        json!({ "name": m.name, "versions": m.versions, "platform": m.platform, "inputs": tensors(&m.inputs), "outputs": tensors(&m.outputs) }),
+    ))
 }
 
-async fn model_config(State(s): AppState, Path(p): Path<HashMap<String, String>>) -> HttpResult<Json<Value>> {
+async fn model_config(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
     let runner = s.registry.resolve(model, version)?;
     Ok(Json(proto_json(&runner.spec.config)))
 }
 
-async fn model_stats(State(s): AppState, Path(p): Path<HashMap<String, String>>) -> HttpResult<Json<Value>> {
+async fn model_stats(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
-    Ok(Json(proto_json(&super::model_statistics(&s, model, version)?)))
+    Ok(Json(proto_json(&super::model_statistics(
+        &s, model, version,
+    )?)))
 }
 
 async fn all_stats(State(s): AppState) -> HttpResult<Json<Value>> {
@@ -161,7 +212,8 @@ async fn repository_index(State(s): AppState, body: Bytes) -> HttpResult<Json<Va
     let req: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         IndexRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| KilnError::invalid(format!("malformed repository index request: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| KilnError::invalid(format!("malformed repository index request: {e}")))?
     };
     let rows = s.registry.index(req.ready)?;
     Ok(Json(Value::Array(
@@ -169,7 +221,11 @@ async fn repository_index(State(s): AppState, body: Bytes) -> HttpResult<Json<Va
             .map(|r| {
                 let mut o = Map::new();
                 o.insert("name".into(), r.name.into());
-                for (k, v) in [("version", r.version), ("state", r.state), ("reason", r.reason)] {
+                for (k, v) in [
+                    ("version", r.version),
+                    ("state", r.state),
+                    ("reason", r.reason),
+                ] {
                     if !v.is_empty() {
                         o.insert(k.into(), v.into());
                     }
@@ -190,19 +246,31 @@ fn parse_load_body(body: &[u8]) -> Result<LoadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(LoadRequest::default());
     }
-    serde_json::from_slice(body).map_err(|e| KilnError::invalid(format!("malformed load/unload request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| KilnError::invalid(format!("malformed load/unload request: {e}")))
 }
 
-async fn load(State(s): AppState, Path(model): Path<String>, body: Bytes) -> HttpResult<StatusCode> {
+async fn load(
+    State(s): AppState,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> HttpResult<StatusCode> {
     super::check_explicit(&s)?;
     if let Some(key) = parse_load_body(&body)?.parameters.keys().next() {
-        return Err(KilnError::unimplemented(format!("load parameter '{key}' (config override / inline files) is not supported yet")).into());
+        return Err(KilnError::unimplemented(format!(
+            "load parameter '{key}' (config override / inline files) is not supported yet"
+        ))
+        .into());
     }
     s.registry.load(&model).await?;
     Ok(StatusCode::OK)
 }
 
-async fn unload(State(s): AppState, Path(model): Path<String>, body: Bytes) -> HttpResult<StatusCode> {
+async fn unload(
+    State(s): AppState,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> HttpResult<StatusCode> {
     super::check_explicit(&s)?;
     parse_load_body(&body)?;
     s.registry.unload(&model).await?;
@@ -238,7 +306,12 @@ struct JsonOutput {
     parameters: Map<String, Value>,
 }
 
-async fn infer(State(s): AppState, Path(p): Path<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+async fn infer(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
     let (model, version) = path_parts(&p);
     let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
     let ctx = RequestContext::new(Protocol::Http, tenant);
@@ -253,32 +326,62 @@ fn param_bool(params: &Map<String, Value>, key: &str) -> Option<bool> {
 
 /// Parses a JSON or JSON+binary inference request. Returns the request and,
 /// per requested output name, whether to answer it in binary.
-fn parse_infer(ctx: RequestContext, model: &str, version: &str, headers: &HeaderMap, body: Bytes) -> Result<(InferRequest, OutputEncoding)> {
+fn parse_infer(
+    ctx: RequestContext,
+    model: &str,
+    version: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(InferRequest, OutputEncoding)> {
     let (json_part, mut binary) = match headers.get(HEADER_LENGTH) {
         Some(v) => {
             let n: usize = v
                 .to_str()
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| KilnError::invalid(format!("header '{HEADER_LENGTH}' must be a byte count, got {v:?}")))?;
+                .ok_or_else(|| {
+                    KilnError::invalid(format!(
+                        "header '{HEADER_LENGTH}' must be a byte count, got {v:?}"
+                    ))
+                })?;
             if n > body.len() {
-                return Err(KilnError::invalid(format!("header '{HEADER_LENGTH}' is {n} but the body has only {} bytes", body.len())));
+                return Err(KilnError::invalid(format!(
+                    "header '{HEADER_LENGTH}' is {n} but the body has only {} bytes",
+                    body.len()
+                )));
             }
             (body.slice(..n), body.slice(n..))
         }
         None => (body.clone(), Bytes::new()),
     };
-    let req: JsonInferRequest = serde_json::from_slice(&json_part).map_err(|e| KilnError::invalid(format!("malformed inference request JSON: {e}")))?;
+    let req: JsonInferRequest = serde_json::from_slice(&json_part)
+        .map_err(|e| KilnError::invalid(format!("malformed inference request JSON: {e}")))?;
     let mut inputs = Vec::with_capacity(req.inputs.len());
     for input in req.inputs {
-        if input.parameters.keys().any(|k| k.starts_with("shared_memory")) {
-            return Err(KilnError::unimplemented(format!("input '{}': shared-memory tensors are not implemented by kiln yet", input.name)));
+        if input
+            .parameters
+            .keys()
+            .any(|k| k.starts_with("shared_memory"))
+        {
+            return Err(KilnError::unimplemented(format!(
+                "input '{}': shared-memory tensors are not implemented by kiln yet",
+                input.name
+            )));
         }
-        let datatype = DataType::from_kserve(&input.datatype)
-            .ok_or_else(|| KilnError::invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
+        let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
+            KilnError::invalid(format!(
+                "input '{}': unknown datatype '{}'",
+                input.name, input.datatype
+            ))
+        })?;
         let data = match input.parameters.get("binary_data_size") {
             Some(size) => {
-                let size = size.as_u64().ok_or_else(|| KilnError::invalid(format!("input '{}': parameter 'binary_data_size' must be an integer", input.name)))? as usize;
+                let size = size.as_u64().ok_or_else(|| {
+                    KilnError::invalid(format!(
+                        "input '{}': parameter 'binary_data_size' must be an integer",
+                        input.name
+                    ))
+                })? as usize;
                 if size > binary.len() {
                     return Err(KilnError::invalid(format!(
                         "input '{}': binary_data_size {size} exceeds the {} binary bytes left in the body",
@@ -289,32 +392,61 @@ fn parse_infer(ctx: RequestContext, model: &str, version: &str, headers: &Header
                 binary.split_to(size)
             }
             None => {
-                let data = input.data.as_ref().ok_or_else(|| KilnError::invalid(format!("input '{}' has neither 'data' nor a 'binary_data_size' parameter", input.name)))?;
+                let data = input.data.as_ref().ok_or_else(|| {
+                    KilnError::invalid(format!(
+                        "input '{}' has neither 'data' nor a 'binary_data_size' parameter",
+                        input.name
+                    ))
+                })?;
                 json_to_bytes(&input.name, datatype, &input.shape, data)?
             }
         };
         inputs.push(Tensor::new(input.name, datatype, input.shape, data));
     }
     if !binary.is_empty() {
-        return Err(KilnError::invalid(format!("{} binary bytes in the body are not claimed by any input's binary_data_size", binary.len())));
+        return Err(KilnError::invalid(format!(
+            "{} binary bytes in the body are not claimed by any input's binary_data_size",
+            binary.len()
+        )));
     }
     let all_binary = param_bool(&req.parameters, "binary_data_output").unwrap_or(false);
-    let mut encoding = OutputEncoding { default_binary: all_binary, per_output: HashMap::new() };
+    let mut encoding = OutputEncoding {
+        default_binary: all_binary,
+        per_output: HashMap::new(),
+    };
     let mut outputs = Vec::with_capacity(req.outputs.len());
     for o in req.outputs {
         if o.parameters.keys().any(|k| k.starts_with("shared_memory")) {
-            return Err(KilnError::unimplemented(format!("output '{}': shared-memory tensors are not implemented by kiln yet", o.name)));
+            return Err(KilnError::unimplemented(format!(
+                "output '{}': shared-memory tensors are not implemented by kiln yet",
+                o.name
+            )));
         }
         let class_count = match o.parameters.get("classification") {
             None => 0,
-            Some(v) => v.as_u64().ok_or_else(|| KilnError::invalid(format!("output '{}': parameter 'classification' must be a non-negative integer", o.name)))? as u32,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                KilnError::invalid(format!(
+                    "output '{}': parameter 'classification' must be a non-negative integer",
+                    o.name
+                ))
+            })? as u32,
         };
         if let Some(b) = param_bool(&o.parameters, "binary_data") {
             encoding.per_output.insert(o.name.clone(), b);
         }
-        outputs.push(RequestedOutput { name: o.name, class_count });
+        outputs.push(RequestedOutput {
+            name: o.name,
+            class_count,
+        });
     }
-    let request = InferRequest { ctx, model_name: model.to_string(), model_version: version.to_string(), id: req.id, inputs, outputs };
+    let request = InferRequest {
+        ctx,
+        model_name: model.to_string(),
+        model_version: version.to_string(),
+        id: req.id,
+        inputs,
+        outputs,
+    };
     Ok((request, encoding))
 }
 
@@ -333,16 +465,28 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 fn json_to_bytes(name: &str, datatype: DataType, shape: &[i64], data: &Value) -> Result<Bytes> {
     let mut values = Vec::new();
     flatten(data, &mut values);
-    let expected = element_count(shape).ok_or_else(|| KilnError::invalid(format!("input '{name}': invalid shape {shape:?}")))?;
+    let expected = element_count(shape)
+        .ok_or_else(|| KilnError::invalid(format!("input '{name}': invalid shape {shape:?}")))?;
     if values.len() != expected {
-        return Err(KilnError::invalid(format!("input '{name}': shape {shape:?} needs {expected} elements, 'data' has {}", values.len())));
+        return Err(KilnError::invalid(format!(
+            "input '{name}': shape {shape:?} needs {expected} elements, 'data' has {}",
+            values.len()
+        )));
     }
-    let bad = |v: &Value| KilnError::invalid(format!("input '{name}': value {v} is not a valid {datatype}"));
+    let bad = |v: &Value| {
+        KilnError::invalid(format!(
+            "input '{name}': value {v} is not a valid {datatype}"
+        ))
+    };
     let mut out = Vec::with_capacity(values.len() * datatype.element_size().unwrap_or(8));
     macro_rules! ints {
         ($t:ty) => {
             for v in &values {
-                let x = v.as_i64().and_then(|x| <$t>::try_from(x).ok()).or_else(|| v.as_u64().and_then(|x| <$t>::try_from(x).ok())).ok_or_else(|| bad(v))?;
+                let x = v
+                    .as_i64()
+                    .and_then(|x| <$t>::try_from(x).ok())
+                    .or_else(|| v.as_u64().and_then(|x| <$t>::try_from(x).ok()))
+                    .ok_or_else(|| bad(v))?;
                 out.extend_from_slice(&x.to_le_bytes());
             }
         };
@@ -373,7 +517,10 @@ fn json_to_bytes(name: &str, datatype: DataType, shape: &[i64], data: &Value) ->
             }
         }
         DataType::Bytes => {
-            let strings: Vec<&str> = values.iter().map(|v| v.as_str().ok_or_else(|| bad(v))).collect::<Result<_>>()?;
+            let strings: Vec<&str> = values
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| bad(v)))
+                .collect::<Result<_>>()?;
             out = encode_bytes_elements(strings.iter().map(|s| s.as_bytes()));
         }
     }
@@ -384,7 +531,9 @@ fn bytes_to_json(t: &Tensor) -> Value {
     let d = &t.data;
     macro_rules! nums {
         ($t:ty, $n:expr) => {
-            d.chunks_exact($n).map(|c| json!(<$t>::from_le_bytes(c.try_into().unwrap()))).collect()
+            d.chunks_exact($n)
+                .map(|c| json!(<$t>::from_le_bytes(c.try_into().unwrap())))
+                .collect()
         };
     }
     let values: Vec<Value> = match t.datatype {
@@ -397,11 +546,21 @@ fn bytes_to_json(t: &Tensor) -> Value {
         DataType::Int16 => nums!(i16, 2),
         DataType::Int32 => nums!(i32, 4),
         DataType::Int64 => nums!(i64, 8),
-        DataType::Fp16 => d.chunks_exact(2).map(|c| json!(half::f16::from_le_bytes([c[0], c[1]]).to_f32())).collect(),
-        DataType::Bf16 => d.chunks_exact(2).map(|c| json!(half::bf16::from_le_bytes([c[0], c[1]]).to_f32())).collect(),
+        DataType::Fp16 => d
+            .chunks_exact(2)
+            .map(|c| json!(half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+            .collect(),
+        DataType::Bf16 => d
+            .chunks_exact(2)
+            .map(|c| json!(half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+            .collect(),
         DataType::Fp32 => nums!(f32, 4),
         DataType::Fp64 => nums!(f64, 8),
-        DataType::Bytes => bytes_elements(d).unwrap_or_default().into_iter().map(|e| json!(String::from_utf8_lossy(e))).collect(),
+        DataType::Bytes => bytes_elements(d)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| json!(String::from_utf8_lossy(e)))
+            .collect(),
     };
     Value::Array(values)
 }
@@ -410,8 +569,13 @@ fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
     let mut outputs = Vec::with_capacity(r.outputs.len());
     let mut blobs: Vec<bytes::Bytes> = Vec::new();
     for t in r.outputs {
-        let binary = encoding.per_output.get(&t.name).copied().unwrap_or(encoding.default_binary);
-        let mut o = json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape });
+        let binary = encoding
+            .per_output
+            .get(&t.name)
+            .copied()
+            .unwrap_or(encoding.default_binary);
+        let mut o =
+            json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape });
         if binary {
             o["parameters"] = json!({ "binary_data_size": t.data.len() });
             blobs.push(t.data);
@@ -420,7 +584,8 @@ fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
         }
         outputs.push(o);
     }
-    let mut head = json!({ "model_name": r.model_name, "model_version": r.model_version, "outputs": outputs });
+    let mut head =
+        json!({ "model_name": r.model_name, "model_version": r.model_version, "outputs": outputs });
     if !r.id.is_empty() {
         head["id"] = json!(r.id);
     }
@@ -434,7 +599,10 @@ fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
     let stream = futures::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(Body::from_stream(stream));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(HEADER_LENGTH, HeaderValue::from(head_len));
     response
 }
@@ -468,10 +636,24 @@ mod tests {
         body.extend_from_slice(&[0u8; 8]);
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_LENGTH, HeaderValue::from(head.len()));
-        let (req, enc) = parse_infer(RequestContext::internal(), "m", "", &headers, Bytes::from(body.clone())).unwrap();
+        let (req, enc) = parse_infer(
+            RequestContext::internal(),
+            "m",
+            "",
+            &headers,
+            Bytes::from(body.clone()),
+        )
+        .unwrap();
         assert_eq!(req.inputs[0].data.len(), 8);
         assert_eq!(enc.per_output.get("o"), Some(&true));
         body.push(1);
-        assert!(parse_infer(RequestContext::internal(), "m", "", &headers, Bytes::from(body)).is_err());
+        assert!(parse_infer(
+            RequestContext::internal(),
+            "m",
+            "",
+            &headers,
+            Bytes::from(body)
+        )
+        .is_err());
     }
 }

@@ -12,10 +12,13 @@ pub mod proto {
 
     /// Descriptors of the generated messages, for text-format (config.pbtxt)
     /// parsing and JSON rendering.
-    pub static DESCRIPTOR_POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> = std::sync::LazyLock::new(|| {
-        prost_reflect::DescriptorPool::decode(include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin")).as_ref())
+    pub static DESCRIPTOR_POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> =
+        std::sync::LazyLock::new(|| {
+            prost_reflect::DescriptorPool::decode(
+                include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin")).as_ref(),
+            )
             .expect("the build script writes a valid descriptor set")
-    });
+        });
 }
 
 use crate::server::ServerState;
@@ -24,10 +27,20 @@ use crate::server::ServerState;
 pub const SERVER_NAME: &str = "kiln";
 
 /// Protocol extensions kiln implements (and only those).
-pub const EXTENSIONS: &[&str] = &["classification", "model_repository", "model_configuration", "binary_tensor_data", "statistics"];
+pub const EXTENSIONS: &[&str] = &[
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "binary_tensor_data",
+    "statistics",
+];
 
 /// The metadata of a ready model version, in KServe terms (batch dim -1).
-pub fn model_metadata(state: &ServerState, name: &str, version: &str) -> crate::error::Result<proto::ModelMetadataResponse> {
+pub fn model_metadata(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+) -> crate::error::Result<proto::ModelMetadataResponse> {
     use proto::model_metadata_response::TensorMetadata;
     let runner = state.registry.resolve(name, version)?;
     let spec = &runner.spec;
@@ -37,13 +50,22 @@ pub fn model_metadata(state: &ServerState, name: &str, version: &str) -> crate::
             .map(|t| {
                 let mut shape = if spec.batched() { vec![-1] } else { vec![] };
                 shape.extend_from_slice(&t.dims);
-                TensorMetadata { name: t.name.clone(), datatype: t.datatype.kserve_name().into(), shape }
+                TensorMetadata {
+                    name: t.name.clone(),
+                    datatype: t.datatype.kserve_name().into(),
+                    shape,
+                }
             })
             .collect()
     };
     Ok(proto::ModelMetadataResponse {
         name: spec.name.clone(),
-        versions: state.registry.ready_versions(name).iter().map(|v| v.to_string()).collect(),
+        versions: state
+            .registry
+            .ready_versions(name)
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
         platform: spec.config.platform.clone(),
         inputs: tensors(&spec.inputs),
         outputs: tensors(&spec.outputs),
@@ -52,7 +74,11 @@ pub fn model_metadata(state: &ServerState, name: &str, version: &str) -> crate::
 
 /// Statistics of one model (all ready versions, or one), or of every model
 /// when `name` is empty.
-pub fn model_statistics(state: &ServerState, name: &str, version: &str) -> crate::error::Result<proto::ModelStatisticsResponse> {
+pub fn model_statistics(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+) -> crate::error::Result<proto::ModelStatisticsResponse> {
     let runners = if name.is_empty() {
         state.registry.ready_runners("")
     } else if version.is_empty() {
@@ -64,7 +90,12 @@ pub fn model_statistics(state: &ServerState, name: &str, version: &str) -> crate
     } else {
         vec![state.registry.resolve(name, version)?]
     };
-    Ok(proto::ModelStatisticsResponse { model_stats: runners.iter().map(|r| r.stats.snapshot(&r.spec.name, r.version)).collect() })
+    Ok(proto::ModelStatisticsResponse {
+        model_stats: runners
+            .iter()
+            .map(|r| r.stats.snapshot(&r.spec.name, r.version))
+            .collect(),
+    })
 }
 
 /// Load and unload are only allowed in explicit mode (Triton's rule).

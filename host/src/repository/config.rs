@@ -169,7 +169,10 @@ impl ModelSpec {
         self.inputs.iter().enumerate().find(|(_, t)| t.name == name)
     }
     pub fn output(&self, name: &str) -> Option<(usize, &TensorSpec)> {
-        self.outputs.iter().enumerate().find(|(_, t)| t.name == name)
+        self.outputs
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == name)
     }
     pub fn batched(&self) -> bool {
         self.max_batch_size > 0
@@ -186,9 +189,10 @@ pub fn select_versions(policy: Option<&ModelVersionPolicy>, available: &[i64]) -
     sorted.sort_unstable();
     match policy.and_then(|p| p.policy_choice.as_ref()) {
         Some(PolicyChoice::All(_)) => sorted,
-        Some(PolicyChoice::Specific(s)) => {
-            sorted.into_iter().filter(|v| s.versions.contains(v)).collect()
-        }
+        Some(PolicyChoice::Specific(s)) => sorted
+            .into_iter()
+            .filter(|v| s.versions.contains(v))
+            .collect(),
         Some(PolicyChoice::Latest(l)) => {
             let n = l.num_versions.max(1) as usize;
             sorted.split_off(sorted.len().saturating_sub(n))
@@ -230,7 +234,10 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         }
     }
     if config.max_batch_size < 0 {
-        return Err(err(format!("field 'max_batch_size': must be >= 0, got {}", config.max_batch_size)));
+        return Err(err(format!(
+            "field 'max_batch_size': must be >= 0, got {}",
+            config.max_batch_size
+        )));
     }
     let batched = config.max_batch_size > 0;
 
@@ -238,14 +245,31 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     let mut inputs = Vec::new();
     for (i, input) in config.input.iter().enumerate() {
         let field = format!("input[{i}]");
-        let spec = tensor_spec(&field, &input.name, input.data_type(), &input.dims, input.reshape.as_ref().map(|r| &r.shape), batched).map_err(&err)?;
+        let spec = tensor_spec(
+            &field,
+            &input.name,
+            input.data_type(),
+            &input.dims,
+            input.reshape.as_ref().map(|r| &r.shape),
+            batched,
+        )
+        .map_err(&err)?;
         if input.is_shape_tensor {
-            return Err(err(format!("{field} '{}': shape tensors are not supported by the TorchScript backend", input.name)));
+            return Err(err(format!(
+                "{field} '{}': shape tensors are not supported by the TorchScript backend",
+                input.name
+            )));
         }
         if !names.insert(input.name.clone()) {
-            return Err(err(format!("{field}: duplicate tensor name '{}'", input.name)));
+            return Err(err(format!(
+                "{field}: duplicate tensor name '{}'",
+                input.name
+            )));
         }
-        inputs.push(TensorSpec { optional: input.optional, ..spec });
+        inputs.push(TensorSpec {
+            optional: input.optional,
+            ..spec
+        });
     }
     if inputs.is_empty() {
         return Err(err("field 'input': a model needs at least one input".into()));
@@ -254,28 +278,50 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     names.clear();
     for (i, output) in config.output.iter().enumerate() {
         let field = format!("output[{i}]");
-        let mut spec = tensor_spec(&field, &output.name, output.data_type(), &output.dims, output.reshape.as_ref().map(|r| &r.shape), batched).map_err(&err)?;
+        let mut spec = tensor_spec(
+            &field,
+            &output.name,
+            output.data_type(),
+            &output.dims,
+            output.reshape.as_ref().map(|r| &r.shape),
+            batched,
+        )
+        .map_err(&err)?;
         if !names.insert(output.name.clone()) {
-            return Err(err(format!("{field}: duplicate tensor name '{}'", output.name)));
+            return Err(err(format!(
+                "{field}: duplicate tensor name '{}'",
+                output.name
+            )));
         }
         if !output.label_filename.is_empty() {
             let path = model_dir.join(&output.label_filename);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                err(format!("{field} '{}': field 'label_filename': cannot read {}: {e}", output.name, path.display()))
+                err(format!(
+                    "{field} '{}': field 'label_filename': cannot read {}: {e}",
+                    output.name,
+                    path.display()
+                ))
             })?;
             spec.labels = Some(Arc::new(text.lines().map(str::to_string).collect()));
         }
         outputs.push(spec);
     }
     if outputs.is_empty() {
-        return Err(err("field 'output': a model needs at least one output".into()));
+        return Err(err(
+            "field 'output': a model needs at least one output".into()
+        ));
     }
     for spec in inputs.iter().chain(&outputs) {
-        torchscript_supports(spec.datatype).map_err(|m| err(format!("tensor '{}': {m}", spec.name)))?;
+        torchscript_supports(spec.datatype)
+            .map_err(|m| err(format!("tensor '{}': {m}", spec.name)))?;
     }
 
     if config.instance_group.is_empty() {
-        config.instance_group.push(ModelInstanceGroup { count: 1, kind: InstanceKind::Auto as i32, ..Default::default() });
+        config.instance_group.push(ModelInstanceGroup {
+            count: 1,
+            kind: InstanceKind::Auto as i32,
+            ..Default::default()
+        });
     }
     let mut instances = Vec::new();
     for (i, group) in config.instance_group.iter_mut().enumerate() {
@@ -283,7 +329,10 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             group.name = format!("{}_{i}", config.name);
         }
         if group.count < 0 {
-            return Err(err(format!("instance_group[{i}]: field 'count' must be >= 0, got {}", group.count)));
+            return Err(err(format!(
+                "instance_group[{i}]: field 'count' must be >= 0, got {}",
+                group.count
+            )));
         }
         if group.count == 0 {
             group.count = 1;
@@ -292,17 +341,28 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         match kind {
             InstanceKind::Cpu => {
                 if !group.gpus.is_empty() {
-                    return Err(err(format!("instance_group[{i}]: field 'gpus' is only valid with KIND_GPU")));
+                    return Err(err(format!(
+                        "instance_group[{i}]: field 'gpus' is only valid with KIND_GPU"
+                    )));
                 }
                 instances.extend(std::iter::repeat_n(Placement::Cpu, group.count as usize));
             }
             InstanceKind::Gpu => {
-                let gpus = if group.gpus.is_empty() { vec![0] } else { group.gpus.clone() };
+                let gpus = if group.gpus.is_empty() {
+                    vec![0]
+                } else {
+                    group.gpus.clone()
+                };
                 for gpu in gpus {
                     if gpu < 0 {
-                        return Err(err(format!("instance_group[{i}]: field 'gpus': invalid GPU id {gpu}")));
+                        return Err(err(format!(
+                            "instance_group[{i}]: field 'gpus': invalid GPU id {gpu}"
+                        )));
                     }
-                    instances.extend(std::iter::repeat_n(Placement::Gpu(gpu), group.count as usize));
+                    instances.extend(std::iter::repeat_n(
+                        Placement::Gpu(gpu),
+                        group.count as usize,
+                    ));
                 }
             }
             InstanceKind::Auto => {
@@ -317,17 +377,28 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     match &config.scheduling_choice {
         None => {}
         Some(SchedulingChoice::DynamicBatching(_)) => warnings.push(
-            "dynamic_batching is accepted but not applied yet: each request executes on its own".into(),
+            "dynamic_batching is accepted but not applied yet: each request executes on its own"
+                .into(),
         ),
         Some(SchedulingChoice::SequenceBatching(_)) => {
-            return Err(err("field 'sequence_batching': sequence batching is not supported".into()))
+            return Err(err(
+                "field 'sequence_batching': sequence batching is not supported".into(),
+            ))
         }
         Some(SchedulingChoice::EnsembleScheduling(_)) => {
-            return Err(err("field 'ensemble_scheduling': ensembles are not supported yet".into()))
+            return Err(err(
+                "field 'ensemble_scheduling': ensembles are not supported yet".into(),
+            ))
         }
     }
-    if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) {
-        return Err(err("field 'model_transaction_policy': decoupled models are not supported".into()));
+    if config
+        .model_transaction_policy
+        .as_ref()
+        .is_some_and(|p| p.decoupled)
+    {
+        return Err(err(
+            "field 'model_transaction_policy': decoupled models are not supported".into(),
+        ));
     }
     if config.optimization.is_some() {
         warnings.push("'optimization' settings are accepted and ignored".into());
@@ -337,7 +408,9 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     }
     if config.version_policy.is_none() {
         config.version_policy = Some(ModelVersionPolicy {
-            policy_choice: Some(PolicyChoice::Latest(crate::protocol::proto::model_version_policy::Latest { num_versions: 1 })),
+            policy_choice: Some(PolicyChoice::Latest(
+                crate::protocol::proto::model_version_policy::Latest { num_versions: 1 },
+            )),
         });
     }
     if config.default_model_filename.is_empty() {
@@ -345,11 +418,17 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     }
     for (i, warmup) in config.model_warmup.iter().enumerate() {
         if batched && warmup.batch_size as usize > config.max_batch_size as usize {
-            return Err(err(format!("model_warmup[{i}] '{}': batch_size {} exceeds max_batch_size {}", warmup.name, warmup.batch_size, config.max_batch_size)));
+            return Err(err(format!(
+                "model_warmup[{i}] '{}': batch_size {} exceeds max_batch_size {}",
+                warmup.name, warmup.batch_size, config.max_batch_size
+            )));
         }
         for name in warmup.inputs.keys() {
             if !inputs.iter().any(|t| &t.name == name) {
-                return Err(err(format!("model_warmup[{i}] '{}': unknown input '{name}'", warmup.name)));
+                return Err(err(format!(
+                    "model_warmup[{i}] '{}': unknown input '{name}'",
+                    warmup.name
+                )));
             }
         }
     }
@@ -381,10 +460,14 @@ fn tensor_spec(
     let datatype = DataType::from_config(data_type)
         .ok_or_else(|| format!("{field} '{name}': field 'data_type' is required"))?;
     if dims.is_empty() && !batched && reshape.is_none() {
-        return Err(format!("{field} '{name}': field 'dims' must not be empty when max_batch_size is 0"));
+        return Err(format!(
+            "{field} '{name}': field 'dims' must not be empty when max_batch_size is 0"
+        ));
     }
     if let Some(d) = dims.iter().find(|&&d| d < -1) {
-        return Err(format!("{field} '{name}': field 'dims': invalid dim {d} (use -1 for a variable dim)"));
+        return Err(format!(
+            "{field} '{name}': field 'dims': invalid dim {d} (use -1 for a variable dim)"
+        ));
     }
     if let Some(r) = reshape {
         let fixed = |v: &[i64]| v.iter().all(|&d| d >= 0);
@@ -405,7 +488,9 @@ fn tensor_spec(
 /// Datatypes libtorch can hold: every KServe type but BYTES.
 fn torchscript_supports(d: DataType) -> Result<(), String> {
     match d {
-        DataType::Bytes => Err("BYTES (TYPE_STRING) tensors are not supported by the TorchScript backend".into()),
+        DataType::Bytes => {
+            Err("BYTES (TYPE_STRING) tensors are not supported by the TorchScript backend".into())
+        }
         _ => Ok(()),
     }
 }
@@ -468,7 +553,15 @@ model_warmup [
         assert_eq!(spec.max_batch_size, 8);
         assert_eq!(spec.inputs[0].dims, vec![3, 224, 224]);
         assert_eq!(spec.outputs[0].labels.as_ref().unwrap()[1], "goldfish");
-        assert_eq!(spec.instances, vec![Placement::Gpu(0), Placement::Gpu(0), Placement::Gpu(1), Placement::Gpu(1)]);
+        assert_eq!(
+            spec.instances,
+            vec![
+                Placement::Gpu(0),
+                Placement::Gpu(0),
+                Placement::Gpu(1),
+                Placement::Gpu(1)
+            ]
+        );
         assert_eq!(spec.config.backend, PYTORCH_BACKEND);
         assert_eq!(spec.select_versions(&[1, 3, 2]), vec![2, 3]);
         assert_eq!(spec.warnings.len(), 1, "{:?}", spec.warnings);
@@ -505,7 +598,10 @@ instance_group [ { kind: KIND_CPU } ]
 
     #[test]
     fn unknown_field_names_file_line_and_field() {
-        let tmp = dir_with("m", "name: \"m\"\nplatform: \"pytorch_libtorch\"\nmax_batch_sise: 8\n");
+        let tmp = dir_with(
+            "m",
+            "name: \"m\"\nplatform: \"pytorch_libtorch\"\nmax_batch_sise: 8\n",
+        );
         let e = load(&tmp, "m").unwrap_err().0;
         assert!(e.contains("config.pbtxt:3:1"), "{e}");
         assert!(e.contains("max_batch_sise"), "{e}");
@@ -530,7 +626,10 @@ instance_group [ { kind: KIND_CPU } ]
         for (text, needle) in cases {
             let tmp = dir_with("m", text);
             let e = load(&tmp, "m").unwrap_err().0;
-            assert!(e.contains(needle) && e.contains("config.pbtxt"), "{needle}: {e}");
+            assert!(
+                e.contains(needle) && e.contains("config.pbtxt"),
+                "{needle}: {e}"
+            );
         }
     }
 
@@ -538,17 +637,39 @@ instance_group [ { kind: KIND_CPU } ]
     fn list_syntax_without_colon_keeps_offsets() {
         let text = "input [ { name: \"a [b\" } ] # x [y\noutput[{}]\ndims: [ 1 ]";
         let fixed = colon_before_lists(text);
-        assert_eq!(fixed, "input:[ { name: \"a [b\" } ] # x [y\noutput:[{}]\ndims: [ 1 ]");
+        assert_eq!(
+            fixed,
+            "input:[ { name: \"a [b\" } ] # x [y\noutput:[{}]\ndims: [ 1 ]"
+        );
     }
 
     #[test]
     fn version_policies() {
         use crate::protocol::proto::model_version_policy::{All, Latest, Specific};
-        let pol = |c| ModelVersionPolicy { policy_choice: Some(c) };
+        let pol = |c| ModelVersionPolicy {
+            policy_choice: Some(c),
+        };
         assert_eq!(select_versions(None, &[1, 2, 3]), vec![3]);
-        assert_eq!(select_versions(Some(&pol(PolicyChoice::All(All {}))), &[3, 1]), vec![1, 3]);
-        assert_eq!(select_versions(Some(&pol(PolicyChoice::Latest(Latest { num_versions: 5 }))), &[1, 2]), vec![1, 2]);
-        assert_eq!(select_versions(Some(&pol(PolicyChoice::Specific(Specific { versions: vec![1, 4] }))), &[1, 2, 3]), vec![1]);
+        assert_eq!(
+            select_versions(Some(&pol(PolicyChoice::All(All {}))), &[3, 1]),
+            vec![1, 3]
+        );
+        assert_eq!(
+            select_versions(
+                Some(&pol(PolicyChoice::Latest(Latest { num_versions: 5 }))),
+                &[1, 2]
+            ),
+            vec![1, 2]
+        );
+        assert_eq!(
+            select_versions(
+                Some(&pol(PolicyChoice::Specific(Specific {
+                    versions: vec![1, 4]
+                }))),
+                &[1, 2, 3]
+            ),
+            vec![1]
+        );
         assert!(select_versions(None, &[]).is_empty());
     }
 }

@@ -45,7 +45,9 @@ pub fn fingerprint(dir: &Path, deep: bool) -> u64 {
 }
 
 fn walk(dir: &Path, deep: bool, hasher: &mut DefaultHasher) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -59,7 +61,10 @@ fn walk(dir: &Path, deep: bool, hasher: &mut DefaultHasher) {
         }
         e.file_name().hash(hasher);
         meta.len().hash(hasher);
-        meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).hash(hasher);
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .hash(hasher);
     }
 }
 

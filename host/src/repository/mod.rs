@@ -26,7 +26,17 @@ use crate::scheduler::stats::ModelStats;
 use crate::scheduler::ModelRunner;
 use config::ModelSpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+    Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ControlMode {
     #[default]
@@ -102,7 +112,13 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn new(root: PathBuf, mode: ControlMode, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self { root, mode, metrics, models: RwLock::default(), changes: tokio::sync::Mutex::new(()) })
+        Arc::new(Self {
+            root,
+            mode,
+            metrics,
+            models: RwLock::default(),
+            changes: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -115,23 +131,49 @@ impl ModelRegistry {
 
     /// Models on disk, by directory name.
     pub fn scan(&self) -> Result<Vec<(String, PathBuf)>> {
-        layout::model_dirs(&self.root).map_err(|e| KilnError::internal(format!("cannot read model repository {}: {e}", self.root.display())))
+        layout::model_dirs(&self.root).map_err(|e| {
+            KilnError::internal(format!(
+                "cannot read model repository {}: {e}",
+                self.root.display()
+            ))
+        })
     }
 
     /// The runner serving `name` at `version` ("" = the latest ready one).
     pub fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>> {
         let wanted = parse_version(name, version)?;
         let models = self.models.read();
-        let entry = models.get(name).ok_or_else(|| KilnError::not_found(format!("Request for unknown model: '{name}' is not found")))?;
+        let entry = models.get(name).ok_or_else(|| {
+            KilnError::not_found(format!("Request for unknown model: '{name}' is not found"))
+        })?;
         if let Some(runner) = entry.ready_runner(wanted) {
             return Ok(runner.clone());
         }
         match wanted.map(|v| (v, entry.versions.get(&v))) {
-            Some((v, None)) => Err(KilnError::not_found(format!("Request for unknown model: '{name}' version {v} is not found"))),
-            Some((v, Some(e))) => Err(KilnError::unavailable(format!("model '{name}' version {v} is not ready ({}): {}", e.state.as_str(), e.reason))),
+            Some((v, None)) => Err(KilnError::not_found(format!(
+                "Request for unknown model: '{name}' version {v} is not found"
+            ))),
+            Some((v, Some(e))) => Err(KilnError::unavailable(format!(
+                "model '{name}' version {v} is not ready ({}): {}",
+                e.state.as_str(),
+                e.reason
+            ))),
             None => {
-                let reason = entry.error.clone().or_else(|| entry.versions.values().rev().map(|e| e.reason.clone()).find(|r| !r.is_empty())).unwrap_or_else(|| "not loaded".into());
-                Err(KilnError::unavailable(format!("model '{name}' has no ready version: {reason}")))
+                let reason = entry
+                    .error
+                    .clone()
+                    .or_else(|| {
+                        entry
+                            .versions
+                            .values()
+                            .rev()
+                            .map(|e| e.reason.clone())
+                            .find(|r| !r.is_empty())
+                    })
+                    .unwrap_or_else(|| "not loaded".into());
+                Err(KilnError::unavailable(format!(
+                    "model '{name}' has no ready version: {reason}"
+                )))
             }
         }
     }
@@ -168,15 +210,26 @@ impl ModelRegistry {
         names.sort_unstable();
         names.dedup();
         for name in names {
-            let row = |version: String, state: &str, reason: &str| IndexEntry { name: name.to_string(), version, state: state.to_string(), reason: reason.to_string() };
+            let row = |version: String, state: &str, reason: &str| IndexEntry {
+                name: name.to_string(),
+                version,
+                state: state.to_string(),
+                reason: reason.to_string(),
+            };
             match models.get(name) {
                 Some(entry) if !entry.versions.is_empty() => {
                     for (v, e) in &entry.versions {
-                        let reason = if e.reason.is_empty() { entry.error.as_deref().unwrap_or("") } else { &e.reason };
+                        let reason = if e.reason.is_empty() {
+                            entry.error.as_deref().unwrap_or("")
+                        } else {
+                            &e.reason
+                        };
                         rows.push(row(v.to_string(), e.state.as_str(), reason));
                     }
                 }
-                Some(ModelEntry { error: Some(err), .. }) => rows.push(row(String::new(), ModelState::Unavailable.as_str(), err)),
+                Some(ModelEntry {
+                    error: Some(err), ..
+                }) => rows.push(row(String::new(), ModelState::Unavailable.as_str(), err)),
                 // On disk, never loaded (explicit mode): Triton lists the name only.
                 _ => rows.push(row(String::new(), "", "")),
             }
@@ -217,7 +270,10 @@ impl ModelRegistry {
         }
         let dir = self.root.join(name);
         if !dir.is_dir() {
-            return Err(KilnError::not_found(format!("failed to load '{name}': no model directory {}", dir.display())));
+            return Err(KilnError::not_found(format!(
+                "failed to load '{name}': no model directory {}",
+                dir.display()
+            )));
         }
         let seen = layout::fingerprint(&dir, true);
         let spec = match config::read_config(&dir).and_then(|c| config::validate(&dir, c)) {
@@ -235,7 +291,8 @@ impl ModelRegistry {
         let config_print = layout::fingerprint(&dir, false);
         let mut failures = Vec::new();
         for &version in &wanted {
-            let files = config_print ^ layout::fingerprint(&dir.join(version.to_string()), true).rotate_left(1);
+            let files = config_print
+                ^ layout::fingerprint(&dir.join(version.to_string()), true).rotate_left(1);
             let serving = {
                 let mut models = self.models.write();
                 let entry = models.entry(name.to_string()).or_default();
@@ -245,7 +302,15 @@ impl ModelRegistry {
                 }
                 let serving = current.and_then(|c| c.runner.clone());
                 if serving.is_none() {
-                    entry.versions.insert(version, VersionEntry { state: ModelState::Loading, reason: String::new(), runner: None, loaded_from: 0 });
+                    entry.versions.insert(
+                        version,
+                        VersionEntry {
+                            state: ModelState::Loading,
+                            reason: String::new(),
+                            runner: None,
+                            loaded_from: 0,
+                        },
+                    );
                 }
                 serving.is_some()
             };
@@ -256,7 +321,15 @@ impl ModelRegistry {
             match loaded {
                 Ok(runner) => {
                     tracing::info!(model = %name, version, devices = ?runner.devices, elapsed_ms = started.elapsed().as_millis() as u64, "model version ready");
-                    entry.versions.insert(version, VersionEntry { state: ModelState::Ready, reason: String::new(), runner: Some(runner), loaded_from: files });
+                    entry.versions.insert(
+                        version,
+                        VersionEntry {
+                            state: ModelState::Ready,
+                            reason: String::new(),
+                            runner: Some(runner),
+                            loaded_from: files,
+                        },
+                    );
                     self.metrics.set_ready(name, version, true);
                 }
                 Err(reason) => {
@@ -278,7 +351,12 @@ impl ModelRegistry {
             let entry = models.entry(name.to_string()).or_default();
             entry.error = None;
             entry.seen = seen;
-            entry.versions.keys().copied().filter(|v| !wanted.contains(v)).collect()
+            entry
+                .versions
+                .keys()
+                .copied()
+                .filter(|v| !wanted.contains(v))
+                .collect()
         };
         for v in retired {
             self.retire(name, v, "unloaded: no longer selected by version_policy");
@@ -290,7 +368,10 @@ impl ModelRegistry {
                 tracing::warn!(model = %name, "some versions failed to load: {}", failures.join("; "));
                 Ok(())
             }
-            (false, false) => Err(KilnError::invalid(format!("failed to load '{name}': {}", failures.join("; ")))),
+            (false, false) => Err(KilnError::invalid(format!(
+                "failed to load '{name}': {}",
+                failures.join("; ")
+            ))),
         }
     }
 
@@ -301,16 +382,25 @@ impl ModelRegistry {
         let entry = models.entry(name.to_string()).or_default();
         entry.seen = seen;
         entry.error = Some(reason.clone());
-        for e in entry.versions.values_mut().filter(|e| e.state == ModelState::Ready) {
+        for e in entry
+            .versions
+            .values_mut()
+            .filter(|e| e.state == ModelState::Ready)
+        {
             e.reason = format!("reload failed, previous version still serving: {reason}");
         }
         KilnError::invalid(reason)
     }
 
-    fn load_version(&self, spec: &Arc<ModelSpec>, version: i64) -> std::result::Result<Arc<ModelRunner>, String> {
+    fn load_version(
+        &self,
+        spec: &Arc<ModelSpec>,
+        version: i64,
+    ) -> std::result::Result<Arc<ModelRunner>, String> {
         let mut instances = Vec::with_capacity(spec.instances.len());
         for &placement in &spec.instances {
-            let mut instance = backend::load_instance(spec, version, placement).map_err(|e| e.to_string())?;
+            let mut instance =
+                backend::load_instance(spec, version, placement).map_err(|e| e.to_string())?;
             warmup::warm_up(spec, instance.as_mut())?;
             instances.push(instance);
         }
@@ -334,14 +424,19 @@ impl ModelRegistry {
         let _one_at_a_time = self.changes.lock().await;
         let versions: Vec<i64> = {
             let mut models = self.models.write();
-            let entry = models.get_mut(name).ok_or_else(|| KilnError::not_found(format!("failed to unload '{name}': model is not loaded")))?;
+            let entry = models.get_mut(name).ok_or_else(|| {
+                KilnError::not_found(format!("failed to unload '{name}': model is not loaded"))
+            })?;
             for e in entry.versions.values_mut().filter(|e| e.runner.is_some()) {
                 e.state = ModelState::Unloading;
             }
             entry.error = None;
             entry.versions.keys().copied().collect()
         };
-        let runners: Vec<_> = versions.iter().filter_map(|&v| self.retire_unloading(name, v)).collect();
+        let runners: Vec<_> = versions
+            .iter()
+            .filter_map(|&v| self.retire_unloading(name, v))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         while runners.iter().any(|r| Arc::strong_count(r) > 1) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -382,7 +477,11 @@ impl ModelRegistry {
         }
         let gone: Vec<String> = {
             let models = self.models.read();
-            models.keys().filter(|n| !dirs.iter().any(|(d, _)| d == *n)).cloned().collect()
+            models
+                .keys()
+                .filter(|n| !dirs.iter().any(|(d, _)| d == *n))
+                .cloned()
+                .collect()
         };
         for name in gone {
             let _ = self.unload(&name).await;
@@ -395,10 +494,11 @@ fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
     if version.is_empty() {
         return Ok(None);
     }
-    version
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| KilnError::invalid(format!("invalid version '{version}' for model '{name}': versions are integers")))
+    version.parse::<i64>().map(Some).map_err(|_| {
+        KilnError::invalid(format!(
+            "invalid version '{version}' for model '{name}': versions are integers"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -409,10 +509,21 @@ mod tests {
     async fn unknown_models_and_bad_configs_are_reported() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("broken/1")).unwrap();
-        std::fs::write(tmp.path().join("broken/config.pbtxt"), "platform: \"pytorch_libtorch\"\nbogus_field: 1\n").unwrap();
-        let reg = ModelRegistry::new(tmp.path().to_path_buf(), ControlMode::None, Arc::new(Metrics::new()));
+        std::fs::write(
+            tmp.path().join("broken/config.pbtxt"),
+            "platform: \"pytorch_libtorch\"\nbogus_field: 1\n",
+        )
+        .unwrap();
+        let reg = ModelRegistry::new(
+            tmp.path().to_path_buf(),
+            ControlMode::None,
+            Arc::new(Metrics::new()),
+        );
         reg.load_all().await;
-        assert!(matches!(reg.resolve("nope", "").err(), Some(KilnError::NotFound(_))));
+        assert!(matches!(
+            reg.resolve("nope", "").err(),
+            Some(KilnError::NotFound(_))
+        ));
         let err = reg.resolve("broken", "").err().unwrap();
         assert!(matches!(err, KilnError::Unavailable(_)), "{err:?}");
         assert!(err.message().contains("bogus_field"), "{err}");
@@ -420,6 +531,9 @@ mod tests {
         assert_eq!(index.len(), 1);
         assert_eq!(index[0].state, "UNAVAILABLE");
         assert!(index[0].reason.contains("config.pbtxt:2"), "{:?}", index[0]);
-        assert!(matches!(reg.resolve("broken", "x").err(), Some(KilnError::InvalidArgument(_))));
+        assert!(matches!(
+            reg.resolve("broken", "x").err(),
+            Some(KilnError::InvalidArgument(_))
+        ));
     }
 }

@@ -15,35 +15,78 @@ use crate::tensor::{element_count, DataType, Tensor};
 pub fn warm_up(spec: &ModelSpec, instance: &mut dyn Backend) -> Result<(), String> {
     for warmup in &spec.config.model_warmup {
         let inputs = warmup_inputs(spec, warmup)?;
-        let (arranged, _) = arrange_inputs(spec, inputs).map_err(|e| format!("model_warmup '{}': {e}", warmup.name))?;
+        let (arranged, _) = arrange_inputs(spec, inputs)
+            .map_err(|e| format!("model_warmup '{}': {e}", warmup.name))?;
         for _ in 0..warmup.count.max(1) {
             instance
                 .execute(&arranged, &mut ExecTimings::default())
-                .map_err(|e| format!("model_warmup '{}' failed on {}: {e}", warmup.name, instance.device()))?;
+                .map_err(|e| {
+                    format!(
+                        "model_warmup '{}' failed on {}: {e}",
+                        warmup.name,
+                        instance.device()
+                    )
+                })?;
         }
     }
     Ok(())
 }
 
-fn warmup_inputs(spec: &ModelSpec, warmup: &crate::protocol::proto::ModelWarmup) -> Result<Vec<Tensor>, String> {
+fn warmup_inputs(
+    spec: &ModelSpec,
+    warmup: &crate::protocol::proto::ModelWarmup,
+) -> Result<Vec<Tensor>, String> {
     let mut tensors = Vec::new();
     for (name, input) in &warmup.inputs {
-        let datatype = DataType::from_config(input.data_type())
-            .ok_or_else(|| format!("model_warmup '{}' input '{name}': data_type is required", warmup.name))?;
-        let mut shape = if spec.batched() { vec![warmup.batch_size.max(1) as i64] } else { vec![] };
+        let datatype = DataType::from_config(input.data_type()).ok_or_else(|| {
+            format!(
+                "model_warmup '{}' input '{name}': data_type is required",
+                warmup.name
+            )
+        })?;
+        let mut shape = if spec.batched() {
+            vec![warmup.batch_size.max(1) as i64]
+        } else {
+            vec![]
+        };
         shape.extend_from_slice(&input.dims);
-        let count = element_count(&shape).ok_or_else(|| format!("model_warmup '{}' input '{name}': invalid dims {:?}", warmup.name, input.dims))?;
-        let size = datatype.element_size().ok_or_else(|| format!("model_warmup '{}' input '{name}': BYTES warm-up data is not supported", warmup.name))?;
+        let count = element_count(&shape).ok_or_else(|| {
+            format!(
+                "model_warmup '{}' input '{name}': invalid dims {:?}",
+                warmup.name, input.dims
+            )
+        })?;
+        let size = datatype.element_size().ok_or_else(|| {
+            format!(
+                "model_warmup '{}' input '{name}': BYTES warm-up data is not supported",
+                warmup.name
+            )
+        })?;
         let data = match &input.input_data_type {
             Some(InputDataType::InputDataFile(file)) => {
                 let path = spec.model_dir.join("warmup").join(file);
-                let one = std::fs::read(&path).map_err(|e| format!("model_warmup '{}': cannot read {}: {e}", warmup.name, path.display()))?;
-                one.repeat(if spec.batched() { warmup.batch_size.max(1) as usize } else { 1 })
+                let one = std::fs::read(&path).map_err(|e| {
+                    format!(
+                        "model_warmup '{}': cannot read {}: {e}",
+                        warmup.name,
+                        path.display()
+                    )
+                })?;
+                one.repeat(if spec.batched() {
+                    warmup.batch_size.max(1) as usize
+                } else {
+                    1
+                })
             }
             Some(InputDataType::RandomData(true)) => random_values(datatype, count),
             _ => vec![0u8; count * size],
         };
-        tensors.push(Tensor::new(name.clone(), datatype, shape, Bytes::from(data)));
+        tensors.push(Tensor::new(
+            name.clone(),
+            datatype,
+            shape,
+            Bytes::from(data),
+        ));
     }
     Ok(tensors)
 }

@@ -42,7 +42,12 @@ pub struct ModelRunner {
 }
 
 impl ModelRunner {
-    pub fn start(spec: Arc<ModelSpec>, version: i64, instances: Vec<Box<dyn Backend>>, stats: ModelStats) -> Result<Arc<Self>> {
+    pub fn start(
+        spec: Arc<ModelSpec>,
+        version: i64,
+        instances: Vec<Box<dyn Backend>>,
+        stats: ModelStats,
+    ) -> Result<Arc<Self>> {
         let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
         let devices = instances.iter().map(|i| i.device()).collect();
         for (i, instance) in instances.into_iter().enumerate() {
@@ -53,7 +58,13 @@ impl ModelRunner {
                 .spawn(move || worker(model, instance, jobs))
                 .map_err(|e| KilnError::internal(format!("cannot start instance thread: {e}")))?;
         }
-        Ok(Arc::new(Self { spec, version, stats, devices, queue }))
+        Ok(Arc::new(Self {
+            spec,
+            version,
+            stats,
+            devices,
+            queue,
+        }))
     }
 
     /// Queues one request's inputs (aligned with `spec.inputs`) and waits for
@@ -61,9 +72,23 @@ impl ModelRunner {
     pub async fn execute(&self, inputs: Vec<Option<Tensor>>) -> Result<ExecOutcome> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { inputs, enqueued: Instant::now(), reply })
-            .map_err(|_| KilnError::unavailable(format!("model '{}' version {} is unloading", self.spec.name, self.version)))?;
-        answer.await.map_err(|_| KilnError::internal(format!("model '{}' instance stopped before answering", self.spec.name)))?
+            .send(Job {
+                inputs,
+                enqueued: Instant::now(),
+                reply,
+            })
+            .map_err(|_| {
+                KilnError::unavailable(format!(
+                    "model '{}' version {} is unloading",
+                    self.spec.name, self.version
+                ))
+            })?;
+        answer.await.map_err(|_| {
+            KilnError::internal(format!(
+                "model '{}' instance stopped before answering",
+                self.spec.name
+            ))
+        })?
     }
 }
 
@@ -76,16 +101,26 @@ fn worker(model: String, mut instance: Box<dyn Backend>, jobs: crossbeam_channel
         }
         let mut timings = ExecTimings::default();
         // A panic inside a backend fails this request only; the instance keeps serving.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.execute(&job.inputs, &mut timings)))
-            .unwrap_or_else(|p| {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                Err(BackendError::Execution(format!("backend panicked: {msg}")))
-            })
-            .map(|outputs| ExecOutcome { outputs, timings, queue })
-            .map_err(|e| match e {
-                BackendError::InvalidInput(m) => KilnError::invalid(m),
-                BackendError::Execution(m) | BackendError::Load(m) => KilnError::internal(m),
-            });
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            instance.execute(&job.inputs, &mut timings)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(BackendError::Execution(format!("backend panicked: {msg}")))
+        })
+        .map(|outputs| ExecOutcome {
+            outputs,
+            timings,
+            queue,
+        })
+        .map_err(|e| match e {
+            BackendError::InvalidInput(m) => KilnError::invalid(m),
+            BackendError::Execution(m) | BackendError::Load(m) => KilnError::internal(m),
+        });
         let _ = job.reply.send(result);
     }
     tracing::debug!(%model, "instance stopped");

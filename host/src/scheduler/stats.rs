@@ -26,7 +26,10 @@ impl Counter {
         self.ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
     fn snapshot(&self) -> proto::StatisticDuration {
-        proto::StatisticDuration { count: self.count.load(Relaxed), ns: self.ns.load(Relaxed) }
+        proto::StatisticDuration {
+            count: self.count.load(Relaxed),
+            ns: self.ns.load(Relaxed),
+        }
     }
 }
 
@@ -60,7 +63,9 @@ pub struct RequestTiming {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl ModelStats {
@@ -114,7 +119,12 @@ impl ModelStats {
             .iter()
             .map(|(&size, b)| {
                 let d = |(count, ns): (u64, u64)| Some(proto::StatisticDuration { count, ns });
-                proto::InferBatchStatistics { batch_size: size, compute_input: d(b.input), compute_infer: d(b.infer), compute_output: d(b.output) }
+                proto::InferBatchStatistics {
+                    batch_size: size,
+                    compute_input: d(b.input),
+                    compute_infer: d(b.infer),
+                    compute_output: d(b.output),
+                }
             })
             .collect();
         proto::ModelStatistics {
