@@ -42,6 +42,8 @@ if command -v rustup >/dev/null; then
   for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
+  # Rust plugins compile straight to components (plugins/build.sh).
+  rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip2$' || rustup target add wasm32-wasip2
 fi
 
 # torch 2.11.0 is what tch 0.24 links against (see host/Cargo.toml).

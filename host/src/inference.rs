@@ -360,6 +360,7 @@ mod tests {
         ModelSpec {
             name: "add_sub".into(),
             config: Default::default(),
+            kind: crate::backend::BackendKind::TorchScript,
             max_batch_size: max_batch,
             inputs: vec![t("INPUT0", vec![16]), t("INPUT1", vec![16])],
             outputs: vec![

@@ -4,6 +4,7 @@
 
 mod torch_ffi;
 pub mod torchscript;
+pub mod wasm;
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub enum BackendError {
     /// The model misbehaved (wrong output count or type) or the runtime failed.
     #[error("{0}")]
     Execution(String),
+    /// The backend cannot serve now but may later (a plugin said so).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Load(String),
 }
@@ -57,7 +61,19 @@ pub fn load_instance(
         .model_dir
         .join(version.to_string())
         .join(&spec.model_filename);
-    Ok(Box::new(torchscript::TorchScriptInstance::load(
-        spec, &path, placement,
-    )?))
+    match spec.kind {
+        BackendKind::TorchScript => Ok(Box::new(torchscript::TorchScriptInstance::load(
+            spec, &path, placement,
+        )?)),
+        BackendKind::Wasm => Ok(Box::new(wasm::WasmInstance::load(spec, &path)?)),
+    }
+}
+
+/// Which backend serves a model (from config.pbtxt `platform` / `backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `platform: "pytorch_libtorch"` / `backend: "pytorch"`.
+    TorchScript,
+    /// `backend: "wasm"`: a kiln plugin component (sdk/ABI.md).
+    Wasm,
 }

@@ -66,7 +66,12 @@ pub fn model_metadata(
             .iter()
             .map(|v| v.to_string())
             .collect(),
-        platform: spec.config.platform.clone(),
+        // Backend-only models (wasm plugins) have no platform; report the backend.
+        platform: if spec.config.platform.is_empty() {
+            spec.config.backend.clone()
+        } else {
+            spec.config.platform.clone()
+        },
         inputs: tensors(&spec.inputs),
         outputs: tensors(&spec.outputs),
     })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use miette::Diagnostic;
 use prost_reflect::{DynamicMessage, ReflectMessage};
 
+use crate::backend::BackendKind;
 use crate::protocol::proto::{
     model_config::SchedulingChoice, model_instance_group::Kind as InstanceKind,
     model_version_policy::PolicyChoice, ModelConfig, ModelInstanceGroup, ModelVersionPolicy,
@@ -18,7 +19,9 @@ use crate::tensor::DataType;
 pub const CONFIG_FILE: &str = "config.pbtxt";
 pub const PYTORCH_PLATFORM: &str = "pytorch_libtorch";
 pub const PYTORCH_BACKEND: &str = "pytorch";
+pub const WASM_BACKEND: &str = "wasm";
 pub const DEFAULT_MODEL_FILENAME: &str = "model.pt";
+pub const DEFAULT_PLUGIN_FILENAME: &str = "model.wasm";
 
 /// A config that could not be read, parsed or accepted. The message names
 /// the file, and for parse errors the line, column and field.
@@ -154,6 +157,7 @@ pub struct ModelSpec {
     pub name: String,
     /// The normalised config, as ModelConfig / `/config` report it.
     pub config: ModelConfig,
+    pub kind: BackendKind,
     pub max_batch_size: usize,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
@@ -219,20 +223,22 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     }
 
     let mut warnings = Vec::new();
-    match (config.platform.as_str(), config.backend.as_str()) {
+    let kind = match (config.platform.as_str(), config.backend.as_str()) {
+        ("", WASM_BACKEND) => BackendKind::Wasm,
         ("" | PYTORCH_PLATFORM, "" | PYTORCH_BACKEND) if !(config.platform.is_empty() && config.backend.is_empty()) => {
             config.platform = PYTORCH_PLATFORM.into();
             config.backend = PYTORCH_BACKEND.into();
+            BackendKind::TorchScript
         }
         ("", "") => {
-            return Err(err("field 'platform'/'backend': one is required (kiln serves \"pytorch_libtorch\" / \"pytorch\")".into()))
+            return Err(err("field 'platform'/'backend': one is required (platform \"pytorch_libtorch\" or backend \"wasm\")".into()))
         }
         (p, b) => {
             return Err(err(format!(
-                "field 'platform'/'backend': unsupported platform '{p}' / backend '{b}': kiln serves TorchScript models (platform \"pytorch_libtorch\", backend \"pytorch\")"
+                "field 'platform'/'backend': unsupported platform '{p}' / backend '{b}': kiln serves TorchScript models (platform \"pytorch_libtorch\") and wasm plugins (backend \"wasm\")"
             )))
         }
-    }
+    };
     if config.max_batch_size < 0 {
         return Err(err(format!(
             "field 'max_batch_size': must be >= 0, got {}",
@@ -337,8 +343,8 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         if group.count == 0 {
             group.count = 1;
         }
-        let kind = InstanceKind::try_from(group.kind).unwrap_or(InstanceKind::Auto);
-        match kind {
+        let group_kind = InstanceKind::try_from(group.kind).unwrap_or(InstanceKind::Auto);
+        match group_kind {
             InstanceKind::Cpu => {
                 if !group.gpus.is_empty() {
                     return Err(err(format!(
@@ -346,6 +352,11 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
                     )));
                 }
                 instances.extend(std::iter::repeat_n(Placement::Cpu, group.count as usize));
+            }
+            InstanceKind::Gpu if kind == BackendKind::Wasm => {
+                return Err(err(format!(
+                    "instance_group[{i}]: wasm plugins run on the CPU; use KIND_CPU"
+                )));
             }
             InstanceKind::Gpu => {
                 let gpus = if group.gpus.is_empty() {
@@ -364,6 +375,9 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
                         group.count as usize,
                     ));
                 }
+            }
+            InstanceKind::Auto if kind == BackendKind::Wasm => {
+                instances.extend(std::iter::repeat_n(Placement::Cpu, group.count as usize));
             }
             InstanceKind::Auto => {
                 instances.extend(std::iter::repeat_n(Placement::Auto, group.count as usize));
@@ -414,7 +428,15 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         });
     }
     if config.default_model_filename.is_empty() {
-        config.default_model_filename = DEFAULT_MODEL_FILENAME.into();
+        config.default_model_filename = match kind {
+            BackendKind::TorchScript => DEFAULT_MODEL_FILENAME,
+            BackendKind::Wasm => DEFAULT_PLUGIN_FILENAME,
+        }
+        .into();
+    }
+    if kind == BackendKind::Wasm {
+        crate::backend::wasm::PluginSettings::from_spec_parameters(&config)
+            .map_err(|m| err(format!("field 'parameters': {m}")))?;
     }
     for (i, warmup) in config.model_warmup.iter().enumerate() {
         if batched && warmup.batch_size as usize > config.max_batch_size as usize {
@@ -435,6 +457,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
 
     Ok(ModelSpec {
         name: config.name.clone(),
+        kind,
         max_batch_size: config.max_batch_size as usize,
         model_filename: config.default_model_filename.clone(),
         config,

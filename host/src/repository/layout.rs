@@ -35,9 +35,13 @@ pub fn versions(model_dir: &Path) -> Vec<i64> {
     out
 }
 
-/// A cheap change detector: names, sizes and modification times of the
-/// files under `dir` (recursively when `deep`). Used by poll mode to decide
-/// what to reload.
+/// A change detector over the files under `dir` (recursively when `deep`):
+/// names, sizes and modification times, plus the content of small files
+/// (configs, labels, most plugins), whose edits can land within one mtime tick
+/// and keep their size. Used by poll mode and explicit loads to decide what to
+/// reload.
+const CONTENT_HASH_LIMIT: u64 = 1 << 20;
+
 pub fn fingerprint(dir: &Path, deep: bool) -> u64 {
     let mut hasher = DefaultHasher::new();
     walk(dir, deep, &mut hasher);
@@ -65,6 +69,9 @@ fn walk(dir: &Path, deep: bool, hasher: &mut DefaultHasher) {
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .hash(hasher);
+        if meta.len() <= CONTENT_HASH_LIMIT {
+            std::fs::read(e.path()).ok().hash(hasher);
+        }
     }
 }
 
@@ -88,6 +95,10 @@ mod tests {
         std::fs::write(tmp.path().join("config.pbtxt"), "a").unwrap();
         let a = fingerprint(tmp.path(), false);
         std::fs::write(tmp.path().join("config.pbtxt"), "ab").unwrap();
-        assert_ne!(a, fingerprint(tmp.path(), false));
+        let b = fingerprint(tmp.path(), false);
+        assert_ne!(a, b);
+        // Same size, possibly the same mtime tick: content still tells.
+        std::fs::write(tmp.path().join("config.pbtxt"), "ac").unwrap();
+        assert_ne!(b, fingerprint(tmp.path(), false));
     }
 }

@@ -119,6 +119,7 @@ fn worker(model: String, mut instance: Box<dyn Backend>, jobs: crossbeam_channel
         })
         .map_err(|e| match e {
             BackendError::InvalidInput(m) => KilnError::invalid(m),
+            BackendError::Unavailable(m) => KilnError::unavailable(m),
             BackendError::Execution(m) | BackendError::Load(m) => KilnError::internal(m),
         });
         let _ = job.reply.send(result);

@@ -1,0 +1,562 @@
+//! WebAssembly plugins as models (`backend: "wasm"`, `<version>/model.wasm`).
+//!
+//! Components are compiled once per content (see `cache`), pre-instantiated
+//! once per model version, and instantiated per model instance into the
+//! pooling allocator. Each call runs under an epoch deadline, inside a memory
+//! cap (ResourceLimiter), optionally with fuel. A trap, a timeout or a cap hit
+//! fails that one request with a clear error and the instance is replaced by
+//! a fresh one from the pre-instantiation; the server and the other models
+//! never notice.
+
+mod cache;
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::{Backend, BackendError, ExecTimings};
+use crate::repository::config::{ModelSpec, TensorSpec};
+use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
+use policy::Grants;
+
+wasmtime::component::bindgen!({
+    path: "../sdk/wit",
+    world: "plugin",
+});
+
+use kiln::plugin::types as wit;
+
+/// Engine epoch tick; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+/// Upper bound of any plugin's linear memory (the pool's slot size).
+const MAX_MEMORY_MB: u64 = 4096;
+
+/// Per-model plugin settings, from config.pbtxt `parameters`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    /// Instructions budget per call (None: unlimited, deadline only).
+    pub fuel: Option<u64>,
+    pub grants: Grants,
+    /// All config parameters, visible to the plugin through `get-parameter`.
+    pub parameters: Arc<BTreeMap<String, String>>,
+}
+
+impl PluginSettings {
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
+        Self::from_spec_parameters(&spec.config)
+    }
+
+    /// Reads the settings from config.pbtxt `parameters` (also used to
+    /// reject bad values when the config is validated).
+    pub fn from_spec_parameters(
+        config: &crate::protocol::proto::ModelConfig,
+    ) -> Result<Self, String> {
+        let parameters: BTreeMap<String, String> = config
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.string_value.clone()))
+            .collect();
+        let number = |key: &str, default: u64| -> Result<u64, String> {
+            match parameters.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("parameter '{key}': expected a whole number, got '{v}'")),
+            }
+        };
+        let timeout_ms = number("wasm_timeout_ms", DEFAULT_TIMEOUT_MS)?.max(1);
+        let memory_mb = number("wasm_memory_mb", DEFAULT_MEMORY_MB)?;
+        if memory_mb == 0 || memory_mb > MAX_MEMORY_MB {
+            return Err(format!(
+                "parameter 'wasm_memory_mb': must be 1..={MAX_MEMORY_MB}, got {memory_mb}"
+            ));
+        }
+        let fuel = parameters
+            .get("wasm_fuel")
+            .map(|_| number("wasm_fuel", 0))
+            .transpose()?;
+        let grants = Grants::parse(parameters.get("wasm_grants").map_or("", String::as_str))?;
+        Ok(Self {
+            timeout: Duration::from_millis(timeout_ms),
+            memory_bytes: (memory_mb as usize) << 20,
+            fuel,
+            grants,
+            parameters: Arc::new(parameters),
+        })
+    }
+}
+
+/// The process-wide wasmtime engine and linker.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: cache::ArtifactCache,
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("KILN_CACHE_DIR") {
+        Some(d) if d.is_empty() => None,
+        Some(d) => Some(PathBuf::from(d).join("wasm")),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kiln/wasm")),
+    }
+}
+
+impl WasmRuntime {
+    /// The shared runtime, created on first use (servers without plugins
+    /// never pay for it).
+    pub fn get() -> Result<&'static WasmRuntime, String> {
+        static RUNTIME: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| {
+                Self::new().map_err(|e| format!("cannot start the wasm runtime: {e:#}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn new() -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_core_instances(2000)
+            .total_memories(1000)
+            .total_tables(2000)
+            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("kiln-wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: cache::ArtifactCache::new(cache_dir()),
+        })
+    }
+
+    /// Compiles (or fetches from the cache), checks imports, and
+    /// pre-instantiates a plugin.
+    pub fn prepare(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<(PluginPre<PluginState>, bool), String> {
+        let wasm =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let started = Instant::now();
+        let (component, cached) = self
+            .cache
+            .load(&self.engine, &wasm)
+            .map_err(|e| format!("{} is not a valid plugin component: {e:#}", path.display()))?;
+        tracing::debug!(path = %path.display(), cached, ms = started.elapsed().as_millis() as u64, "plugin compiled");
+        policy::check_imports(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("plugin cannot be linked: {e:#}"))?;
+        let pre = PluginPre::new(pre)
+            .map_err(|e| format!("plugin does not export the kiln:plugin world: {e:#}"))?;
+        Ok((pre, cached))
+    }
+}
+
+/// Per-instance store data: WASI context, limits, the model's parameters.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    parameters: Arc<BTreeMap<String, String>>,
+    model: Arc<str>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct EpochClock;
+impl wasmtime_wasi::HostWallClock for EpochClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+fn wasi_context(grants: Grants) -> WasiCtx {
+    use rand_wasi::SeedableRng;
+    let mut b = WasiCtx::builder();
+    // No args, env, preopens or sockets: the builder starts empty. Guest
+    // stderr goes nowhere (plugins log through kiln:plugin/host).
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if !grants.clock {
+        b.wall_clock(EpochClock);
+    }
+    if !grants.random {
+        b.secure_random(rand_wasi::rngs::StdRng::seed_from_u64(0));
+        b.insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(1));
+        b.insecure_random_seed(0);
+    }
+    b.build()
+}
+
+impl kiln::plugin::types::Host for PluginState {}
+
+impl kiln::plugin::host::Host for PluginState {
+    fn log(
+        &mut self,
+        level: kiln::plugin::host::LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        use kiln::plugin::host::LogLevel as L;
+        let model = &*self.model;
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match level {
+            L::Trace => tracing::trace!(target: "kiln::plugin", model, %fields, "{message}"),
+            L::Debug => tracing::debug!(target: "kiln::plugin", model, %fields, "{message}"),
+            L::Info => tracing::info!(target: "kiln::plugin", model, %fields, "{message}"),
+            L::Warn => tracing::warn!(target: "kiln::plugin", model, %fields, "{message}"),
+            L::Error => tracing::error!(target: "kiln::plugin", model, %fields, "{message}"),
+        }
+    }
+    fn get_parameter(&mut self, key: String) -> Option<String> {
+        self.parameters.get(&key).cloned()
+    }
+    fn parameters(&mut self) -> Vec<(String, String)> {
+        self.parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    fn monotonic_now(&mut self) -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+fn wit_datatype(d: DataType) -> wit::Datatype {
+    use wit::Datatype as W;
+    match d {
+        DataType::Bool => W::Bool,
+        DataType::Uint8 => W::Uint8,
+        DataType::Uint16 => W::Uint16,
+        DataType::Uint32 => W::Uint32,
+        DataType::Uint64 => W::Uint64,
+        DataType::Int8 => W::Int8,
+        DataType::Int16 => W::Int16,
+        DataType::Int32 => W::Int32,
+        DataType::Int64 => W::Int64,
+        DataType::Fp16 => W::Fp16,
+        DataType::Fp32 => W::Fp32,
+        DataType::Fp64 => W::Fp64,
+        DataType::Bf16 => W::Bf16,
+        DataType::Bytes => W::Bytes,
+    }
+}
+
+fn from_wit_datatype(d: wit::Datatype) -> DataType {
+    DataType::ALL
+        .into_iter()
+        .find(|&k| wit_datatype(k) == d)
+        .expect("every WIT datatype has a KServe datatype")
+}
+
+fn to_wit(t: &Tensor) -> wit::Tensor {
+    let (data, elements) = if t.datatype == DataType::Bytes {
+        (
+            Vec::new(),
+            bytes_elements(&t.data)
+                .unwrap_or_default()
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect(),
+        )
+    } else {
+        (t.data.to_vec(), Vec::new())
+    };
+    wit::Tensor {
+        name: t.name.clone(),
+        datatype: wit_datatype(t.datatype),
+        shape: t.shape.clone(),
+        data,
+        elements,
+    }
+}
+
+fn from_wit(t: wit::Tensor) -> Tensor {
+    let datatype = from_wit_datatype(t.datatype);
+    let data = if datatype == DataType::Bytes {
+        Bytes::from(encode_bytes_elements(t.elements.iter().map(Vec::as_slice)))
+    } else {
+        Bytes::from(t.data)
+    };
+    Tensor::new(t.name, datatype, t.shape, data)
+}
+
+/// One plugin instance: its own store, instance and limits.
+pub struct WasmInstance {
+    pre: PluginPre<PluginState>,
+    settings: PluginSettings,
+    model: Arc<str>,
+    outputs: Vec<TensorSpec>,
+    batched: bool,
+    live: Option<(Store<PluginState>, Plugin)>,
+}
+
+impl WasmInstance {
+    pub fn load(spec: &ModelSpec, path: &std::path::Path) -> Result<Self, BackendError> {
+        let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
+        let runtime = WasmRuntime::get().map_err(BackendError::Load)?;
+        let (pre, cached) = runtime.prepare(path).map_err(BackendError::Load)?;
+        let mut instance = Self {
+            pre,
+            settings,
+            model: Arc::from(spec.name.as_str()),
+            outputs: spec.outputs.clone(),
+            batched: spec.batched(),
+            live: None,
+        };
+        let started = Instant::now();
+        instance.instantiate().map_err(BackendError::Load)?;
+        tracing::debug!(model = %spec.name, cached, instantiate_us = started.elapsed().as_micros() as u64, "plugin instance ready");
+        instance.check_metadata(spec)?;
+        Ok(instance)
+    }
+
+    fn instantiate(&mut self) -> Result<(), String> {
+        let state = PluginState {
+            wasi: wasi_context(self.settings.grants),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.settings.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            parameters: self.settings.parameters.clone(),
+            model: self.model.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        arm(&mut store, &self.settings);
+        let plugin = self.pre.instantiate(&mut store).map_err(|e| {
+            format!(
+                "plugin failed to instantiate: {}",
+                describe(&e, &self.settings)
+            )
+        })?;
+        self.live = Some((store, plugin));
+        Ok(())
+    }
+
+    /// The plugin's declared tensors must cover config.pbtxt's, same types.
+    fn check_metadata(&mut self, spec: &ModelSpec) -> Result<(), BackendError> {
+        let (store, plugin) = self.live.as_mut().expect("instantiated");
+        let meta = plugin
+            .kiln_plugin_processor()
+            .call_metadata(&mut *store)
+            .map_err(|e| BackendError::Load(format!("plugin metadata() failed: {e:#}")))?;
+        let check = |kind: &str,
+                     declared: &[TensorSpec],
+                     offered: &[wit::TensorSpec]|
+         -> Result<(), BackendError> {
+            for t in declared {
+                let found = offered.iter().find(|o| o.name == t.name).ok_or_else(|| {
+                    BackendError::Load(format!(
+                        "config.pbtxt declares {kind} '{}' but plugin '{}' does not (it has: {})",
+                        t.name,
+                        meta.name,
+                        offered
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                let dt = from_wit_datatype(found.datatype);
+                if dt != t.datatype {
+                    return Err(BackendError::Load(format!(
+                        "{kind} '{}' is {} in config.pbtxt but {dt} in plugin '{}'",
+                        t.name, t.datatype, meta.name
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check("input", &spec.inputs, &meta.inputs)?;
+        check("output", &spec.outputs, &meta.outputs)?;
+        Ok(())
+    }
+
+    fn check_output(&self, t: &Tensor) -> Result<usize, String> {
+        let (index, spec) = self
+            .outputs
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.name == t.name)
+            .ok_or_else(|| format!("plugin returned undeclared output '{}'", t.name))?;
+        if t.datatype != spec.datatype {
+            return Err(format!(
+                "plugin returned output '{}' as {} but config.pbtxt declares {}",
+                t.name, t.datatype, spec.datatype
+            ));
+        }
+        let item = if self.batched {
+            t.shape.get(1..).unwrap_or(&[])
+        } else {
+            &t.shape[..]
+        };
+        let fits = item.len() == spec.dims.len()
+            && item
+                .iter()
+                .zip(&spec.dims)
+                .all(|(&a, &e)| e == -1 || a == e);
+        if !fits || (self.batched && t.shape.is_empty()) {
+            return Err(format!("plugin returned output '{}' with shape {:?}, which does not match dims {:?} in config.pbtxt", t.name, t.shape, spec.dims));
+        }
+        t.check_byte_size()
+            .map_err(|e| format!("plugin returned a malformed output: {e}"))?;
+        Ok(index)
+    }
+}
+
+/// Sets the deadline (and fuel) for the next call into the store.
+fn arm(store: &mut Store<PluginState>, settings: &PluginSettings) {
+    let ticks = (settings.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    // Fuel is always on in the engine (a per-model option); unlimited unless set.
+    let _ = store.set_fuel(settings.fuel.unwrap_or(u64::MAX));
+}
+
+/// Turns a wasmtime error into a message a client can act on.
+fn describe(e: &wasmtime::Error, settings: &PluginSettings) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::Interrupt => format!(
+                "plugin exceeded its deadline of {} ms (wasm_timeout_ms)",
+                settings.timeout.as_millis()
+            ),
+            wasmtime::Trap::OutOfFuel => format!(
+                "plugin ran out of fuel ({} units, wasm_fuel)",
+                settings.fuel.unwrap_or(0)
+            ),
+            wasmtime::Trap::StackOverflow => {
+                "plugin overflowed its stack (too deep recursion)".into()
+            }
+            other => format!("plugin trapped: {other}"),
+        };
+    }
+    let text = format!("{e:#}");
+    if text.contains("memory") && text.contains("limit")
+        || text.contains("forcing trap when growing memory")
+    {
+        return format!(
+            "plugin exceeded its memory cap of {} MiB (wasm_memory_mb)",
+            settings.memory_bytes >> 20
+        );
+    }
+    format!("plugin failed: {text}")
+}
+
+impl Backend for WasmInstance {
+    fn execute(
+        &mut self,
+        inputs: &[Option<Tensor>],
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let start = Instant::now();
+        if self.live.is_none() {
+            self.instantiate().map_err(BackendError::Execution)?;
+        }
+        let args: Vec<wit::Tensor> = inputs.iter().flatten().map(to_wit).collect();
+        let infer_start = Instant::now();
+        timings.input = infer_start - start;
+        let (store, plugin) = self.live.as_mut().expect("instantiated above");
+        arm(store, &self.settings);
+        let result = plugin
+            .kiln_plugin_processor()
+            .call_process(&mut *store, &args, &[]);
+        let output_start = Instant::now();
+        timings.infer = output_start - infer_start;
+        let produced = match result {
+            Ok(Ok(outputs)) => outputs,
+            Ok(Err(e)) => {
+                return Err(match e.kind {
+                    wit::ErrorKind::InvalidArgument => BackendError::InvalidInput(e.message),
+                    wit::ErrorKind::Unavailable => BackendError::Unavailable(e.message),
+                    wit::ErrorKind::Internal => {
+                        BackendError::Execution(format!("plugin error: {}", e.message))
+                    }
+                })
+            }
+            Err(trap) => {
+                // The instance may be in any state after a trap: replace it.
+                let message = describe(&trap, &self.settings);
+                self.live = None;
+                if let Err(e) = self.instantiate() {
+                    tracing::error!(model = %self.model, "cannot replace plugin instance: {e}");
+                }
+                tracing::warn!(model = %self.model, "{message}; instance replaced");
+                return Err(BackendError::Execution(message));
+            }
+        };
+        let mut outputs: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
+        for t in produced.into_iter().map(from_wit) {
+            let index = self.check_output(&t).map_err(BackendError::Execution)?;
+            outputs[index] = Some(t);
+        }
+        let outputs = outputs
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|(t, spec)| {
+                t.ok_or_else(|| {
+                    BackendError::Execution(format!("plugin did not return output '{}'", spec.name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        timings.output = output_start.elapsed();
+        Ok(outputs)
+    }
+
+    fn device(&self) -> String {
+        "wasm".into()
+    }
+}

@@ -1,0 +1,277 @@
+"""Guest-side tests: runs the built plugins (target/plugins/*.wasm) in
+wasmtime through its Python API, with a small Python host that implements
+kiln:plugin/host the way kiln does (log, get-parameter, parameters,
+monotonic-now) plus WASI p2 with nothing granted.
+
+This checks the plugins and the Rust SDK against the WIT, independently of
+kiln's own host (host/), which has its own tests. It needs the `wasmtime`
+Python package (pip install wasmtime==50.0.1) and plugins/build.sh; it skips
+otherwise.
+
+    python3 -m pytest plugins/tests -q
+"""
+
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+wasmtime = pytest.importorskip("wasmtime")
+from wasmtime import component as wc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / "target" / "plugins"
+PROCESSOR = "kiln:plugin/processor@1.0.0"
+MIB = 1 << 20
+
+
+def plugin_path(name):
+    path = PLUGINS / f"{name}.wasm"
+    if not path.exists():
+        pytest.skip(f"{path} not built (run plugins/build.sh)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine():
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    config.wasm_component_model = True
+    engine = wasmtime.Engine(config)
+    stop = threading.Event()
+
+    def tick():  # 2 ms epochs, like kiln
+        while not stop.is_set():
+            engine.increment_epoch()
+            time.sleep(0.002)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    yield engine
+    stop.set()
+    ticker.join()
+
+
+_components = {}
+
+
+def load(engine, name):
+    if name not in _components:
+        _components[name] = wc.Component.from_file(engine, str(plugin_path(name)))
+    return _components[name]
+
+
+class Plugin:
+    """One instance of a plugin, in its own store, with a kiln-like host."""
+
+    def __init__(self, engine, name, parameters=None, memory_mb=256, timeout_ms=1000):
+        self.parameters = dict(parameters or {})
+        self.logs = []
+        self.timeout_ticks = max(1, timeout_ms // 2)
+        component = load(engine, name)
+        linker = wc.Linker(engine)
+        linker.add_wasip2()
+        with linker.root() as root:
+            with root.add_instance("kiln:plugin/host@1.0.0") as host:
+                host.add_func("log", lambda _s, level, message, fields: self.logs.append((level, message, dict(fields))))
+                host.add_func("get-parameter", lambda _s, key: self.parameters.get(key))
+                host.add_func("parameters", lambda _s: sorted(self.parameters.items()))
+                host.add_func("monotonic-now", lambda _s: time.monotonic_ns())
+            with root.add_instance("kiln:plugin/types@1.0.0"):
+                pass
+        self.store = wasmtime.Store(engine)
+        self.store.set_wasi(wasmtime.WasiConfig())  # nothing granted
+        self.store.set_limits(memory_size=memory_mb * MIB)
+        self.store.set_epoch_deadline(1_000_000)
+        self.instance = linker.instantiate(self.store, component)
+        iface = self.instance.get_export_index(self.store, PROCESSOR)
+        assert iface is not None, f"{name} does not export {PROCESSOR}"
+        self.funcs = {
+            f: self.instance.get_func(self.store, self.instance.get_export_index(self.store, f, iface))
+            for f in ("metadata", "process")
+        }
+
+    def _call(self, name, *args):
+        self.store.set_epoch_deadline(self.timeout_ticks)
+        func = self.funcs[name]
+        result = func(self.store, *args)
+        func.post_return(self.store)
+        return result
+
+    def metadata(self):
+        return self._call("metadata")
+
+    def process(self, *tensors, parameters=()):
+        """Returns a list of output tensors, or an error record."""
+        return self._call("process", list(tensors), list(parameters))
+
+
+def tensor(name, datatype, shape, data=b"", elements=()):
+    return SimpleNamespace(name=name, datatype=datatype, shape=list(shape), data=bytes(data), elements=list(elements))
+
+
+def fp32(name, values, shape=None):
+    return tensor(name, "fp32", shape or [len(values)], struct.pack(f"<{len(values)}f", *values))
+
+
+def floats(t):
+    assert t.datatype == "fp32", t.datatype
+    return list(struct.unpack(f"<{len(t.data) // 4}f", t.data))
+
+
+def is_error(result):
+    return not isinstance(result, list)
+
+
+def trap_message(excinfo):
+    return str(excinfo.value)
+
+
+# --- scale / empty ------------------------------------------------------
+
+
+def test_scale_metadata_declares_fp32_input_and_output(engine):
+    meta = Plugin(engine, "scale").metadata()
+    assert meta.name == "scale"
+    assert [(t.name, t.datatype, t.dims) for t in meta.inputs] == [("INPUT", "fp32", [-1])]
+    assert [(t.name, t.datatype, t.dims) for t in meta.outputs] == [("OUTPUT", "fp32", [-1])]
+
+
+def test_scale_default_factor_is_two_and_shape_is_kept(engine):
+    p = Plugin(engine, "scale")
+    out = p.process(fp32("INPUT", [1, -2, 3.5, 0, 10, 20], shape=[2, 3]))
+    assert [(t.name, t.shape) for t in out] == [("OUTPUT", [2, 3])]
+    assert floats(out[0]) == [2, -4, 7, 0, 20, 40]
+
+
+def test_scale_reads_factor_from_config_and_logs_it(engine):
+    p = Plugin(engine, "scale", parameters={"factor": "0.5"})
+    p.metadata()
+    assert ("info", "scale: factor 0.5", {}) in p.logs
+    for _ in range(3):  # the instance is reusable
+        assert floats(p.process(fp32("INPUT", [4, 8]))[0]) == [2, 4]
+
+
+def test_scale_bad_factor_is_unavailable(engine):
+    result = Plugin(engine, "scale", parameters={"factor": "lots"}).process(fp32("INPUT", [1]))
+    assert is_error(result)
+    assert result.kind == "unavailable"
+    assert result.message == "config parameter 'factor': cannot parse 'lots' as f32: invalid float literal"
+
+
+def test_scale_wrong_datatype_and_missing_input_are_invalid_argument(engine):
+    p = Plugin(engine, "scale")
+    wrong = p.process(tensor("INPUT", "int32", [1], struct.pack("<i", 3)))
+    assert (wrong.kind, wrong.message) == ("invalid-argument", "tensor 'INPUT' is INT32, expected FP32")
+    missing = p.process(fp32("OTHER", [1]))
+    assert (missing.kind, missing.message) == ("invalid-argument", "missing input tensor 'INPUT' (the request has: OTHER)")
+    short = p.process(tensor("INPUT", "fp32", [4], b"\0" * 8))
+    assert short.kind == "invalid-argument" and "needs 16 bytes, data has 8" in short.message
+
+
+def test_scale_large_tensor(engine):
+    n = 64 * 1024
+    out = Plugin(engine, "scale", parameters={"factor": "3"}).process(fp32("INPUT", [1.0] * n))
+    assert floats(out[0]) == [3.0] * n
+
+
+def test_empty_returns_input_unchanged(engine):
+    p = Plugin(engine, "empty")
+    data = [1.5, -2.0, 2.0**100]
+    out = p.process(fp32("INPUT", data, shape=[1, 3]))
+    assert (out[0].name, out[0].shape, floats(out[0])) == ("OUTPUT", [1, 3], data)
+
+
+# --- hostile plugins: harmless with INPUT[0] <= 0 -----------------------
+
+HOSTILE = ["hostile_loop", "hostile_memory", "hostile_recursion", "hostile_trap", "hostile_giant_output", "hostile_wrong_output", "hostile_fs"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_plugins_pass_through_when_not_triggered(engine, name):
+    if name == "hostile_fs":
+        pytest.skip("hostile_fs needs wasi:filesystem, which this test host links (kiln refuses it)")
+    p = Plugin(engine, name)
+    meta = p.metadata()
+    assert [t.name for t in meta.inputs] == ["INPUT"] and [t.name for t in meta.outputs] == ["OUTPUT"]
+    out = p.process(fp32("INPUT", [0, 5, 6]))
+    assert [(t.name, floats(t)) for t in out] == [("OUTPUT", [0, 5, 6])]
+
+
+def test_hostile_loop_is_stopped_by_the_deadline(engine):
+    p = Plugin(engine, "hostile_loop", timeout_ms=100)
+    start = time.monotonic()
+    with pytest.raises(wasmtime.WasmtimeError) as e:
+        p.process(fp32("INPUT", [1]))
+    assert time.monotonic() - start < 5
+    assert "interrupt" in trap_message(e).lower()
+
+
+def test_hostile_memory_hits_the_cap(engine):
+    p = Plugin(engine, "hostile_memory", memory_mb=32)
+    with pytest.raises(wasmtime.WasmtimeError) as e:
+        p.process(fp32("INPUT", [1]))
+    assert "unreachable" in trap_message(e)
+    (level, message, _), = [l for l in p.logs if l[0] == "warn"]
+    held = int(message.split("holding ")[1].split(" MiB")[0])
+    assert 20 <= held <= 32, message
+
+
+@pytest.mark.parametrize("mode", [1.0, 2.0])
+def test_hostile_recursion_traps(engine, mode):
+    p = Plugin(engine, "hostile_recursion")
+    with pytest.raises(wasmtime.WasmtimeError) as e:
+        p.process(fp32("INPUT", [mode]))
+    # 1: wasm call stack (wasmtime's max_wasm_stack); 2: Rust's shadow stack
+    # in linear memory runs below address 0.
+    expected = "call stack exhausted" if mode == 1.0 else "out of bounds memory access"
+    assert expected in trap_message(e)
+
+
+def test_hostile_trap_panic_is_logged_then_traps(engine):
+    p = Plugin(engine, "hostile_trap")
+    with pytest.raises(wasmtime.WasmtimeError) as e:
+        p.process(fp32("INPUT", [1]))
+    assert "unreachable" in trap_message(e)
+    (level, message, fields), = p.logs
+    assert level == "error" and message == "plugin panicked: hostile_trap: deliberate panic (INPUT[0] = 1)"
+    assert fields["location"].startswith("hostile_trap/src/lib.rs:")
+
+
+def test_hostile_trap_unreachable(engine):
+    p = Plugin(engine, "hostile_trap")
+    with pytest.raises(wasmtime.WasmtimeError) as e:
+        p.process(fp32("INPUT", [2]))
+    assert "unreachable" in trap_message(e)
+    assert p.logs == []
+
+
+def test_hostile_giant_output_returns_what_fits(engine):
+    p = Plugin(engine, "hostile_giant_output", memory_mb=3)
+    out = p.process(fp32("INPUT", [1]))
+    (t,) = out
+    assert t.name == "OUTPUT" and t.datatype == "fp32"
+    assert len(t.data) >= MIB and t.shape == [len(t.data) // 4]
+
+
+def test_hostile_wrong_output_modes(engine):
+    p = Plugin(engine, "hostile_wrong_output")
+    (a,) = p.process(fp32("INPUT", [1]))
+    assert (a.name, a.datatype, a.shape, len(a.data)) == ("OUTPUT", "int32", [7, 3], 84)
+    (b,) = p.process(fp32("INPUT", [2]))
+    assert (b.name, b.datatype, b.shape, len(b.data)) == ("OUTPUT", "fp32", [1000], 4)
+    (c,) = p.process(fp32("INPUT", [3]))
+    assert (c.name, c.shape) == ("NOT_DECLARED", [1])
+    assert p.process(fp32("INPUT", [4])) == []
+
+
+def test_hostile_fs_cannot_read_without_preopens(engine):
+    # This host links wasi:filesystem (kiln refuses the component at load);
+    # with no preopened directory the read fails inside the plugin.
+    result = Plugin(engine, "hostile_fs").process(fp32("INPUT", [1]))
+    assert is_error(result) and result.kind == "unavailable"
+    assert result.message.startswith("hostile_fs: cannot read /etc/passwd:")
