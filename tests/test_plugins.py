@@ -190,3 +190,85 @@ def test_hundred_hot_reloads_under_traffic_lose_no_request(plugins, kiln, tmp_pa
     growth_mib = (rss_after - rss_before) / 1024
     print(f"RSS before {rss_before / 1024:.1f} MiB, after 100 reloads {rss_after / 1024:.1f} MiB")
     assert growth_mib < RSS_GROWTH_BOUND_MIB, f"RSS grew by {growth_mib:.1f} MiB across 100 reloads"
+
+
+def ensemble_model(repo: pathlib.Path) -> None:
+    """scale (plugin, x2) -> add_sub (TorchScript) with the original input:
+    OUTPUT0 = 2x + x = 3x, OUTPUT1 = 2x - x = x."""
+    d = repo / "scaled_add_sub"
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    (d / "config.pbtxt").write_text("""name: "scaled_add_sub"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "SUM" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "DIFF" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling {
+  step [
+    { model_name: "double" model_version: -1 input_map { key: "INPUT" value: "X" } output_map { key: "OUTPUT" value: "x2" } },
+    { model_name: "add_sub" model_version: -1
+      input_map { key: "INPUT0" value: "x2" } input_map { key: "INPUT1" value: "X" }
+      output_map { key: "OUTPUT0" value: "SUM" } output_map { key: "OUTPUT1" value: "DIFF" } }
+  ]
+}
+""")
+
+
+@pytest.fixture(scope="module")
+def ensemble_server(plugins, model_repo, module_kiln, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("ensemble-repo")
+    copy_models(model_repo, repo, ["add_sub"])
+    plugin_model(repo, "double", "scale", {"factor": "2"})
+    ensemble_model(repo)
+    # A broken ensemble: its step reads a tensor nobody produces.
+    d = repo / "broken_ensemble"
+    (d / "1").mkdir(parents=True)
+    (d / "config.pbtxt").write_text("""platform: "ensemble"
+max_batch_size: 8
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling { step [ { model_name: "double" input_map { key: "INPUT" value: "nowhere" } output_map { key: "OUTPUT" value: "Y" } } ] }
+""")
+    return module_kiln(repo, name="ensembles")
+
+
+def test_ensemble_chains_plugin_and_torchscript(ensemble_server):
+    x = np.random.default_rng(3).standard_normal((4, 16)).astype(np.float32)
+    for mod, client in ((grpcclient, ensemble_server.grpc), (httpclient, ensemble_server.http)):
+        inp = mod.InferInput("X", [4, 16], "FP32")
+        inp.set_data_from_numpy(x)
+        result = client.infer("scaled_add_sub", [inp])
+        np.testing.assert_allclose(result.as_numpy("SUM"), 3 * x, rtol=1e-6)
+        np.testing.assert_allclose(result.as_numpy("DIFF"), x, rtol=1e-6)
+    stats = ensemble_server.grpc.get_inference_statistics("scaled_add_sub", as_json=True)
+    assert int(stats["model_stats"][0]["inference_stats"]["success"]["count"]) >= 2
+
+
+def test_ensemble_errors_name_the_step(ensemble_server):
+    client = ensemble_server.grpc
+    # The ensemble's own checks come first: wrong shape names the ensemble input.
+    bad = grpcclient.InferInput("X", [1, 15], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 15), dtype=np.float32))
+    with pytest.raises(InferenceServerException) as exc:
+        client.infer("scaled_add_sub", [bad])
+    assert exc.value.status() == "StatusCode.INVALID_ARGUMENT" and "'X'" in str(exc.value)
+    # A step graph that can never complete is refused at load, with the tensor named.
+    index = {m["name"]: m for m in client.get_model_repository_index(as_json=True)["models"]}
+    assert index["broken_ensemble"]["state"] == "UNAVAILABLE"
+    assert "nowhere" in index["broken_ensemble"]["reason"], index["broken_ensemble"]
+
+
+def test_ensemble_step_failure_is_reported_with_the_step(plugins, model_repo, kiln, tmp_path):
+    repo = tmp_path / "repo"
+    copy_models(model_repo, repo, ["add_sub"])
+    plugin_model(repo, "double", "hostile_trap")  # traps when the first element > 0
+    ensemble_model(repo)
+    srv = kiln(repo, name="ensemble-trap")
+    x = np.ones((1, 16), dtype=np.float32)
+    inp = grpcclient.InferInput("X", [1, 16], "FP32")
+    inp.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as exc:
+        srv.grpc.infer("scaled_add_sub", [inp])
+    assert "step 0 ('double')" in str(exc.value), str(exc.value)
+    inp.set_data_from_numpy(np.zeros((1, 16), dtype=np.float32))
+    result = srv.grpc.infer("scaled_add_sub", [inp])
+    np.testing.assert_array_equal(result.as_numpy("SUM"), np.zeros((1, 16), dtype=np.float32))

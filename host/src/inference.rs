@@ -49,7 +49,7 @@ pub struct InferResponse {
 pub async fn infer(registry: &ModelRegistry, request: InferRequest) -> Result<InferResponse> {
     let runner = registry.resolve(&request.model_name, &request.model_version)?;
     let received = request.ctx.received_at;
-    match run(&runner, request).await {
+    match run(registry, &runner, request).await {
         Ok((response, timing)) => {
             runner.stats.record_success(&timing);
             Ok(response)
@@ -62,13 +62,34 @@ pub async fn infer(registry: &ModelRegistry, request: InferRequest) -> Result<In
 }
 
 async fn run(
+    registry: &ModelRegistry,
     runner: &Arc<ModelRunner>,
-    request: InferRequest,
+    mut request: InferRequest,
 ) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
     let requested = check_requested_outputs(spec, &request.outputs)?;
-    let (inputs, batch_size) = arrange_inputs(spec, request.inputs)?;
-    let outcome = runner.execute(inputs).await?;
+    let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
+    let outcome = if spec.kind == crate::backend::BackendKind::Ensemble {
+        let started = std::time::Instant::now();
+        let outputs = crate::pipeline::ensemble::run(
+            registry,
+            spec,
+            &request,
+            inputs.into_iter().flatten().collect(),
+        )
+        .await?;
+        let timings = crate::backend::ExecTimings {
+            infer: started.elapsed(),
+            ..Default::default()
+        };
+        crate::scheduler::ExecOutcome {
+            outputs,
+            timings,
+            queue: std::time::Duration::ZERO,
+        }
+    } else {
+        runner.execute(inputs).await?
+    };
     let mut outputs = Vec::with_capacity(requested.len());
     let mut produced: Vec<Option<Tensor>> = outcome.outputs.into_iter().map(Some).collect();
     for (index, class_count) in requested {

@@ -3,7 +3,8 @@
 //! A request's path through the crate:
 //! `protocol` (gRPC, HTTP) → `context` (who is calling) → `inference`
 //! (checks against the model's config) → `repository` (which loaded version)
-//! → `scheduler` (queue, instance workers) → `backend` (libtorch).
+//! → `pipeline` (ensembles) → `scheduler` (queue, instance workers) →
+//! `backend` (libtorch, wasm plugins).
 
 pub mod backend;
 pub mod check;
@@ -11,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod inference;
 pub mod metrics;
+pub mod pipeline;
 pub mod protocol;
 pub mod repository;
 pub mod scheduler;

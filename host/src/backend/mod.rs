@@ -66,6 +66,9 @@ pub fn load_instance(
             spec, &path, placement,
         )?)),
         BackendKind::Wasm => Ok(Box::new(wasm::WasmInstance::load(spec, &path)?)),
+        BackendKind::Ensemble => Err(BackendError::Load(
+            "ensembles have no backend instances".into(),
+        )),
     }
 }
 
@@ -76,4 +79,6 @@ pub enum BackendKind {
     TorchScript,
     /// `backend: "wasm"`: a kiln plugin component (sdk/ABI.md).
     Wasm,
+    /// `platform: "ensemble"`: steps over other models (pipeline::ensemble).
+    Ensemble,
 }

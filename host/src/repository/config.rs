@@ -20,6 +20,7 @@ pub const CONFIG_FILE: &str = "config.pbtxt";
 pub const PYTORCH_PLATFORM: &str = "pytorch_libtorch";
 pub const PYTORCH_BACKEND: &str = "pytorch";
 pub const WASM_BACKEND: &str = "wasm";
+pub const ENSEMBLE_PLATFORM: &str = "ensemble";
 pub const DEFAULT_MODEL_FILENAME: &str = "model.pt";
 pub const DEFAULT_PLUGIN_FILENAME: &str = "model.wasm";
 
@@ -225,6 +226,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     let mut warnings = Vec::new();
     let kind = match (config.platform.as_str(), config.backend.as_str()) {
         ("", WASM_BACKEND) => BackendKind::Wasm,
+        (ENSEMBLE_PLATFORM, "") => BackendKind::Ensemble,
         ("" | PYTORCH_PLATFORM, "" | PYTORCH_BACKEND) if !(config.platform.is_empty() && config.backend.is_empty()) => {
             config.platform = PYTORCH_PLATFORM.into();
             config.backend = PYTORCH_BACKEND.into();
@@ -399,10 +401,20 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
                 "field 'sequence_batching': sequence batching is not supported".into(),
             ))
         }
+        Some(SchedulingChoice::EnsembleScheduling(e)) if kind == BackendKind::Ensemble => {
+            let names = |ts: &[TensorSpec]| ts.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+            crate::pipeline::ensemble::validate(
+                &config.name,
+                &names(&inputs),
+                &names(&outputs),
+                &e.step,
+            )
+            .map_err(err)?;
+        }
         Some(SchedulingChoice::EnsembleScheduling(_)) => {
             return Err(err(
-                "field 'ensemble_scheduling': ensembles are not supported yet".into(),
-            ))
+                "field 'ensemble_scheduling': only valid with platform \"ensemble\"".into(),
+            ));
         }
     }
     if config
@@ -427,10 +439,11 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             )),
         });
     }
-    if config.default_model_filename.is_empty() {
+    if config.default_model_filename.is_empty() && kind != BackendKind::Ensemble {
         config.default_model_filename = match kind {
             BackendKind::TorchScript => DEFAULT_MODEL_FILENAME,
             BackendKind::Wasm => DEFAULT_PLUGIN_FILENAME,
+            BackendKind::Ensemble => unreachable!("ensembles have no model file"),
         }
         .into();
     }

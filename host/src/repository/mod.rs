@@ -398,7 +398,13 @@ impl ModelRegistry {
         version: i64,
     ) -> std::result::Result<Arc<ModelRunner>, String> {
         let mut instances = Vec::with_capacity(spec.instances.len());
-        for &placement in &spec.instances {
+        // Ensembles run their steps on the composing models' instances.
+        let placements = if spec.kind == backend::BackendKind::Ensemble {
+            &[][..]
+        } else {
+            &spec.instances[..]
+        };
+        for &placement in placements {
             let mut instance =
                 backend::load_instance(spec, version, placement).map_err(|e| e.to_string())?;
             warmup::warm_up(spec, instance.as_mut())?;

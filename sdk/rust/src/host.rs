@@ -8,10 +8,10 @@ use crate::bindings::kiln::plugin::host as imports;
 
 /// Structured logging into kiln's log, tagged by kiln with the model name.
 ///
-/// Plain functions ([`log::info`](info), ...) take a message; the macros
+/// Plain functions ([`log::info`], ...) take a message; the macros
 /// [`trace!`](crate::trace), [`debug!`](crate::debug),
 /// [`info!`](crate::info), [`warn!`](crate::warn) and
-/// [`error!`](crate::error) take `format!` arguments; [`log::with_fields`](with_fields)
+/// [`error!`](crate::error) take `format!` arguments; [`log::with_fields`]
 /// adds key/value fields.
 ///
 /// Logging is for operators, not for the hot path: every call crosses into

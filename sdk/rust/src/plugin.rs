@@ -2,7 +2,7 @@
 
 use crate::{Error, Inputs, Metadata, Parameter, Params, Tensor};
 
-/// What a kiln plugin implements. Export it with [`export_plugin!`].
+/// What a kiln plugin implements. Export it with [`export_plugin!`](crate::export_plugin).
 ///
 /// Both functions are associated functions (no `self`): a component has no
 /// object to call them on. Keep per-instance state in statics if you need
