@@ -93,6 +93,14 @@ def test_plugin_serves_over_grpc_and_http_with_config_parameters(plugin_server):
     assert meta["inputs"][0]["shape"] == ["-1", "-1"]
 
 
+def test_request_parameters_reach_the_plugin(plugin_server):
+    x = np.arange(6, dtype=np.float32).reshape(1, 6)
+    out = plugin_server.grpc.infer("scale", [fp32_input(x)], parameters={"factor": 5.0}).as_numpy("OUTPUT")
+    np.testing.assert_array_equal(out, x * 5)
+    out = plugin_server.http.infer("scale", [fp32_input(x, httpclient)], parameters={"factor": 0.5}).as_numpy("OUTPUT")
+    np.testing.assert_array_equal(out, x * 0.5)
+
+
 def test_empty_plugin_round_trips(plugin_server):
     x = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
     out = plugin_server.grpc.infer("empty", [fp32_input(x)]).as_numpy("OUTPUT")

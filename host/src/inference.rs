@@ -24,6 +24,18 @@ pub struct RequestedOutput {
     pub class_count: u32,
 }
 
+/// A KServe request parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Text(String),
+}
+
+/// Request parameters in the order the client sent them.
+pub type Parameters = Vec<(String, ParamValue)>;
+
 #[derive(Debug)]
 pub struct InferRequest {
     pub ctx: RequestContext,
@@ -34,6 +46,8 @@ pub struct InferRequest {
     pub inputs: Vec<Tensor>,
     /// Empty: every output of the model.
     pub outputs: Vec<RequestedOutput>,
+    /// The request's `parameters` (passed to plugins).
+    pub parameters: Parameters,
 }
 
 #[derive(Debug)]
@@ -88,7 +102,12 @@ async fn run(
             queue: std::time::Duration::ZERO,
         }
     } else {
-        runner.execute(inputs).await?
+        runner
+            .execute(crate::backend::BackendRequest {
+                inputs,
+                parameters: std::mem::take(&mut request.parameters),
+            })
+            .await?
     };
     let mut outputs = Vec::with_capacity(requested.len());
     let mut produced: Vec<Option<Tensor>> = outcome.outputs.into_iter().map(Some).collect();

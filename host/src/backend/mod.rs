@@ -8,6 +8,7 @@ pub mod wasm;
 
 use std::time::Duration;
 
+use crate::inference::Parameters;
 use crate::repository::config::{ModelSpec, Placement};
 use crate::tensor::Tensor;
 
@@ -36,6 +37,14 @@ pub struct ExecTimings {
     pub output: Duration,
 }
 
+/// What a backend executes: the inputs aligned with `ModelSpec::inputs` and
+/// the request's KServe parameters (plugins see them; libtorch ignores them).
+#[derive(Debug, Default)]
+pub struct BackendRequest {
+    pub inputs: Vec<Option<Tensor>>,
+    pub parameters: Parameters,
+}
+
 /// One loaded copy of a model on one device.
 pub trait Backend: Send + 'static {
     /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
@@ -43,7 +52,7 @@ pub trait Backend: Send + 'static {
     /// `ModelSpec::outputs`.
     fn execute(
         &mut self,
-        inputs: &[Option<Tensor>],
+        request: &BackendRequest,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError>;
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tch::{CModule, Device, IValue, Kind};
 
-use super::{torch_ffi, Backend, BackendError, ExecTimings};
+use super::{torch_ffi, Backend, BackendError, BackendRequest, ExecTimings};
 use crate::repository::config::{ModelSpec, Placement, TensorSpec};
 use crate::tensor::{DataType, Tensor};
 
@@ -188,9 +188,10 @@ fn datatype_of(kind: Kind) -> Option<DataType> {
 impl Backend for TorchScriptInstance {
     fn execute(
         &mut self,
-        inputs: &[Option<Tensor>],
+        request: &BackendRequest,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
+        let inputs = &request.inputs;
         let start = Instant::now();
         let mut args: Vec<Option<IValue>> = (0..inputs.len()).map(|_| None).collect();
         for (i, input) in inputs.iter().enumerate() {

@@ -189,6 +189,7 @@ async fn run_step(
                 class_count: 0,
             })
             .collect(),
+        parameters: request.parameters.clone(),
     };
     let response = Box::pin(crate::inference::infer(registry, sub))
         .await

@@ -14,7 +14,7 @@ use super::proto::{
 };
 use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
-use crate::inference::{self, InferRequest, InferResponse, RequestedOutput};
+use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::server::ServerState;
 use crate::tensor::{encode_bytes_elements, DataType, Tensor};
 
@@ -173,6 +173,22 @@ pub fn to_infer_request(
             Ok(RequestedOutput { name: o.name, class_count })
         })
         .collect::<Result<_>>()?;
+    let parameters = req
+        .parameters
+        .into_iter()
+        .filter_map(|(key, p)| {
+            let value = match p.parameter_choice? {
+                ParameterChoice::BoolParam(b) => ParamValue::Bool(b),
+                ParameterChoice::Int64Param(i) => ParamValue::Int(i),
+                ParameterChoice::Uint64Param(u) => {
+                    ParamValue::Int(i64::try_from(u).unwrap_or(i64::MAX))
+                }
+                ParameterChoice::DoubleParam(d) => ParamValue::Double(d),
+                ParameterChoice::StringParam(t) => ParamValue::Text(t),
+            };
+            Some((key, value))
+        })
+        .collect();
     Ok(InferRequest {
         ctx,
         model_name: req.model_name,
@@ -180,6 +196,7 @@ pub fn to_infer_request(
         id: req.id,
         inputs,
         outputs,
+        parameters,
     })
 }
 

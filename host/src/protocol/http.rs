@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
-use crate::inference::{self, InferRequest, InferResponse, RequestedOutput};
+use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::server::ServerState;
 use crate::tensor::{bytes_elements, element_count, encode_bytes_elements, DataType, Tensor};
 
@@ -439,6 +439,21 @@ fn parse_infer(
             class_count,
         });
     }
+    let parameters = req
+        .parameters
+        .into_iter()
+        .filter(|(k, _)| k != "binary_data_output")
+        .filter_map(|(key, v)| {
+            let value = match v {
+                Value::Bool(b) => ParamValue::Bool(b),
+                Value::Number(n) if n.is_i64() => ParamValue::Int(n.as_i64()?),
+                Value::Number(n) => ParamValue::Double(n.as_f64()?),
+                Value::String(t) => ParamValue::Text(t),
+                _ => return None,
+            };
+            Some((key, value))
+        })
+        .collect();
     let request = InferRequest {
         ctx,
         model_name: model.to_string(),
@@ -446,6 +461,7 @@ fn parse_infer(
         id: req.id,
         inputs,
         outputs,
+        parameters,
     };
     Ok((request, encoding))
 }

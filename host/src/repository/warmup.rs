@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::config::ModelSpec;
-use crate::backend::{Backend, ExecTimings};
+use crate::backend::{Backend, BackendRequest, ExecTimings};
 use crate::inference::arrange_inputs;
 use crate::protocol::proto::model_warmup::input::InputDataType;
 use crate::tensor::{element_count, DataType, Tensor};
@@ -15,11 +15,15 @@ use crate::tensor::{element_count, DataType, Tensor};
 pub fn warm_up(spec: &ModelSpec, instance: &mut dyn Backend) -> Result<(), String> {
     for warmup in &spec.config.model_warmup {
         let inputs = warmup_inputs(spec, warmup)?;
-        let (arranged, _) = arrange_inputs(spec, inputs)
+        let (inputs, _) = arrange_inputs(spec, inputs)
             .map_err(|e| format!("model_warmup '{}': {e}", warmup.name))?;
+        let request = BackendRequest {
+            inputs,
+            parameters: Vec::new(),
+        };
         for _ in 0..warmup.count.max(1) {
             instance
-                .execute(&arranged, &mut ExecTimings::default())
+                .execute(&request, &mut ExecTimings::default())
                 .map_err(|e| {
                     format!(
                         "model_warmup '{}' failed on {}: {e}",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, BackendError, ExecTimings};
+use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::error::{KilnError, Result};
 use crate::repository::config::ModelSpec;
 use crate::tensor::Tensor;
@@ -27,7 +27,7 @@ pub struct ExecOutcome {
 }
 
 struct Job {
-    inputs: Vec<Option<Tensor>>,
+    request: BackendRequest,
     enqueued: Instant,
     reply: oneshot::Sender<Result<ExecOutcome>>,
 }
@@ -69,11 +69,11 @@ impl ModelRunner {
 
     /// Queues one request's inputs (aligned with `spec.inputs`) and waits for
     /// an instance to run them.
-    pub async fn execute(&self, inputs: Vec<Option<Tensor>>) -> Result<ExecOutcome> {
+    pub async fn execute(&self, request: BackendRequest) -> Result<ExecOutcome> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {
-                inputs,
+                request,
                 enqueued: Instant::now(),
                 reply,
             })
@@ -102,7 +102,7 @@ fn worker(model: String, mut instance: Box<dyn Backend>, jobs: crossbeam_channel
         let mut timings = ExecTimings::default();
         // A panic inside a backend fails this request only; the instance keeps serving.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            instance.execute(&job.inputs, &mut timings)
+            instance.execute(&job.request, &mut timings)
         }))
         .unwrap_or_else(|p| {
             let msg = p

@@ -24,7 +24,8 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{Backend, BackendError, ExecTimings};
+use super::{Backend, BackendError, BackendRequest, ExecTimings};
+use crate::inference::ParamValue;
 use crate::repository::config::{ModelSpec, TensorSpec};
 use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use policy::Grants;
@@ -333,6 +334,19 @@ fn from_wit(t: wit::Tensor) -> Tensor {
     Tensor::new(t.name, datatype, t.shape, data)
 }
 
+fn to_wit_parameter((key, value): &(String, ParamValue)) -> wit::Parameter {
+    let value = match value {
+        ParamValue::Bool(b) => wit::ParameterValue::Bool(*b),
+        ParamValue::Int(i) => wit::ParameterValue::Int64(*i),
+        ParamValue::Double(d) => wit::ParameterValue::Double(*d),
+        ParamValue::Text(t) => wit::ParameterValue::Text(t.clone()),
+    };
+    wit::Parameter {
+        key: key.clone(),
+        value,
+    }
+}
+
 /// One plugin instance: its own store, instance and limits.
 pub struct WasmInstance {
     pre: PluginPre<PluginState>,
@@ -499,21 +513,23 @@ fn describe(e: &wasmtime::Error, settings: &PluginSettings) -> String {
 impl Backend for WasmInstance {
     fn execute(
         &mut self,
-        inputs: &[Option<Tensor>],
+        request: &BackendRequest,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
+        let inputs = &request.inputs;
         let start = Instant::now();
         if self.live.is_none() {
             self.instantiate().map_err(BackendError::Execution)?;
         }
         let args: Vec<wit::Tensor> = inputs.iter().flatten().map(to_wit).collect();
+        let params: Vec<wit::Parameter> = request.parameters.iter().map(to_wit_parameter).collect();
         let infer_start = Instant::now();
         timings.input = infer_start - start;
         let (store, plugin) = self.live.as_mut().expect("instantiated above");
         arm(store, &self.settings);
         let result = plugin
             .kiln_plugin_processor()
-            .call_process(&mut *store, &args, &[]);
+            .call_process(&mut *store, &args, &params);
         let output_start = Instant::now();
         timings.infer = output_start - infer_start;
         let produced = match result {

@@ -1,7 +1,8 @@
 //! `scale`: FP32 `INPUT` of any shape -> FP32 `OUTPUT` = `INPUT * factor`.
 //!
 //! `factor` is the model's config parameter `factor` (default 2.0), read
-//! through the host's `get-parameter`. The input buffer is scaled in place
+//! through the host's `get-parameter`; a request parameter `factor` (a number)
+//! overrides it for that request. The input buffer is scaled in place
 //! and returned as the output: no copy inside the plugin.
 //!
 //! ```text
@@ -34,8 +35,11 @@ impl Plugin for Scale {
             .output(TensorSpec::new("OUTPUT", Datatype::Fp32, &[-1]))
     }
 
-    fn process(mut inputs: Inputs, _params: &Params) -> Result<Vec<Tensor>, Error> {
-        let factor = factor()?;
+    fn process(mut inputs: Inputs, params: &Params) -> Result<Vec<Tensor>, Error> {
+        let factor = match params.get_f64("factor")? {
+            Some(f) => f as f32,
+            None => factor()?,
+        };
         let mut t = inputs.take("INPUT")?;
         for x in t.as_f32_mut()? {
             *x *= factor;
