@@ -377,7 +377,9 @@ impl WasmInstance {
         Ok(instance)
     }
 
-    fn instantiate(&mut self) -> Result<(), String> {
+    /// Replaces the live instance with a fresh one from the pre-instantiation
+    /// (done after every trap; public so benchmarks can time it).
+    pub fn instantiate(&mut self) -> Result<(), String> {
         let state = PluginState {
             wasi: wasi_context(self.settings.grants),
             table: ResourceTable::new(),
