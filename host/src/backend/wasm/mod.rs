@@ -35,7 +35,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-use kiln::plugin::types as wit;
+use self::kiln::plugin::types as wit;
 
 /// Engine epoch tick; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -236,16 +236,16 @@ fn wasi_context(grants: Grants) -> WasiCtx {
     b.build()
 }
 
-impl kiln::plugin::types::Host for PluginState {}
+impl self::kiln::plugin::types::Host for PluginState {}
 
-impl kiln::plugin::host::Host for PluginState {
+impl self::kiln::plugin::host::Host for PluginState {
     fn log(
         &mut self,
-        level: kiln::plugin::host::LogLevel,
+        level: self::kiln::plugin::host::LogLevel,
         message: String,
         fields: Vec<(String, String)>,
     ) {
-        use kiln::plugin::host::LogLevel as L;
+        use self::kiln::plugin::host::LogLevel as L;
         let model = &*self.model;
         let fields = fields
             .iter()
