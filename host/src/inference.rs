@@ -96,6 +96,8 @@ async fn run(
             infer: started.elapsed(),
             ..Default::default()
         };
+        // The ensemble's own execution (its steps count in their models).
+        runner.stats.record_execution(batch_size, &timings);
         crate::scheduler::ExecOutcome {
             outputs,
             timings,
@@ -128,7 +130,6 @@ async fn run(
         total: request.ctx.received_at.elapsed(),
         queue: outcome.queue,
         exec: outcome.timings,
-        batch_size,
     };
     let response = InferResponse {
         model_name: spec.name.clone(),

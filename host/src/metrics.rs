@@ -147,8 +147,6 @@ impl ModelMetrics {
     pub fn record_success(&self, t: &RequestTiming) {
         let us = |d: std::time::Duration| d.as_micros() as u64;
         self.success.inc();
-        self.inference_count.inc_by(t.batch_size);
-        self.exec_count.inc();
         self.request_us.inc_by(us(t.total));
         self.queue_us.inc_by(us(t.queue));
         self.input_us.inc_by(us(t.exec.input));
@@ -158,5 +156,10 @@ impl ModelMetrics {
 
     pub fn record_failure(&self) {
         self.failure.inc();
+    }
+
+    pub fn record_execution(&self, batch_size: u64) {
+        self.inference_count.inc_by(batch_size);
+        self.exec_count.inc();
     }
 }

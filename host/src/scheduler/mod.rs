@@ -1,10 +1,21 @@
-//! Scheduling: one queue per model version, drained by one worker thread per
-//! model instance. Workers own their backend instance (synchronous, on its own
-//! OS thread) and answer through a oneshot channel, bridging to tokio the way
-//! text-embeddings-inference does. Dropping the runner closes the queue; the
-//! workers finish what is queued and exit, so a reload or unload never drops
-//! an accepted request.
+//! Scheduling: one queue per model version (per priority level), drained by
+//! one worker thread per model instance. Workers own their backend instance
+//! (synchronous, on its own OS thread) and answer through oneshot channels,
+//! bridging to tokio the way text-embeddings-inference does.
+//!
+//! An idle instance takes the oldest request of the highest priority and,
+//! with `dynamic_batching`, keeps taking compatible requests (same per-item
+//! shapes and parameters) until the batch is full, a preferred size is
+//! reached, or `max_queue_delay_microseconds` since the oldest request has
+//! passed; only one idle instance gathers at a time, so a batch goes to one
+//! idle instance while the others execute. Outputs are split back along the
+//! batch dimension.
+//!
+//! Dropping the runner closes the queue; the workers finish what is queued
+//! and exit, so a reload or unload never drops an accepted request.
 
+pub mod batch;
+mod queue;
 pub mod stats;
 
 use std::panic::AssertUnwindSafe;
@@ -15,11 +26,14 @@ use tokio::sync::oneshot;
 
 use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::error::{KilnError, Result};
+use crate::inference::ParamValue;
 use crate::repository::config::ModelSpec;
 use crate::tensor::Tensor;
+use batch::BatchPolicy;
+use queue::{Queue, Refused};
 use stats::ModelStats;
 
-/// What one execution produced.
+/// What one execution produced for one request.
 pub struct ExecOutcome {
     pub outputs: Vec<Tensor>,
     pub timings: ExecTimings,
@@ -28,17 +42,47 @@ pub struct ExecOutcome {
 
 struct Job {
     request: BackendRequest,
+    /// Items in this request (its batch dim; 1 for unbatched models).
+    items: usize,
     enqueued: Instant,
+    /// Reject if still queued at this instant (queue policy timeout).
+    deadline: Option<Instant>,
     reply: oneshot::Sender<Result<ExecOutcome>>,
+}
+
+struct Shared {
+    name: String,
+    policy: BatchPolicy,
+    queue: Queue<Job>,
+    /// Held by the one idle instance that is gathering the next batch.
+    gathering: parking_lot::Mutex<()>,
+    stats: Arc<ModelStats>,
 }
 
 /// A loaded, serving model version.
 pub struct ModelRunner {
     pub spec: Arc<ModelSpec>,
     pub version: i64,
-    pub stats: ModelStats,
+    pub stats: Arc<ModelStats>,
     pub devices: Vec<String>,
-    queue: crossbeam_channel::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for ModelRunner {
+    fn drop(&mut self) {
+        self.shared.queue.close();
+    }
+}
+
+fn parameter_u64(params: &[(String, ParamValue)], key: &str) -> Option<u64> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| match v {
+            ParamValue::Int(i) => u64::try_from(*i).ok(),
+            ParamValue::Double(d) if *d >= 0.0 => Some(*d as u64),
+            _ => None,
+        })
 }
 
 impl ModelRunner {
@@ -48,14 +92,21 @@ impl ModelRunner {
         instances: Vec<Box<dyn Backend>>,
         stats: ModelStats,
     ) -> Result<Arc<Self>> {
-        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
+        let policy = BatchPolicy::from_spec(&spec);
+        let stats = Arc::new(stats);
+        let shared = Arc::new(Shared {
+            name: format!("{}:{version}", spec.name),
+            queue: Queue::new(policy.levels),
+            policy,
+            gathering: parking_lot::Mutex::new(()),
+            stats: stats.clone(),
+        });
         let devices = instances.iter().map(|i| i.device()).collect();
         for (i, instance) in instances.into_iter().enumerate() {
-            let jobs = jobs.clone();
-            let model = format!("{}:{version}#{i}", spec.name);
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("kiln-{}", spec.name))
-                .spawn(move || worker(model, instance, jobs))
+                .spawn(move || worker(i, instance, shared))
                 .map_err(|e| KilnError::internal(format!("cannot start instance thread: {e}")))?;
         }
         Ok(Arc::new(Self {
@@ -63,26 +114,76 @@ impl ModelRunner {
             version,
             stats,
             devices,
-            queue,
+            shared,
         }))
     }
 
-    /// Queues one request's inputs (aligned with `spec.inputs`) and waits for
-    /// an instance to run them.
+    /// Requests waiting for an instance.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.waiting()
+    }
+
+    /// Queues one request (inputs aligned with `spec.inputs`) and waits for an
+    /// instance to run it, alone or in a batch.
     pub async fn execute(&self, request: BackendRequest) -> Result<ExecOutcome> {
+        let policy = &self.shared.policy;
+        let items = if self.spec.batched() {
+            request
+                .inputs
+                .iter()
+                .flatten()
+                .next()
+                .and_then(|t| t.shape.first())
+                .map_or(1, |&b| b.max(1) as usize)
+        } else {
+            1
+        };
+        let priority = match parameter_u64(&request.parameters, "priority") {
+            None | Some(0) => policy.default_priority,
+            Some(p) if p as usize <= policy.levels => p as usize,
+            Some(p) => {
+                return Err(KilnError::invalid(format!(
+                    "parameter 'priority' is {p} but model '{}' has {} priority level(s)",
+                    self.spec.name, policy.levels
+                )))
+            }
+        };
+        let level = &policy.level_policy[priority - 1];
+        let timeout = match parameter_u64(&request.parameters, "timeout") {
+            Some(us) if us > 0 && level.allow_timeout_override => Some(Duration::from_micros(us)),
+            _ => level.default_timeout,
+        };
+        let enqueued = Instant::now();
+        let deadline = timeout
+            .filter(|_| level.reject_on_timeout)
+            .map(|t| enqueued + t);
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job {
-                request,
-                enqueued: Instant::now(),
-                reply,
-            })
-            .map_err(|_| {
-                KilnError::unavailable(format!(
+        let job = Job {
+            request,
+            items,
+            enqueued,
+            deadline,
+            reply,
+        };
+        match self
+            .shared
+            .queue
+            .push(job, priority - 1, level.max_queue_size)
+        {
+            Ok(()) => {}
+            Err(Refused::Full(_)) => {
+                return Err(KilnError::unavailable(format!(
+                "model '{}' exceeds its maximum queue size of {} (dynamic_batching queue policy)",
+                self.spec.name, level.max_queue_size
+            )))
+            }
+            Err(Refused::Closed(_)) => {
+                return Err(KilnError::unavailable(format!(
                     "model '{}' version {} is unloading",
                     self.spec.name, self.version
-                ))
-            })?;
+                )))
+            }
+        }
         answer.await.map_err(|_| {
             KilnError::internal(format!(
                 "model '{}' instance stopped before answering",
@@ -92,18 +193,75 @@ impl ModelRunner {
     }
 }
 
-fn worker(model: String, mut instance: Box<dyn Backend>, jobs: crossbeam_channel::Receiver<Job>) {
-    tracing::debug!(%model, device = %instance.device(), "instance started");
-    while let Ok(job) = jobs.recv() {
-        let queue = job.enqueued.elapsed();
-        if job.reply.is_closed() {
-            continue; // the caller went away (cancelled); skip the work
+/// Answers jobs that can no longer run; true if the job is still wanted.
+fn still_wanted(job: Job, now: Instant) -> Option<Job> {
+    if job.reply.is_closed() {
+        return None; // the caller went away (cancelled)
+    }
+    if job.deadline.is_some_and(|d| now >= d) {
+        let waited = now - job.enqueued;
+        let _ = job.reply.send(Err(KilnError::unavailable(format!(
+            "request timeout expired after {} µs in the queue",
+            waited.as_micros()
+        ))));
+        return None;
+    }
+    Some(job)
+}
+
+/// Takes the next batch: the oldest request, plus compatible ones when
+/// batching. `None` when the queue is closed and empty.
+fn gather(shared: &Shared) -> Option<Vec<Job>> {
+    let _one_gatherer = shared.gathering.lock();
+    let first = loop {
+        let job = shared.queue.pop()?;
+        if let Some(job) = still_wanted(job, Instant::now()) {
+            break job;
         }
-        let mut timings = ExecTimings::default();
-        // A panic inside a backend fails this request only; the instance keeps serving.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            instance.execute(&job.request, &mut timings)
-        }))
+    };
+    let policy = &shared.policy;
+    let mut size = first.items;
+    let mut jobs = vec![first];
+    if !policy.enabled {
+        return Some(jobs);
+    }
+    let deadline = jobs[0].enqueued + policy.max_delay;
+    while !policy.preferred_reached(size) {
+        let room = policy.max_batch_size - size;
+        let head = &jobs[0].request;
+        let accept = |j: &Job| j.items <= room && batch::compatible(head, &j.request);
+        // A preferred size with nothing else waiting goes out at once.
+        let wait_until = if policy.preferred.contains(&size) {
+            Instant::now()
+        } else {
+            deadline
+        };
+        let Some(job) = shared.queue.pop_until(wait_until, &accept) else {
+            break;
+        };
+        if let Some(job) = still_wanted(job, Instant::now()) {
+            size += job.items;
+            jobs.push(job);
+        }
+    }
+    Some(jobs)
+}
+
+fn to_kiln_error(e: BackendError) -> KilnError {
+    match e {
+        BackendError::InvalidInput(m) => KilnError::invalid(m),
+        BackendError::Unavailable(m) => KilnError::unavailable(m),
+        BackendError::Execution(m) | BackendError::Load(m) => KilnError::internal(m),
+    }
+}
+
+fn run(
+    instance: &mut dyn Backend,
+    request: &BackendRequest,
+    timings: &mut ExecTimings,
+) -> Result<Vec<Tensor>> {
+    // A panic inside a backend fails this execution only; the instance keeps serving.
+    std::panic::catch_unwind(AssertUnwindSafe(|| instance.execute(request, timings)))
         .unwrap_or_else(|p| {
             let msg = p
                 .downcast_ref::<String>()
@@ -112,17 +270,45 @@ fn worker(model: String, mut instance: Box<dyn Backend>, jobs: crossbeam_channel
                 .unwrap_or_default();
             Err(BackendError::Execution(format!("backend panicked: {msg}")))
         })
-        .map(|outputs| ExecOutcome {
-            outputs,
-            timings,
-            queue,
-        })
-        .map_err(|e| match e {
-            BackendError::InvalidInput(m) => KilnError::invalid(m),
-            BackendError::Unavailable(m) => KilnError::unavailable(m),
-            BackendError::Execution(m) | BackendError::Load(m) => KilnError::internal(m),
-        });
-        let _ = job.reply.send(result);
+        .map_err(to_kiln_error)
+}
+
+fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
+    tracing::debug!(model = %shared.name, instance = index, device = %instance.device(), "instance started");
+    while let Some(jobs) = gather(&shared) {
+        let started = Instant::now();
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
+        let total: usize = sizes.iter().sum();
+        let mut timings = ExecTimings::default();
+        let result = if jobs.len() == 1 {
+            run(instance.as_mut(), &jobs[0].request, &mut timings).map(|outputs| vec![outputs])
+        } else {
+            let merged = batch::merge(&jobs.iter().map(|j| &j.request).collect::<Vec<_>>());
+            run(instance.as_mut(), &merged, &mut timings).and_then(|outputs| {
+                batch::split(outputs, &sizes).map_err(|m| {
+                    KilnError::internal(format!("cannot split the batch of {total}: {m}"))
+                })
+            })
+        };
+        if result.is_ok() {
+            shared.stats.record_execution(total as u64, &timings);
+        }
+        match result {
+            Ok(per_request) => {
+                for (job, outputs) in jobs.into_iter().zip(per_request) {
+                    let _ = job.reply.send(Ok(ExecOutcome {
+                        outputs,
+                        timings,
+                        queue: started - job.enqueued,
+                    }));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
-    tracing::debug!(%model, "instance stopped");
+    tracing::debug!(model = %shared.name, instance = index, "instance stopped");
 }

@@ -1,7 +1,7 @@
 //! Per model-version statistics, with Triton's semantics (the
 //! ModelStatistics RPC and `/v2/models/{m}/stats`): request-level counts
 //! for success/fail/queue/compute_*, `inference_count` in batch items,
-//! `execution_count` in model executions. The same recording call updates the
+//! `execution_count` in model executions (a batch of requests is one). The same recording call updates the
 //! Prometheus counters, so the two views never disagree.
 
 use std::collections::BTreeMap;
@@ -54,12 +54,12 @@ pub struct ModelStats {
     metrics: ModelMetrics,
 }
 
-/// What one successful request cost.
+/// What one successful request cost (its batch's compute times included, as
+/// Triton reports them per request).
 pub struct RequestTiming {
     pub total: Duration,
     pub queue: Duration,
     pub exec: ExecTimings,
-    pub batch_size: u64,
 }
 
 fn now_ms() -> u64 {
@@ -85,25 +85,30 @@ impl ModelStats {
         }
     }
 
-    /// One model execution that served one request of `batch_size` items.
+    /// One successful request (alone or part of a batch).
     pub fn record_success(&self, t: &RequestTiming) {
         self.success.add(1, t.total);
         self.queue.add(1, t.queue);
         self.compute_input.add(1, t.exec.input);
         self.compute_infer.add(1, t.exec.infer);
         self.compute_output.add(1, t.exec.output);
-        self.inference_count.fetch_add(t.batch_size, Relaxed);
-        self.execution_count.fetch_add(1, Relaxed);
         self.last_inference_ms.store(now_ms(), Relaxed);
+        self.metrics.record_success(t);
+    }
+
+    /// One model execution of `batch_size` items (one or more requests).
+    pub fn record_execution(&self, batch_size: u64, exec: &ExecTimings) {
+        self.inference_count.fetch_add(batch_size, Relaxed);
+        self.execution_count.fetch_add(1, Relaxed);
         {
             let mut batches = self.batches.lock();
-            let b = batches.entry(t.batch_size).or_default();
+            let b = batches.entry(batch_size).or_default();
             let ns = |d: Duration| d.as_nanos() as u64;
-            b.input = (b.input.0 + 1, b.input.1 + ns(t.exec.input));
-            b.infer = (b.infer.0 + 1, b.infer.1 + ns(t.exec.infer));
-            b.output = (b.output.0 + 1, b.output.1 + ns(t.exec.output));
+            b.input = (b.input.0 + 1, b.input.1 + ns(exec.input));
+            b.infer = (b.infer.0 + 1, b.infer.1 + ns(exec.infer));
+            b.output = (b.output.0 + 1, b.output.1 + ns(exec.output));
         }
-        self.metrics.record_success(t);
+        self.metrics.record_execution(batch_size);
     }
 
     pub fn record_failure(&self, total: Duration) {
