@@ -36,15 +36,26 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("repo", type=pathlib.Path)
     p.add_argument("--count", type=int, default=0, help="instances per GPU (0: leave count out, Triton's default of 1)")
+    p.add_argument("--name", default="resnet50")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--batching", default="", help="dynamic_batching block body, e.g. 'max_queue_delay_microseconds: 500'")
+    p.add_argument("--model-pt", type=pathlib.Path, help="reuse this TorchScript file instead of tracing a new one")
     args = p.parse_args()
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None).eval()
-    with torch.no_grad():
-        traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224))
-    d = args.repo / "resnet50"
+    d = args.repo / args.name
     (d / "1").mkdir(parents=True, exist_ok=True)
-    traced.save(str(d / "1" / "model.pt"))
-    (d / "config.pbtxt").write_text(CONFIG.format(count=f"count: {args.count} " if args.count else ""))
+    if args.model_pt:
+        (d / "1" / "model.pt").write_bytes(args.model_pt.read_bytes())
+    else:
+        torch.manual_seed(0)
+        model = torchvision.models.resnet50(weights=None).eval()
+        with torch.no_grad():
+            traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224))
+        traced.save(str(d / "1" / "model.pt"))
+    config = CONFIG.format(count=f"count: {args.count} " if args.count else "").replace('"resnet50"', f'"{args.name}"')
+    config = config.replace("max_batch_size: 8", f"max_batch_size: {args.max_batch}")
+    if args.batching:
+        config += f"dynamic_batching {{ {args.batching} }}\n"
+    (d / "config.pbtxt").write_text(config)
     print(f"wrote {d}")
 
 

@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
+            // Every client connection is a file descriptor, and libtorch/CUDA
+            // hold hundreds more: the common soft limit of 1024 made
+            // connections fail at 256 perf_analyzer clients on the H100 box.
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(n) => tracing::debug!(nofile = n, "open-file limit raised"),
+                Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+            }
             let result = kiln::settings::Settings::resolve(args).and_then(|settings| {
                 tokio::runtime::Builder::new_multi_thread()
                     .enable_all()

@@ -1,6 +1,7 @@
 //! The FFI edge of the TorchScript backend: libtorch's unsigned 16/32/64-bit
-//! scalar types, which tch 0.24's `Kind` does not name. Everything else goes
-//! through tch's safe API. This is the only module that may use `unsafe`.
+//! scalar types, which tch 0.24's `Kind` does not name, and copying a request
+//! buffer to the GPU without a staging tensor. Everything else goes through
+//! tch's safe API.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void, CStr};
@@ -107,4 +108,31 @@ pub fn unsigned_bytes(t: &tch::Tensor, datatype: DataType) -> Result<Vec<u8>, St
         Some(e) => Err(e),
         None => Ok(buf),
     }
+}
+
+/// Copies `data` (little-endian elements of `kind`, `shape`) to `device`
+/// without first materialising a host tensor.
+pub fn copy_to_device(
+    data: &[u8],
+    shape: &[i64],
+    kind: tch::Kind,
+    device: tch::Device,
+) -> Result<tch::Tensor, String> {
+    let numel = crate::tensor::element_count(shape).ok_or("invalid shape")?;
+    if numel.checked_mul(kind.elt_size_in_bytes()) != Some(data.len()) {
+        return Err(format!("{} bytes do not match shape {shape:?}", data.len()));
+    }
+    let mut strides = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+    }
+    // SAFETY: `data` holds exactly numel elements of `kind` (checked above),
+    // laid out row-major as `strides` says, and outlives the borrowed tensor:
+    // the tensor is only read by the synchronous copy to `device` below and
+    // dropped before this function returns. A pageable source makes the copy
+    // synchronous, so no device work reads `data` afterwards.
+    let borrowed =
+        unsafe { tch::Tensor::f_from_blob(data.as_ptr(), shape, &strides, kind, tch::Device::Cpu) }
+            .map_err(|e| e.to_string())?;
+    borrowed.f_to_device(device).map_err(|e| e.to_string())
 }

@@ -142,9 +142,16 @@ impl TorchScriptInstance {
                 t.data.len()
             )));
         }
-        let cpu = tch::Tensor::f_from_data_size(&t.data, shape, kind)
-            .map_err(|e| BackendError::Execution(e.to_string()))?;
-        self.on_device(cpu)
+        if let Device::Cuda(_) = self.device {
+            // Straight from the request buffer to the GPU: no zero-filled
+            // staging tensor, no host-side copy.
+            return torch_ffi::copy_to_device(&t.data, shape, kind, self.device)
+                .map_err(|e| BackendError::Execution(format!("tensor '{}': {e}", t.name)));
+        }
+        // The CPU model gets its own copy: a model may write into its inputs,
+        // and the request buffer can be shared (ensembles, batching).
+        tch::Tensor::f_from_data_size(&t.data, shape, kind)
+            .map_err(|e| BackendError::Execution(e.to_string()))
     }
 
     fn on_device(&self, cpu: tch::Tensor) -> Result<tch::Tensor, BackendError> {
