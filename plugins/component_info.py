@@ -5,8 +5,10 @@ top-level imports of each (what a host must provide to instantiate it).
     python3 plugins/component_info.py target/plugins/*.wasm
     python3 plugins/component_info.py --check-component --summary target/plugins/*.wasm
 
---check-component exits 1 if any file is not a component; --summary prints
-one line per file (size, kind, imports grouped by package). No dependencies
+--check-component exits 1 if any file is not a component; --check-kiln-imports
+exits 1 if a component imports what kiln refuses at load (wasi:filesystem,
+wasi:sockets, wasi:http; see sdk/ABI.md, "Grants"); --summary prints one line
+per file (size, kind, imports grouped by package). No dependencies
 (wasm-tools is not needed): it reads the binary format directly.
 """
 
@@ -111,6 +113,10 @@ def core_imports(data):
     return imports
 
 
+# Import prefixes kiln refuses at load (host/src/backend/wasm/policy.rs).
+REFUSED = ("wasi:filesystem/", "wasi:sockets/", "wasi:http/")
+
+
 def grouped(names):
     """['wasi:io/poll@0.2.6', 'wasi:io/error@0.2.6'] -> 'wasi:io/{poll,error}@0.2.6'."""
     groups = {}
@@ -128,6 +134,7 @@ def grouped(names):
 def main(argv):
     check = "--check-component" in argv
     summary = "--summary" in argv
+    check_imports = "--check-kiln-imports" in argv
     paths = [a for a in argv if not a.startswith("--")]
     ok = True
     for path in paths:
@@ -136,6 +143,11 @@ def main(argv):
         k = kind(data)
         if k != "component":
             ok = False
+        elif check_imports:
+            refused = [n for n, _ in component_imports(data) if n.startswith(REFUSED)]
+            if refused:
+                print(f"error: {path} imports {', '.join(refused)}, which kiln refuses", file=sys.stderr)
+                ok = False
         if summary:
             imports = grouped(n for n, _ in component_imports(data)) if k == "component" else ""
             print(f"{path.rsplit('/', 1)[-1]:<28} {len(data):>9} bytes  {k}  imports: {imports}")
@@ -147,8 +159,8 @@ def main(argv):
         elif k == "core module":
             for name, sort in core_imports(data):
                 print(f"  import {sort} {name} (first only)")
-    if check and not ok:
-        print("error: not every file is a component", file=sys.stderr)
+    if (check or check_imports) and not ok:
+        print("error: not every file is a component that kiln can load", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds kiln, serves model_repository/ and shows a
 # request answered (real handwritten digits through the `digits` model, over
-# HTTP with tritonclient and over plain curl). kiln keeps serving afterwards
+# HTTP with tritonclient and over plain curl, then as PNG files through the
+# `digits_pipeline` ensemble, whose plugins are committed builds in
+# model_repository/: no wasm toolchain needed). kiln keeps serving afterwards
 # on the Triton ports (HTTP 8000, gRPC 8001, metrics 8002) until Ctrl-C;
 # pass --once to stop after the sample request.
 set -euo pipefail
@@ -35,6 +37,13 @@ zero='[0,0,0.3125,0.8125,0.5625,0.0625,0,0,0,0,0.8125,0.9375,0.625,0.9375,0.3125
 curl -s -X POST "localhost:$HTTP/v2/models/digits/infer" \
   -d "{\"inputs\":[{\"name\":\"pixels\",\"shape\":[1,1,8,8],\"datatype\":\"FP32\",\"data\":$zero}],
        \"outputs\":[{\"name\":\"logits\",\"parameters\":{\"classification\":3}}]}"
+echo
+echo
+echo "== PNG files in, labels out: the digits_pipeline ensemble (Rust plugin -> TorchScript -> C plugin)"
+pngs=$(mktemp -d)
+.venv/bin/python scripts/make_digit_pngs.py "$pngs" --start 1700 --count 8
+.venv/bin/python scripts/classify_images.py --url "localhost:$HTTP" "$pngs"/*.png
+rm -rf "$pngs"
 echo
 if [[ "${1:-}" == "--once" ]]; then
   exit 0

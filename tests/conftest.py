@@ -7,6 +7,8 @@
 - `kiln` (function) / `module_kiln` (module): factories `kiln(repo, *extra_args, wait=...)`
   that start extra servers and stop them (SIGTERM, exit code 0 required) at teardown.
 - `copy_repo(*names)`: copies fixture models into a fresh tmp dir (for tests that mutate).
+- `plugins` (session): runs plugins/build.sh (every plugin, every language; idempotent) and
+  returns target/plugins, where the .wasm components are.
 """
 from __future__ import annotations
 
@@ -94,6 +96,17 @@ def module_kiln(tmp_path_factory):
     factory = _Factory(tmp_path_factory.mktemp("kiln-module"))
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def plugins() -> pathlib.Path:
+    """Builds the wasm plugins once per session (plugins/build.sh skips what is up to date;
+    the first run installs the JavaScript, Python and Zig toolchains)."""
+    proc = subprocess.run(["bash", str(ROOT / "plugins" / "build.sh")], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(f"plugins/build.sh failed:\n{proc.stdout[-6000:]}", pytrace=False)
+    return ROOT / "target" / "plugins"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import subprocess
 import threading
 import time
 
@@ -24,16 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from kilnutil import ROOT, copy_models
 
-PLUGINS = ROOT / "target" / "plugins"
-
-
-@pytest.fixture(scope="session")
-def plugins() -> pathlib.Path:
-    proc = subprocess.run(["bash", str(ROOT / "plugins" / "build.sh")], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.fail(f"plugins/build.sh failed:\n{proc.stdout[-6000:]}", pytrace=False)
-    return PLUGINS
+PLUGINS = ROOT / "target" / "plugins"  # built by the session fixture `plugins` (conftest.py)
 
 
 def plugin_model(repo: pathlib.Path, name: str, plugin: str, params: dict[str, str] | None = None,

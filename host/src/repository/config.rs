@@ -319,9 +319,11 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             "field 'output': a model needs at least one output".into()
         ));
     }
-    for spec in inputs.iter().chain(&outputs) {
-        torchscript_supports(spec.datatype)
-            .map_err(|m| err(format!("tensor '{}': {m}", spec.name)))?;
+    if kind == BackendKind::TorchScript {
+        for spec in inputs.iter().chain(&outputs) {
+            torchscript_supports(spec.datatype)
+                .map_err(|m| err(format!("tensor '{}': {m}", spec.name)))?;
+        }
     }
 
     if config.instance_group.is_empty() {

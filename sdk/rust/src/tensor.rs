@@ -312,6 +312,11 @@ impl Tensor {
     /// is not aligned for `T` it is first moved to a new buffer.
     pub fn view_mut<T: Element>(&mut self) -> Result<&mut [T]> {
         self.expect(T::DATATYPE)?;
+        if self.data.is_empty() {
+            // An empty list's pointer is dangling (1 for list<u8>), so not
+            // aligned for T: there is nothing to view anyway.
+            return Ok(&mut []);
+        }
         if let Err(PodCastError::TargetAlignmentGreaterAndInputNotAligned) =
             bytemuck::try_cast_slice::<u8, T>(&self.data)
         {
@@ -530,6 +535,14 @@ mod tests {
         assert_eq!(&*view, &[1.5, -3.0]);
         let aligned = Tensor::new("A", Datatype::Fp32, &[2], bytes[1..].to_vec());
         assert!(matches!(aligned.as_f32().unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn empty_tensor_views_in_place() {
+        // Vec::new()'s pointer is 1, like an empty list<u8> from the host.
+        let mut t = Tensor::new("IN", Datatype::Fp32, &[2, 0], Vec::new());
+        assert!(t.as_f32_mut().unwrap().is_empty());
+        assert!(t.as_f32().unwrap().is_empty());
     }
 
     #[test]

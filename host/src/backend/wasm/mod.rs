@@ -558,6 +558,11 @@ impl Backend for WasmInstance {
         };
         let mut outputs: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
         for t in produced.into_iter().map(from_wit) {
+            // A plugin may offer more outputs than the config uses (ABI.md):
+            // those are dropped; declared ones must match the config exactly.
+            if !self.outputs.iter().any(|o| o.name == t.name) {
+                continue;
+            }
             let index = self.check_output(&t).map_err(BackendError::Execution)?;
             outputs[index] = Some(t);
         }
