@@ -24,10 +24,12 @@ workspace="$root/plugins/rust"
 cargo_target="${KILN_PLUGINS_TARGET_DIR:-$root/target/plugins-cargo}"
 out="$root/target/plugins"
 
-# Rust packages: every crate directory under plugins/rust is a plugin (a
-# workspace member); its package name names the output.
+# Rust packages: every cdylib crate under plugins/rust is a plugin (a
+# workspace member); its package name names the output. Plain library crates
+# (hostile_common) are shared code, not plugins.
 all=()
 for manifest in "$workspace"/*/Cargo.toml; do
+    grep -q 'crate-type *= *\["cdylib"\]' "$manifest" || continue
     all+=("$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -1)")
 done
 langs=()

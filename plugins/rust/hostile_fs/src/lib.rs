@@ -6,40 +6,17 @@
 //! `unavailable` error saying why the read failed. Otherwise returns
 //! `INPUT` as `OUTPUT`.
 
-use kiln_plugin::{Datatype, Error, Inputs, Metadata, Params, Plugin, Tensor, TensorSpec};
-
-/// FP32 `INPUT` -> FP32 `OUTPUT`, like every hostile plugin.
-fn metadata() -> Metadata {
-    Metadata::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .input(TensorSpec::new("INPUT", Datatype::Fp32, &[-1]))
-        .output(TensorSpec::new("OUTPUT", Datatype::Fp32, &[-1]))
-}
-
-/// The first element of `INPUT` (0 for an empty tensor): the hostile
-/// behaviour runs only when it is > 0.
-fn trigger(inputs: &Inputs) -> Result<f32, Error> {
-    Ok(inputs
-        .get("INPUT")?
-        .as_f32()?
-        .first()
-        .copied()
-        .unwrap_or(0.0))
-}
-
-/// The harmless path: `INPUT` returned as `OUTPUT`.
-fn passthrough(mut inputs: Inputs) -> Result<Vec<Tensor>, Error> {
-    Ok(vec![inputs.take("INPUT")?.with_name("OUTPUT")])
-}
+use kiln_plugin::{Error, Inputs, Metadata, Params, Plugin, Tensor};
 
 struct HostileFs;
 
 impl Plugin for HostileFs {
     fn metadata() -> Metadata {
-        metadata()
+        hostile_common::metadata(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     }
 
     fn process(inputs: Inputs, _params: &Params) -> Result<Vec<Tensor>, Error> {
-        if trigger(&inputs)? > 0.0 {
+        if hostile_common::trigger(&inputs)? > 0.0 {
             return match std::fs::read("/etc/passwd") {
                 Ok(bytes) => {
                     let values: Vec<f32> = bytes.iter().map(|&b| f32::from(b)).collect();
@@ -54,7 +31,7 @@ impl Plugin for HostileFs {
                 ))),
             };
         }
-        passthrough(inputs)
+        hostile_common::passthrough(inputs)
     }
 }
 

@@ -8,40 +8,17 @@
 //! the default 256 MiB cap that is a 128 MiB output; with `wasm_memory_mb`
 //! 4096 it is about 2 GiB. Otherwise returns `INPUT` as `OUTPUT`.
 
-use kiln_plugin::{Datatype, Error, Inputs, Metadata, Params, Plugin, Tensor, TensorSpec};
-
-/// FP32 `INPUT` -> FP32 `OUTPUT`, like every hostile plugin.
-fn metadata() -> Metadata {
-    Metadata::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .input(TensorSpec::new("INPUT", Datatype::Fp32, &[-1]))
-        .output(TensorSpec::new("OUTPUT", Datatype::Fp32, &[-1]))
-}
-
-/// The first element of `INPUT` (0 for an empty tensor): the hostile
-/// behaviour runs only when it is > 0.
-fn trigger(inputs: &Inputs) -> Result<f32, Error> {
-    Ok(inputs
-        .get("INPUT")?
-        .as_f32()?
-        .first()
-        .copied()
-        .unwrap_or(0.0))
-}
-
-/// The harmless path: `INPUT` returned as `OUTPUT`.
-fn passthrough(mut inputs: Inputs) -> Result<Vec<Tensor>, Error> {
-    Ok(vec![inputs.take("INPUT")?.with_name("OUTPUT")])
-}
+use kiln_plugin::{Datatype, Error, Inputs, Metadata, Params, Plugin, Tensor};
 
 struct HostileGiantOutput;
 
 impl Plugin for HostileGiantOutput {
     fn metadata() -> Metadata {
-        metadata()
+        hostile_common::metadata(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     }
 
     fn process(inputs: Inputs, _params: &Params) -> Result<Vec<Tensor>, Error> {
-        if trigger(&inputs)? > 0.0 {
+        if hostile_common::trigger(&inputs)? > 0.0 {
             let mut size: usize = 1 << 31;
             let mut data: Vec<u8> = Vec::new();
             loop {
@@ -67,7 +44,7 @@ impl Plugin for HostileGiantOutput {
                 data,
             )]);
         }
-        passthrough(inputs)
+        hostile_common::passthrough(inputs)
     }
 }
 

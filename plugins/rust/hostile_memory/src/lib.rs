@@ -10,30 +10,7 @@
 
 use std::hint::black_box;
 
-use kiln_plugin::{Datatype, Error, Inputs, Metadata, Params, Plugin, Tensor, TensorSpec};
-
-/// FP32 `INPUT` -> FP32 `OUTPUT`, like every hostile plugin.
-fn metadata() -> Metadata {
-    Metadata::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .input(TensorSpec::new("INPUT", Datatype::Fp32, &[-1]))
-        .output(TensorSpec::new("OUTPUT", Datatype::Fp32, &[-1]))
-}
-
-/// The first element of `INPUT` (0 for an empty tensor): the hostile
-/// behaviour runs only when it is > 0.
-fn trigger(inputs: &Inputs) -> Result<f32, Error> {
-    Ok(inputs
-        .get("INPUT")?
-        .as_f32()?
-        .first()
-        .copied()
-        .unwrap_or(0.0))
-}
-
-/// The harmless path: `INPUT` returned as `OUTPUT`.
-fn passthrough(mut inputs: Inputs) -> Result<Vec<Tensor>, Error> {
-    Ok(vec![inputs.take("INPUT")?.with_name("OUTPUT")])
-}
+use kiln_plugin::{Error, Inputs, Metadata, Params, Plugin, Tensor};
 
 const GIB: usize = 1 << 30;
 const MIN_CHUNK: usize = 64 << 10;
@@ -42,11 +19,11 @@ struct HostileMemory;
 
 impl Plugin for HostileMemory {
     fn metadata() -> Metadata {
-        metadata()
+        hostile_common::metadata(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     }
 
     fn process(inputs: Inputs, _params: &Params) -> Result<Vec<Tensor>, Error> {
-        if trigger(&inputs)? > 0.0 {
+        if hostile_common::trigger(&inputs)? > 0.0 {
             let mut hoard: Vec<Vec<u8>> = Vec::with_capacity(1024);
             let mut held = 0usize;
             let mut chunk = GIB;
@@ -73,7 +50,7 @@ impl Plugin for HostileMemory {
                 held >> 20
             )));
         }
-        passthrough(inputs)
+        hostile_common::passthrough(inputs)
     }
 }
 

@@ -12,30 +12,7 @@
 
 use std::hint::black_box;
 
-use kiln_plugin::{Datatype, Error, Inputs, Metadata, Params, Plugin, Tensor, TensorSpec};
-
-/// FP32 `INPUT` -> FP32 `OUTPUT`, like every hostile plugin.
-fn metadata() -> Metadata {
-    Metadata::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .input(TensorSpec::new("INPUT", Datatype::Fp32, &[-1]))
-        .output(TensorSpec::new("OUTPUT", Datatype::Fp32, &[-1]))
-}
-
-/// The first element of `INPUT` (0 for an empty tensor): the hostile
-/// behaviour runs only when it is > 0.
-fn trigger(inputs: &Inputs) -> Result<f32, Error> {
-    Ok(inputs
-        .get("INPUT")?
-        .as_f32()?
-        .first()
-        .copied()
-        .unwrap_or(0.0))
-}
-
-/// The harmless path: `INPUT` returned as `OUTPUT`.
-fn passthrough(mut inputs: Inputs) -> Result<Vec<Tensor>, Error> {
-    Ok(vec![inputs.take("INPUT")?.with_name("OUTPUT")])
-}
+use kiln_plugin::{Error, Inputs, Metadata, Params, Plugin, Tensor};
 
 /// Recursion on the wasm call stack only.
 #[inline(never)]
@@ -64,11 +41,11 @@ struct HostileRecursion;
 
 impl Plugin for HostileRecursion {
     fn metadata() -> Metadata {
-        metadata()
+        hostile_common::metadata(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     }
 
     fn process(inputs: Inputs, _params: &Params) -> Result<Vec<Tensor>, Error> {
-        let x = trigger(&inputs)?;
+        let x = hostile_common::trigger(&inputs)?;
         if x > 0.0 {
             let r = if x < 2.0 {
                 deep(0)
@@ -79,7 +56,7 @@ impl Plugin for HostileRecursion {
                 "hostile_recursion: the recursion returned ({r})"
             )));
         }
-        passthrough(inputs)
+        hostile_common::passthrough(inputs)
     }
 }
 
