@@ -171,8 +171,11 @@ async fn run_step(
             t
         })
         .collect();
+    // Each step's statistics start when the step starts, not the ensemble.
+    let mut ctx = request.ctx.clone();
+    ctx.received_at = std::time::Instant::now();
     let sub = InferRequest {
-        ctx: request.ctx.clone(),
+        ctx,
         model_name: step.model_name.clone(),
         model_version: if step.model_version < 0 {
             String::new()
