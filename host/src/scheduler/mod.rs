@@ -118,11 +118,6 @@ impl ModelRunner {
         }))
     }
 
-    /// Requests waiting for an instance.
-    pub fn queued(&self) -> usize {
-        self.shared.queue.waiting()
-    }
-
     /// Queues one request (inputs aligned with `spec.inputs`) and waits for an
     /// instance to run it, alone or in a batch.
     pub async fn execute(&self, request: BackendRequest) -> Result<ExecOutcome> {

@@ -57,6 +57,7 @@ impl<T> Queue<T> {
     }
 
     /// Requests waiting.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.state.lock().len
     }
