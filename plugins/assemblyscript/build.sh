@@ -40,7 +40,7 @@ mkdir -p "$work"
 for name in "${names[@]}"; do
     src="$here/$name"
     [[ -f "$src/$name.ts" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
-    stamp=$(stamp_of "$lock_sha wasm-tools $WASM_TOOLS_VERSION" "$src" "$root/sdk/wit" "$here/build.sh" "$here/rename_exports.py")
+    stamp=$(stamp_of "$lock_sha wasm-tools $WASM_TOOLS_VERSION" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh" "$here/rename_exports.py")
     up_to_date "${name}_assemblyscript" "$stamp" && continue
     log "building ${name}_assemblyscript.wasm (asc)"
     # --runtime incremental: heap.alloc/heap.free (TLSF) back cabi_realloc,
@@ -51,7 +51,7 @@ for name in "${names[@]}"; do
     python3 "$here/rename_exports.py" "$work/$name.core.wasm" "$work/$name.renamed.wasm" \
         "metadata=$PROCESSOR#metadata" "process=$PROCESSOR#process" \
         "post_return=cabi_post_$PROCESSOR#metadata,cabi_post_$PROCESSOR#process"
-    "$wasm_tools" component embed "$root/sdk/wit" --world plugin "$work/$name.renamed.wasm" -o "$work/$name.embedded.wasm"
+    "$wasm_tools" component embed "$root/sdk/wit/v1.0.0" --world plugin "$work/$name.renamed.wasm" -o "$work/$name.embedded.wasm"
     tmp="$out/.${name}_assemblyscript.wasm.tmp"
     "$wasm_tools" component new "$work/$name.embedded.wasm" -o "$tmp"
     publish "${name}_assemblyscript" "$tmp" "$stamp"

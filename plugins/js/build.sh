@@ -28,7 +28,7 @@ names=("${@:-${all[@]}}")
 for name in "${names[@]}"; do
     src="$here/$name"
     [[ -f "$src/$name.js" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
-    stamp=$(stamp_of "$lock_sha" "$src" "$root/sdk/wit" "$here/build.sh")
+    stamp=$(stamp_of "$lock_sha" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh")
     up_to_date "${name}_js" "$stamp" && continue
     log "building ${name}_js.wasm (ComponentizeJS, about 20 s)"
     tmp="$out/.${name}_js.wasm.tmp"
@@ -37,7 +37,7 @@ for name in "${names[@]}"; do
     # which kiln refuses. (Without stdio, console.log is unavailable and an
     # uncaught exception traps: catch errors and return them.)
     (cd "$here" && node_modules/.bin/componentize-js "$name/$name.js" \
-        --wit ../../sdk/wit --world-name plugin \
+        --wit ../../sdk/wit/v1.0.0 --world-name plugin \
         --disable stdio random clocks http fetch-event -o "$tmp" >&2)
     publish "${name}_js" "$tmp" "$stamp"
 done

@@ -27,7 +27,7 @@ names=("${@:-${all[@]}}")
 for name in "${names[@]}"; do
     src="$here/$name"
     [[ -f "$src/app.py" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
-    stamp=$(stamp_of "componentize-py $version" "$src" "$root/sdk/wit" "$here/build.sh")
+    stamp=$(stamp_of "componentize-py $version" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh")
     up_to_date "${name}_python" "$stamp" && continue
     log "building ${name}_python.wasm (componentize-py, about 15 s)"
     tmp="$out/.${name}_python.wasm.tmp"
@@ -36,7 +36,7 @@ for name in "${names[@]}"; do
     # wasi:sockets included, which kiln refuses. (So print(), open(),
     # time.time() and os.urandom() trap: log with host.log.)
     # VIRTUAL_ENV unset: componentize-py would add that venv's site-packages.
-    (cd "$src" && env -u VIRTUAL_ENV "$venv/bin/componentize-py" -d "$root/sdk/wit" -w plugin \
+    (cd "$src" && env -u VIRTUAL_ENV "$venv/bin/componentize-py" -d "$root/sdk/wit/v1.0.0" -w plugin \
         componentize --stub-wasi -p . app -o "$tmp" >&2)
     publish "${name}_python" "$tmp" "$stamp"
 done

@@ -24,7 +24,7 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-"$bin" c "$root/sdk/wit/plugin.wit" --world plugin --out-dir "$tmp" >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; exit 1; }
+"$bin" c "$root/sdk/wit/v1.0.0/plugin.wit" --world plugin --out-dir "$tmp" >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; exit 1; }
 
 out="$root/sdk/c/bindings"
 if [[ "${1:-}" == "--check" ]]; then

@@ -21,6 +21,13 @@ pub mod log {
 
     pub use imports::LogLevel as Level;
 
+    /// Whether a message at `level` would be recorded by the host, so a
+    /// plugin can skip building messages nobody reads (ABI 1.1.0; a plugin
+    /// using it needs a kiln that speaks 1.1).
+    pub fn enabled(level: Level) -> bool {
+        imports::log_enabled(level)
+    }
+
     /// Logs `message` at `level`.
     pub fn log(level: Level, message: &str) {
         imports::log(level, message, &[]);

@@ -260,6 +260,17 @@ impl self::kiln::plugin::host::Host for PluginState {
             L::Error => tracing::error!(target: "kiln::plugin", model, %fields, "{message}"),
         }
     }
+    fn log_enabled(&mut self, level: self::kiln::plugin::host::LogLevel) -> bool {
+        use self::kiln::plugin::host::LogLevel as L;
+        match level {
+            L::Trace => tracing::enabled!(target: "kiln::plugin", tracing::Level::TRACE),
+            L::Debug => tracing::enabled!(target: "kiln::plugin", tracing::Level::DEBUG),
+            L::Info => tracing::enabled!(target: "kiln::plugin", tracing::Level::INFO),
+            L::Warn => tracing::enabled!(target: "kiln::plugin", tracing::Level::WARN),
+            L::Error => tracing::enabled!(target: "kiln::plugin", tracing::Level::ERROR),
+        }
+    }
+
     fn get_parameter(&mut self, key: String) -> Option<String> {
         self.parameters.get(&key).cloned()
     }
