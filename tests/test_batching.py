@@ -83,42 +83,9 @@ def test_incompatible_shapes_are_not_combined(copy_repo, kiln):
     assert int(stats(srv, "identity_fp32")["execution_count"]) == 2
 
 
-def test_full_queue_answers_unavailable(copy_repo, kiln):
-    repo = copy_repo("slow_identity")
-    with_batching(repo, "slow_identity", "default_queue_policy { max_queue_size: 1 }")
-    srv = kiln(repo, name="queue-full")
-    rounds = calibrate(srv, target_s=1.0)
-    x = np.ones((1, 4), np.float32)
-    results = {}
-
-    def call(key, delay):
-        time.sleep(delay)
-        client = srv.new_grpc_client()
-        try:
-            client.infer("slow_identity", slow_inputs(grpcclient, x, rounds))
-            results[key] = "ok"
-        except InferenceServerException as exc:
-            results[key] = exc
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=call, args=(k, d)) for k, d in (("running", 0), ("queued", 0.3), ("rejected", 0.6))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert results["running"] == "ok" and results["queued"] == "ok", results
-    rejected = results["rejected"]
-    assert isinstance(rejected, InferenceServerException), results
-    assert rejected.status() == "StatusCode.UNAVAILABLE"
-    assert "maximum queue size" in str(rejected)
-
-
-def test_queue_timeout_rejects_waiting_requests(copy_repo, kiln):
-    repo = copy_repo("slow_identity")
-    with_batching(repo, "slow_identity", "default_queue_policy { default_timeout_microseconds: 100000 }")
-    srv = kiln(repo, name="queue-timeout")
-    rounds = calibrate(srv, target_s=0.8)
+def staggered_slow_calls(srv, rounds, plan):
+    """Starts one slow_identity request per (key, delay) in `plan` from its own client,
+    each after its delay; returns {key: "ok" or the InferenceServerException}."""
     x = np.ones((1, 4), np.float32)
     outcome = {}
 
@@ -133,11 +100,33 @@ def test_queue_timeout_rejects_waiting_requests(copy_repo, kiln):
         finally:
             client.close()
 
-    threads = [threading.Thread(target=call, args=(k, d)) for k, d in (("first", 0), ("waits", 0.2))]
+    threads = [threading.Thread(target=call, args=step) for step in plan]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    return outcome
+
+
+def test_full_queue_answers_unavailable(copy_repo, kiln):
+    repo = copy_repo("slow_identity")
+    with_batching(repo, "slow_identity", "default_queue_policy { max_queue_size: 1 }")
+    srv = kiln(repo, name="queue-full")
+    rounds = calibrate(srv, target_s=1.0)
+    results = staggered_slow_calls(srv, rounds, [("running", 0), ("queued", 0.3), ("rejected", 0.6)])
+    assert results["running"] == "ok" and results["queued"] == "ok", results
+    rejected = results["rejected"]
+    assert isinstance(rejected, InferenceServerException), results
+    assert rejected.status() == "StatusCode.UNAVAILABLE"
+    assert "maximum queue size" in str(rejected)
+
+
+def test_queue_timeout_rejects_waiting_requests(copy_repo, kiln):
+    repo = copy_repo("slow_identity")
+    with_batching(repo, "slow_identity", "default_queue_policy { default_timeout_microseconds: 100000 }")
+    srv = kiln(repo, name="queue-timeout")
+    rounds = calibrate(srv, target_s=0.8)
+    outcome = staggered_slow_calls(srv, rounds, [("first", 0), ("waits", 0.2)])
     assert outcome["first"] == "ok"
     assert isinstance(outcome["waits"], InferenceServerException), outcome
     assert "timeout" in str(outcome["waits"]).lower()
