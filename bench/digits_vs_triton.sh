@@ -12,16 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONCURRENCY=${CONCURRENCY:-"1 4 16"}
-site=/opt/torch/.venv/lib/python3.12/site-packages
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .carry/whl/*.whl 2>/dev/null
-export PYTHONPATH=/tmp/site
-rm -rf /tmp/pa /tmp/triton && mkdir -p /tmp/pa /tmp/triton
-tar -xJf .carry/pa.tar.xz -C /tmp/pa
-tar -xJf .carry/triton.tar.xz -C /tmp/triton
-pa=$(find /tmp/pa -name perf_analyzer -type f -perm -u+x | head -1)
-triton_run=$(find /tmp/triton -name run.sh | head -1)
+. bench/lib.sh
+bench_device_setup
 nproc | sed 's/^/cpus: /'
 
 # One digit as a PNG, serialized as a BYTES element (4-byte length + bytes) for perf_analyzer.
@@ -37,14 +29,6 @@ open("/tmp/digit.png", "wb").write(png)
 json.dump({"data": [{"IMAGE": {"b64": base64.b64encode(struct.pack("<I", len(png)) + png).decode()}}]}, open("/tmp/digit.json", "w"))
 PY
 
-wait_ready() { # port pid log
-  for _ in $(seq 1 900); do
-    curl -sf "localhost:$1/v2/health/ready" >/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || { tail -30 "$3"; return 1; }
-    sleep 0.2
-  done
-  tail -30 "$3"; return 1
-}
 check() { # model grpc_port
   python3 - "$1" "$2" <<'PY'
 import sys
@@ -60,18 +44,13 @@ sweep() { # label model grpc_port
   for c in $CONCURRENCY; do
     "$pa" -m "$2" -i grpc -u "localhost:$3" --input-data /tmp/digit.json -b 1 --concurrency-range "$c:$c" \
       --measurement-interval 2000 -s 50 --max-trials 8 > "$out/pa-$1-c$c.txt" 2>&1 || true
-    tp=$(sed -n 's/.*Throughput: \([0-9.]*\) infer\/sec.*/\1/p' "$out/pa-$1-c$c.txt" | head -1)
-    p50=$(sed -n 's/.*p50 latency: \([0-9]*\) usec.*/\1/p' "$out/pa-$1-c$c.txt" | head -1)
-    p99=$(sed -n 's/.*p99 latency: \([0-9]*\) usec.*/\1/p' "$out/pa-$1-c$c.txt" | head -1)
-    echo "| $1 | $c | ${tp:-fail} | ${p50:-} | ${p99:-} |" | tee -a "$out/digits.md"
+    echo "| $1 | $c | $(pa_row "$out/pa-$1-c$c.txt") |" | tee -a "$out/digits.md"
   done
 }
-echo "| server | concurrency | infer/s | p50 µs | p99 µs |" | tee "$out/digits.md"
-echo "|---|---|---|---|---|" | tee -a "$out/digits.md"
+echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee "$out/digits.md"
+echo "|---|---|---|---|---|---|" | tee -a "$out/digits.md"
 
-LD_LIBRARY_PATH="$site/torch/lib:$(printf '%s:' "$site"/nvidia/*/lib)" \
-  ./.carry/kiln-cuda serve --model-repository model_repository --host 127.0.0.1 > "$out/kiln.log" 2>&1 &
-kiln=$!
+start_kiln "$out/kiln.log" serve --model-repository model_repository --host 127.0.0.1
 wait_ready 8000 $kiln "$out/kiln.log"
 check digits_pipeline 8001
 sweep kiln digits_pipeline 8001
