@@ -6,13 +6,16 @@
 #   plugins/build.sh                 # everything: Rust, then every plugins/<lang>/build.sh
 #   plugins/build.sh scale empty     # some Rust plugins (by package name)
 #   plugins/build.sh rust js zig     # whole languages (rust, and the directories
-#                                    # plugins/<lang> with a build.sh: c, js, python, zig, ...)
+#                                    # plugins/<lang> with a build.sh: assemblyscript, c, go,
+#                                    # js, python, zig)
 #
 # Rust: the Cargo workspace plugins/rust (separate from the server's), built
 # for wasm32-wasip2; each package <name> becomes target/plugins/<name>.wasm.
 # Other languages: plugins/<lang>/build.sh writes target/plugins/<name>_<lang>.wasm
 # (or, for C, <name>.wasm), installing its toolchain on first use (see each
-# script; the JavaScript and Python toolchains are the large ones).
+# script; the JavaScript and Python toolchains are the large ones; Go comes
+# from Debian's bookworm-backports). Go plugins are WASI command modules
+# (sdk/ABI.md, "Command protocol 1"), not components.
 #
 # Environment: CARGO_BUILD_JOBS (default 1: leave a core for the host build),
 # KILN_PLUGINS_TARGET_DIR (default target/plugins-cargo), KILN_TOOLS (where

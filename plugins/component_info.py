@@ -6,9 +6,15 @@ top-level imports of each (what a host must provide to instantiate it).
     python3 plugins/component_info.py --check-component --summary target/plugins/*.wasm
 
 --check-component exits 1 if any file is not a component; --check-kiln-imports
-exits 1 if a component imports what kiln refuses at load (wasi:filesystem,
-wasi:sockets, wasi:http; see sdk/ABI.md, "Grants"); --summary prints one line
-per file (size, kind, imports grouped by package). No dependencies
+exits 1 if a file is something kiln would refuse at load: a component that
+imports wasi:filesystem, wasi:sockets or wasi:http (sdk/ABI.md, "Grants"),
+or a core module that is neither a marked core module without WASI imports
+(sdk/ABI.md, "Core-module ABI") nor a command module; --check-command exits 1
+unless every file is a WASI command module that kiln serves through the
+command protocol (a core module exporting `_start`, no `kiln_abi_version_*`
+marker, importing only `wasi_snapshot_preview1`; sdk/ABI.md, "Command
+protocol 1"); --summary prints one line per file (size, kind, imports
+grouped by package). No dependencies
 (wasm-tools is not needed): it reads the binary format directly.
 """
 
@@ -113,6 +119,101 @@ def core_imports(data):
     return imports
 
 
+def core_sections(data):
+    """(section id, Reader at its contents, end offset) for each section of a core module."""
+    r = Reader(data, 8)
+    while r.pos < len(data):
+        section = r.u8()
+        size = r.leb()
+        end = r.pos + size
+        yield section, Reader(data, r.pos), end
+        r.pos = end
+
+
+def skip_limits(r):
+    flags = r.u8()
+    r.leb()  # minimum
+    if flags & 0x01:
+        r.leb()  # maximum
+    if flags & 0x08:
+        r.leb()  # custom page size (log2)
+
+
+def core_imports_all(data):
+    """Every import of a core module: [("module.name", kind)]."""
+    imports = []
+    for section, r, _ in core_sections(data):
+        if section != 2:
+            continue
+        for _ in range(r.leb()):
+            module, field = r.name(), r.name()
+            k = r.u8()
+            if k == 0x00:  # func: type index
+                r.leb()
+            elif k == 0x01:  # table: reftype, limits
+                r.u8()
+                skip_limits(r)
+            elif k == 0x02:  # memory: limits
+                skip_limits(r)
+            elif k == 0x03:  # global: valtype, mutability
+                r.u8()
+                r.u8()
+            elif k == 0x04:  # tag: attribute, type index
+                r.u8()
+                r.leb()
+            else:
+                raise ValueError(f"unknown import kind 0x{k:02x}")
+            imports.append((f"{module}.{field}", ["func", "table", "memory", "global", "tag"][k]))
+    return imports
+
+
+def core_exports(data):
+    """Exports of a core module: [(name, kind)]."""
+    exports = []
+    for section, r, _ in core_sections(data):
+        if section != 7:
+            continue
+        for _ in range(r.leb()):
+            name = r.name()
+            k = r.u8()
+            r.leb()
+            exports.append((name, ["func", "table", "memory", "global", "tag"][k]))
+    return exports
+
+
+def command_problem(data):
+    """Why kiln would not serve this file as a command module, or None."""
+    if kind(data) != "core module":
+        return f"a {kind(data)}, not a core module"
+    exports = dict(core_exports(data))
+    if exports.get("_start") != "func":
+        return "no _start export"
+    markers = [n for n in exports if n.startswith("kiln_abi_version_")]
+    if markers:
+        return f"exports {markers[0]}: kiln would serve it through the core-module ABI"
+    other = sorted({n.split(".")[0] for n, _ in core_imports_all(data)} - {"wasi_snapshot_preview1"})
+    if other:
+        return f"imports from {', '.join(other)} (a command module may import only wasi_snapshot_preview1)"
+    return None
+
+
+# Core-module ABI versions kiln serves (host/src/backend/wasm/binary.rs).
+MARKERS = ("kiln_abi_version_1_0_0", "kiln_abi_version_1_1_0")
+
+
+def core_module_problem(data):
+    """Why kiln would not serve this core module through the core-module ABI, or None."""
+    markers = [n for n, sort in core_exports(data) if n.startswith("kiln_abi_version_") and sort == "func"]
+    if len(markers) != 1:
+        return f"{len(markers)} kiln_abi_version_* marker exports (need exactly one of {', '.join(MARKERS)})"
+    if markers[0] not in MARKERS:
+        return f"marker {markers[0]} is not a supported ABI version ({', '.join(MARKERS)})"
+    wasi = [n for n, _ in core_imports_all(data) if n.startswith("wasi_snapshot_preview1.")]
+    if wasi:
+        return f"imports {wasi[0]} (core-module plugins may not import WASI)"
+    return None
+
+
 # Import prefixes kiln refuses at load (host/src/backend/wasm/policy.rs).
 REFUSED = ("wasi:filesystem/", "wasi:sockets/", "wasi:http/")
 
@@ -135,13 +236,25 @@ def main(argv):
     check = "--check-component" in argv
     summary = "--summary" in argv
     check_imports = "--check-kiln-imports" in argv
+    check_command = "--check-command" in argv
     paths = [a for a in argv if not a.startswith("--")]
     ok = True
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
         k = kind(data)
-        if k != "component":
+        if check_command:
+            problem = command_problem(data)
+            if problem:
+                print(f"error: {path}: {problem}", file=sys.stderr)
+                ok = False
+        elif check_imports and k == "core module":
+            problem = core_module_problem(data) if any(
+                n.startswith("kiln_abi_version_") for n, _ in core_exports(data)) else command_problem(data)
+            if problem:
+                print(f"error: {path}: {problem}", file=sys.stderr)
+                ok = False
+        elif k != "component":
             ok = False
         elif check_imports:
             refused = [n for n, _ in component_imports(data) if n.startswith(REFUSED)]
@@ -149,7 +262,12 @@ def main(argv):
                 print(f"error: {path} imports {', '.join(refused)}, which kiln refuses", file=sys.stderr)
                 ok = False
         if summary:
-            imports = grouped(n for n, _ in component_imports(data)) if k == "component" else ""
+            if k == "component":
+                imports = grouped(n for n, _ in component_imports(data))
+            elif k == "core module":
+                imports = " ".join(sorted({n.split(".")[0] for n, _ in core_imports_all(data)}))
+            else:
+                imports = ""
             print(f"{path.rsplit('/', 1)[-1]:<28} {len(data):>9} bytes  {k}  imports: {imports}")
             continue
         print(f"{path}: {k}, {len(data)} bytes")
@@ -157,8 +275,13 @@ def main(argv):
             for name, sort in component_imports(data):
                 print(f"  import {sort} {name}")
         elif k == "core module":
-            for name, sort in core_imports(data):
-                print(f"  import {sort} {name} (first only)")
+            for name, sort in core_imports_all(data):
+                print(f"  import {sort} {name}")
+            for name, sort in core_exports(data):
+                print(f"  export {sort} {name}")
+    if check_command and not ok:
+        print("error: not every file is a command module that kiln can load", file=sys.stderr)
+        return 1
     if (check or check_imports) and not ok:
         print("error: not every file is a component that kiln can load", file=sys.stderr)
         return 1

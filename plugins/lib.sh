@@ -2,7 +2,7 @@
 #
 #   KILN_TOOLS   where tools are installed (default ~/.cache/kiln-tools):
 #                tool venvs, cargo-installed binaries (cargo/bin)
-#   out          target/plugins, where every build writes its component
+#   out          target/plugins, where every build writes its plugin
 #
 # A build is skipped when its output exists and its stamp (a hash of the
 # sources, the WIT, the build script and the tool versions) is unchanged:
@@ -43,13 +43,14 @@ up_to_date() {
     return 1
 }
 
-# publish NAME FILE STAMP: checks FILE is a component whose imports kiln
-# grants, then moves it to target/plugins/NAME.wasm and records the stamp.
+# publish NAME FILE STAMP: checks FILE is a plugin kiln would load (a component
+# whose imports kiln grants, a marked core module without WASI imports, or a
+# command module), then moves it to target/plugins/NAME.wasm and records the stamp.
 publish() {
     local name="$1" file="$2" stamp="$3"
     python3 "$root/plugins/component_info.py" --check-component --check-kiln-imports "$file" >/dev/null || {
         python3 "$root/plugins/component_info.py" "$file" >&2
-        log "$name: not a component that kiln would load (see the imports above)"
+        log "$name: not a plugin that kiln would load (see the imports and exports above)"
         exit 1
     }
     mv "$file" "$out/$name.wasm"

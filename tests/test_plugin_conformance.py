@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 from kilnutil import ROOT
 
 PLUGINS = ROOT / "target" / "plugins"
-REQUIRED = ["rust", "js", "python", "zig"]
+REQUIRED = ["rust", "js", "python", "zig", "go"]
 
 
 def _languages() -> list[str]:
@@ -117,9 +117,20 @@ def _check(out: np.ndarray, x: np.ndarray, mean: float, std: float) -> None:
     np.testing.assert_allclose(out, _expected(x, mean, std), rtol=1e-6, atol=0)
 
 
+# How each language reaches kiln (sdk/ABI.md): a component, a core module of the
+# core-module ABI (wrapped by kiln at load), or a WASI command module (command protocol).
+BINARY_KIND = {"zig": "core", "assemblyscript": "core", "go": "command"}
+
+
 def test_plugin_is_built(lang):
     data = (PLUGINS / f"normalize_{lang}.wasm").read_bytes()
-    assert data[:8] == b"\0asm\x0d\x00\x01\x00", "not a component"
+    kind = BINARY_KIND.get(lang, "component")
+    if kind == "component":
+        assert data[:8] == b"\0asm\x0d\x00\x01\x00", "not a component"
+    else:
+        assert data[:8] == b"\0asm\x01\x00\x00\x00", "not a core module"
+        marked = b"kiln_abi_version_1_0_0" in data
+        assert marked == (kind == "core"), "marker export present iff core-module ABI"
 
 
 def test_model_loads_and_declares_fp32_input_and_output(lang, conformance_server):

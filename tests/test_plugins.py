@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -288,3 +290,73 @@ def test_plugin_built_against_an_older_abi_keeps_loading(plugins, kiln, tmp_path
     srv = kiln(repo, name="old-abi")
     x = np.arange(5, dtype=np.float32).reshape(1, 5)
     np.testing.assert_array_equal(srv.grpc.infer("old_scale", [fp32_input(x)]).as_numpy("OUTPUT"), x * 4)
+
+
+RENAME_EXPORTS = ROOT / "plugins" / "assemblyscript" / "rename_exports.py"
+CORE_PLUGIN = "normalize_zig"  # a core module of the core-module ABI, marker kiln_abi_version_1_0_0
+
+
+def _core_variant(repo: pathlib.Path, name: str, *renames: str) -> None:
+    """A model serving the Zig normalize core module with some exports renamed."""
+    d = plugin_model(repo, name, CORE_PLUGIN)
+    wasm = d / "1" / "model.wasm"
+    if renames:
+        subprocess.run([sys.executable, RENAME_EXPORTS, wasm, wasm, *renames], check=True)
+
+
+def test_core_modules_load_by_their_abi_marker_or_are_refused_with_the_reason(plugins, kiln, tmp_path):
+    """sdk/ABI.md, "Core-module ABI": the marker export picks the world; kiln wraps the
+    core module into a component at load. A module without a marker, with a marker of
+    an ABI kiln does not speak, or missing an export of the marker's world is refused at
+    load with a reason that says which; the others keep serving."""
+    repo = tmp_path / "repo"
+    _core_variant(repo, "core_ok")
+    _core_variant(repo, "core_unmarked", "kiln_abi_version_1_0_0=some_function")
+    _core_variant(repo, "core_future", "kiln_abi_version_1_0_0=kiln_abi_version_2_0_0")
+    _core_variant(repo, "core_twice", "kiln_abi_version_1_0_0=kiln_abi_version_1_0_0,kiln_abi_version_1_1_0")
+    _core_variant(repo, "core_no_process", "kiln:plugin/processor@1.0.0#process=process")
+    srv = kiln(repo, name="core-modules")
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(srv.grpc.infer("core_ok", [fp32_input(x)]).as_numpy("OUTPUT"), x)
+    index = {m["name"]: m for m in srv.grpc.get_model_repository_index(as_json=True)["models"]}
+    expected = {
+        "core_unmarked": "without a kiln ABI-version marker export; export one of: kiln_abi_version_1_0_0, kiln_abi_version_1_1_0",
+        "core_future": "'kiln_abi_version_2_0_0' names a plugin ABI this kiln does not support",
+        "core_twice": "several ABI-version markers",
+        "core_no_process": "does not implement kiln:plugin@1.0.0",
+    }
+    for name, words in expected.items():
+        assert index[name]["state"] == "UNAVAILABLE", index[name]
+        assert words in index[name]["reason"], index[name]
+    assert "function `process`" in index["core_no_process"]["reason"]
+
+
+GO_HOSTILE = {
+    # behaviour: words the error must contain
+    "exit": "exited with status 3 (stderr: hostile: exiting with status 3)",
+    "loop": "deadline of 300 ms",
+    "memory": "memory cap of 64 MiB",
+    "garbage": "does not start with the answer magic",
+    "panic": "plugin error: panic: hostile: panicking on purpose",
+}
+
+
+def test_hostile_command_plugin_fails_only_its_own_request(plugins, kiln, tmp_path):
+    """A Go plugin (a WASI command module, run once per call; sdk/ABI.md, "Command
+    protocol 1") that exits without answering, spins, allocates without bound, writes
+    garbage to stdout or panics fails only its own request, with an error saying which;
+    the next call gets a fresh instance, and the other models keep serving."""
+    repo = tmp_path / "repo"
+    for behaviour in [*GO_HOSTILE, "none"]:
+        plugin_model(repo, f"go_{behaviour}", "hostile_go",
+                     {"behaviour": behaviour, "wasm_timeout_ms": "300", "wasm_memory_mb": "64"})
+    srv = kiln(repo, name="go-hostile")
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    for behaviour, words in GO_HOSTILE.items():
+        for _ in range(2):  # the second call runs in a fresh instance too
+            with pytest.raises(InferenceServerException) as e:
+                srv.grpc.infer(f"go_{behaviour}", [fp32_input(x)])
+            assert words in e.value.message(), (behaviour, e.value.message())
+            assert e.value.status() == "StatusCode.INTERNAL"
+        np.testing.assert_array_equal(srv.grpc.infer("go_none", [fp32_input(x)]).as_numpy("OUTPUT"), x)
+    assert srv.grpc.is_server_live()

@@ -1,5 +1,6 @@
 """Guest tests of the `normalize` plugin in every language (target/plugins/normalize_*.wasm),
-run in wasmtime through the harness of test_guest_plugins.py: what kiln cannot show from
+run in wasmtime through the harness of test_guest_plugins.py (normalize_go.wasm, a WASI
+command module, through its Command protocol 1 harness): what kiln cannot show from
 outside (metadata dims, the exact error messages). tests/test_plugin_conformance.py holds
 the same plugins to the same behaviour through kiln itself.
 
@@ -10,7 +11,8 @@ import struct
 
 import pytest
 
-from test_guest_plugins import PLUGINS, Plugin, engine, floats, fp32, is_error, tensor  # noqa: E402,F401
+from test_guest_plugins import PLUGINS, engine, floats, fp32, is_error, tensor  # noqa: E402,F401
+from test_guest_plugins import open_plugin as Plugin  # a component, or a command module (Go)
 
 NAMES = sorted(p.stem for p in PLUGINS.glob("normalize_*.wasm"))
 if not NAMES:

@@ -8,11 +8,21 @@ kiln's own host (host/), which has its own tests. It needs the `wasmtime`
 Python package (pip install wasmtime==50.0.1) and plugins/build.sh; it skips
 otherwise.
 
+Core modules of the core-module ABI (Zig, AssemblyScript; sdk/ABI.md) are
+wrapped into components the way kiln wraps them at load: any embedded
+`component-type*` section stripped, the marker's world embedded, then
+`wasm-tools component embed` + `component new` (wasm-tools 1.258.0 from
+~/.cache/kiln-tools/cargo, which plugins/c/build.sh installs; those tests
+skip without it). WASI command modules (Go) run through CommandPlugin.
+
     python3 -m pytest plugins/tests -q
 """
 
 import os
 import struct
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +32,11 @@ import pytest
 
 wasmtime = pytest.importorskip("wasmtime")
 from wasmtime import component as wc  # noqa: E402
+
+import command_protocol  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import component_info  # noqa: E402  (plugins/component_info.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "target" / "plugins"
@@ -56,13 +71,76 @@ def engine():
     ticker.join()
 
 
+# The world of each core-module ABI version, as kiln embeds it
+# (host/src/backend/wasm/core_module.rs).
+MARKER_WORLDS = {
+    "kiln_abi_version_1_0_0": ROOT / "sdk" / "wit" / "v1.0.0" / "plugin.wit",
+    "kiln_abi_version_1_1_0": ROOT / "sdk" / "wit" / "plugin.wit",
+}
+WASM_TOOLS_VERSION = "1.258.0"  # as plugins/c/build.sh
+
+
+def wasm_tools():
+    """wasm-tools as plugins/c/build.sh installs it (lib.sh's cargo_tool), or skip."""
+    tools = Path(os.environ.get("KILN_TOOLS", Path.home() / ".cache" / "kiln-tools"))
+    path = tools / "cargo" / "bin" / "wasm-tools"
+    try:
+        version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        version = ""
+    if not version.startswith(f"wasm-tools {WASM_TOOLS_VERSION}"):
+        pytest.skip(f"core-module plugins need wasm-tools {WASM_TOOLS_VERSION} at {path} "
+                    f"(plugins/c/build.sh installs it); found: {version.strip() or 'none'}")
+    return str(path)
+
+
+def strip_component_type(data):
+    """The core module without its `component-type*` custom sections (type information
+    from wit-bindgen or `component embed`): kiln drops them, the marker is authoritative."""
+    kept, r = bytearray(data[:8]), component_info.Reader(data, 8)
+    while r.pos < len(data):
+        start = r.pos
+        section = r.u8()
+        size = r.leb()
+        end = r.pos + size
+        if not (section == 0 and r.name().startswith("component-type")):
+            kept += data[start:end]
+        r.pos = end
+    return bytes(kept)
+
+
+def componentize(name, data):
+    """What kiln does with a core module of the core-module ABI (sdk/ABI.md): refuse it if
+    kiln would, strip any embedded world, embed the marker's world and make a component."""
+    problem = component_info.core_module_problem(data)
+    if problem:
+        pytest.fail(f"kiln would refuse {name}.wasm: {problem}")
+    (marker,) = [n for n, _ in component_info.core_exports(data) if n.startswith("kiln_abi_version_")]
+    tool = wasm_tools()
+    with tempfile.TemporaryDirectory() as tmp:
+        core, embedded, component = (Path(tmp) / f for f in ("core.wasm", "embedded.wasm", "component.wasm"))
+        core.write_bytes(strip_component_type(data))
+        for args in (["embed", str(MARKER_WORLDS[marker]), "--world", "plugin", str(core), "-o", str(embedded)],
+                     ["new", str(embedded), "-o", str(component)]):
+            run = subprocess.run([tool, "component", *args], capture_output=True, text=True)
+            if run.returncode != 0:
+                pytest.fail(f"{name}.wasm does not implement the world of {marker}: "
+                            f"wasm-tools component {args[0]}: {run.stderr.strip()}")
+        return component.read_bytes()
+
+
 _components = {}
 
 
 def load(engine, name):
-    if name not in _components:
-        _components[name] = wc.Component.from_file(engine, str(plugin_path(name)))
-    return _components[name]
+    """The plugin as a component: a component as built, a marked core module wrapped the
+    way kiln wraps it. Compiled code belongs to one engine."""
+    if (engine, name) not in _components:
+        data = plugin_path(name).read_bytes()
+        if component_info.kind(data) == "core module":
+            data = componentize(name, data)
+        _components[engine, name] = wc.Component(engine, data)
+    return _components[engine, name]
 
 
 class Plugin:
@@ -108,6 +186,75 @@ class Plugin:
     def process(self, *tensors, parameters=()):
         """Returns a list of output tensors, or an error record."""
         return self._call("process", list(tensors), list(parameters))
+
+
+_modules = {}
+
+
+class CommandPlugin:
+    """A WASI command module served through Command protocol 1 (sdk/ABI.md), as kiln serves
+    it: every call is a fresh instance with the call on stdin and the answer on stdout,
+    WASI preview 1 with no arguments, environment or directories. Same interface as Plugin;
+    `logs` collects stderr lines, `stdout` and `stderr` keep the last call's raw output."""
+
+    def __init__(self, engine, name, parameters=None, memory_mb=256, timeout_ms=1000):
+        self.engine = engine
+        self.parameters = dict(parameters or {})
+        self.logs = []
+        self.memory_mb = memory_mb
+        self.timeout_ticks = max(1, timeout_ms // 2)
+        if (engine, name) not in _modules:  # compiled code belongs to one engine
+            _modules[engine, name] = wasmtime.Module.from_file(engine, str(plugin_path(name)))
+        self.module = _modules[engine, name]
+        self.linker = wasmtime.Linker(engine)
+        self.linker.define_wasi()
+
+    def run(self, request):
+        """Runs the command once on `request` (bytes); returns its exit status."""
+        out, err = bytearray(), bytearray()
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(request)
+        try:
+            wasi = wasmtime.WasiConfig()
+            wasi.stdin_file = f.name
+            wasi.stdout_custom = out.extend
+            wasi.stderr_custom = err.extend
+            store = wasmtime.Store(self.engine)
+            store.set_wasi(wasi)
+            store.set_limits(memory_size=self.memory_mb * MIB)
+            store.set_epoch_deadline(self.timeout_ticks)
+            instance = self.linker.instantiate(store, self.module)
+            try:
+                instance.exports(store)["_start"](store)
+                status = 0
+            except wasmtime.ExitTrap as e:
+                status = e.code
+        finally:
+            os.unlink(f.name)
+        self.stdout, self.stderr = bytes(out), bytes(err)
+        self.logs += [line for line in self.stderr.decode(errors="replace").splitlines() if line.strip()]
+        return status
+
+    def _call(self, call, inputs=(), parameters=()):
+        request = command_protocol.encode_request(call, self.parameters, list(inputs), list(parameters))
+        status = self.run(request)
+        assert status == 0, f"exit status {status}: {self.stderr.decode(errors='replace')}"
+        return command_protocol.decode_response(self.stdout, call)
+
+    def metadata(self):
+        return self._call(command_protocol.METADATA)
+
+    def process(self, *tensors, parameters=()):
+        """Returns a list of output tensors, or an error record. `parameters`: (key, value) pairs."""
+        return self._call(command_protocol.PROCESS, tensors, parameters)
+
+
+def open_plugin(engine, name, **kwargs):
+    """A CommandPlugin for a WASI command module (a Go plugin), else a Plugin (a component,
+    or a marked core module that load() wraps into one)."""
+    data = plugin_path(name).read_bytes()
+    cls = CommandPlugin if component_info.command_problem(data) is None else Plugin
+    return cls(engine, name, **kwargs)
 
 
 def tensor(name, datatype, shape, data=b"", elements=()):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds kiln's Zig plugins (plugins/zig/<name>/<name>.zig) into components:
-# target/plugins/<name>_zig.wasm. See sdk/zig/README.md.
+# Builds kiln's Zig plugins (plugins/zig/<name>/<name>.zig) into core modules
+# of kiln's core-module ABI: target/plugins/<name>_zig.wasm. See sdk/zig/README.md.
 #
 #   plugins/zig/build.sh            # every plugin under plugins/zig
 #   plugins/zig/build.sh normalize  # some of them
@@ -8,26 +8,23 @@
 # How: the plugin is compiled together with the C SDK's wit-bindgen bindings
 # (sdk/c/bindings: plugin.c does the canonical-ABI lifting and lowering,
 # plugin_component_type.o carries the world's type information) by Zig for
-# wasm32-wasi as a reactor, into a core module; `wasm-tools component new`
-# turns that into a component. The Zig code overrides the panic handler, so
-# the core module imports no WASI at all and needs no preview-1 adapter.
+# wasm32-wasi as a reactor, into a core module that exports the ABI-version
+# marker `kiln_abi_version_1_0_0`; kiln wraps it into a component when it
+# loads it (sdk/ABI.md, "Core-module ABI"). The Zig code overrides the panic
+# handler, so the core module imports no WASI at all.
 #
 # Installs (once): python3-venv from Debian if missing; ziglang $ZIG_VERSION
 # (PyPI, a 50 MB wheel, 400 MB on disk) into the tool venv
-# $KILN_TOOLS/ziglang-$ZIG_VERSION; wasm-tools (cargo install, about 3
-# minutes on one core; the same build plugins/c/build.sh uses).
-# Environment: CARGO_BUILD_JOBS (default 1), KILN_TOOLS.
+# $KILN_TOOLS/ziglang-$ZIG_VERSION. Environment: KILN_TOOLS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 here="$root/plugins/zig"
 ZIG_VERSION=0.15.2
-WASM_TOOLS_VERSION=1.258.0   # as plugins/c/build.sh
 work="$root/target/plugins-zig"
 
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 venv=$(tool_venv "ziglang-$ZIG_VERSION" "ziglang==$ZIG_VERSION")
 zig=("$venv/bin/python" -m ziglang)
-wasm_tools=$(cargo_tool wasm-tools wasm-tools "=$WASM_TOOLS_VERSION" --no-default-features --features component)
 
 all=()
 for dir in "$here"/*/; do
@@ -40,22 +37,21 @@ mkdir -p "$work"
 for name in "${names[@]}"; do
     src="$here/$name"
     [[ -f "$src/$name.zig" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
-    stamp=$(stamp_of "zig $ZIG_VERSION wasm-tools $WASM_TOOLS_VERSION" "$src" "$root/sdk/c/bindings" "$here/build.sh")
+    stamp=$(stamp_of "zig $ZIG_VERSION core-module" "$src" "$root/sdk/c/bindings" "$here/build.sh")
     up_to_date "${name}_zig" "$stamp" && continue
     log "building ${name}_zig.wasm (zig $ZIG_VERSION)"
-    core="$work/$name.core.wasm"
+    tmp="$out/.${name}_zig.wasm.tmp"
     # -mexec-model=reactor -fno-entry: a library module with _initialize;
-    # the bindings export the kiln:plugin functions (export_name), so no
-    # -rdynamic is needed.
+    # the bindings export the kiln:plugin functions (export_name); the marker
+    # is exported by name, so no -rdynamic is needed.
     (cd "$work" && "${zig[@]}" build-exe "$src/$name.zig" \
         "$root/sdk/c/bindings/plugin.c" "$root/sdk/c/bindings/plugin_component_type.o" \
         -I "$root/sdk/c/bindings" -lc -target wasm32-wasi -mexec-model=reactor -fno-entry \
-        -O ReleaseSmall --name "$name" -femit-bin="$core" >&2)
-    if grep -q wasi_snapshot_preview1 "$core"; then
+        --export=kiln_abi_version_1_0_0 \
+        -O ReleaseSmall --name "$name" -femit-bin="$tmp" >&2)
+    if grep -q wasi_snapshot_preview1 "$tmp"; then
         log "$name: the core module imports WASI preview 1 (std.debug.print, std.fs, ...): kiln plugins must not"
         exit 1
     fi
-    tmp="$out/.${name}_zig.wasm.tmp"
-    "$wasm_tools" component new "$core" -o "$tmp"
     publish "${name}_zig" "$tmp" "$stamp"
 done

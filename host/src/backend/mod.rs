@@ -74,7 +74,7 @@ pub fn load_instance(
         BackendKind::TorchScript => Ok(Box::new(torchscript::TorchScriptInstance::load(
             spec, &path, placement,
         )?)),
-        BackendKind::Wasm => Ok(Box::new(wasm::WasmInstance::load(spec, &path)?)),
+        BackendKind::Wasm => wasm::load(spec, &path),
         BackendKind::Ensemble => Err(BackendError::Load(
             "ensembles have no backend instances".into(),
         )),

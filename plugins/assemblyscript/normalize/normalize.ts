@@ -8,10 +8,10 @@
 // AssemblyScript has no component-model bindings generator, so this file
 // implements the canonical ABI of world `plugin` by hand, exactly as
 // sdk/ABI.md, "Core-module ABI", lays it out (record offsets, who allocates,
-// who frees). plugins/assemblyscript/build.sh compiles it to a core module,
+// who frees). plugins/assemblyscript/build.sh compiles it to a core module and
 // renames the exports to their ABI names (AssemblyScript exports only
-// identifiers), embeds the WIT and makes a component with wasm-tools.
-// See sdk/assemblyscript/README.md.
+// identifiers); kiln loads that core module directly, recognising it by the
+// ABI-version marker below. See sdk/assemblyscript/README.md.
 
 // --- host imports (kiln:plugin/host@1.0.0) ------------------------------------
 
@@ -22,6 +22,10 @@ declare function hostGetParameter(keyPtr: usize, keyLen: usize, retPtr: usize): 
 // @ts-ignore: decorator
 @external("kiln:plugin/host@1.0.0", "log")
 declare function hostLog(level: u32, msgPtr: usize, msgLen: usize, fieldsPtr: usize, fieldsLen: usize): void;
+
+// The core-module ABI's version marker: this module implements kiln:plugin@1.0.0.
+// kiln never calls it.
+export function kiln_abi_version_1_0_0(): void {}
 
 // --- memory ----------------------------------------------------------------------
 

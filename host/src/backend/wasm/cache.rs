@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::Engine;
+use wasmtime::{Engine, Module};
 
 pub struct ArtifactCache {
     dir: Option<PathBuf>,
@@ -29,39 +29,73 @@ impl ArtifactCache {
         Self { dir }
     }
 
-    fn key(engine: &Engine, wasm: &[u8]) -> String {
+    fn key(engine: &Engine, wasm: &[u8], kind: &str) -> String {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let digest = Sha256::digest(wasm);
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         // The compatibility hash covers the wasmtime version and engine settings.
-        format!("{hex}-{:016x}.cwasm", h.finish())
+        format!("{hex}-{:016x}.{kind}", h.finish())
     }
 
     /// The compiled component for `wasm`, from the cache when present.
     /// Returns whether it was a cache hit.
-    pub fn load(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    pub fn component(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, bool)> {
+        self.load(
+            engine,
+            wasm,
+            "cwasm",
+            |e, w| Component::new(e, w),
+            // SAFETY: see `load`.
+            |e, p| unsafe { Component::deserialize_file(e, p) },
+            |c| c.serialize(),
+        )
+    }
+
+    /// The compiled core module (a command module) for `wasm`.
+    pub fn module(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Module, bool)> {
+        self.load(
+            engine,
+            wasm,
+            "cmodule",
+            |e, w| Module::new(e, w),
+            // SAFETY: see `load`.
+            |e, p| unsafe { Module::deserialize_file(e, p) },
+            |m| m.serialize(),
+        )
+    }
+
+    /// `deserialize` is only ever given a file this cache wrote: one
+    /// serialized by this same wasmtime build and engine configuration (both
+    /// are part of the key), into a cache directory kiln owns. A corrupt or
+    /// foreign file fails validation of its header and falls back to
+    /// compiling.
+    fn load<T>(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        kind: &str,
+        compile: impl Fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+        deserialize: impl Fn(&Engine, &Path) -> wasmtime::Result<T>,
+        serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<(T, bool)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, wasm)?, false));
+            return Ok((compile(engine, wasm)?, false));
         };
-        let path = dir.join(Self::key(engine, wasm));
+        let path = dir.join(Self::key(engine, wasm, kind));
         if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of this
-            // same wasmtime build and engine configuration (both are part of
-            // the key), into a cache directory kiln owns. A corrupt or foreign
-            // file fails validation of its header and falls back to compiling.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match deserialize(engine, &path) {
                 Ok(c) => return Ok((c, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {e}")
                 }
             }
         }
-        let component = Component::new(engine, wasm)?;
-        if let Err(e) = write_atomically(&path, &component.serialize()?) {
+        let compiled = compile(engine, wasm)?;
+        if let Err(e) = write_atomically(&path, &serialize(&compiled)?) {
             tracing::warn!(path = %path.display(), "cannot cache compiled plugin: {e}");
         }
-        Ok((component, false))
+        Ok((compiled, false))
     }
 }
 

@@ -7,9 +7,19 @@
 //! fails that one request with a clear error and the instance is replaced by
 //! a fresh one from the pre-instantiation; the server and the other models
 //! never notice.
+//!
+//! Three kinds of `model.wasm` are served (see `binary`): components; core
+//! modules of the core-module ABI, wrapped into components at load
+//! (`core_module`); and WASI command modules, run once per call over the
+//! command protocol (`command`).
 
+mod binary;
 mod cache;
+mod command;
+mod contract;
+mod core_module;
 pub mod policy;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,12 +32,14 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::inference::ParamValue;
-use crate::repository::config::{ModelSpec, TensorSpec};
+use crate::repository::config::ModelSpec;
 use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
+use binary::PluginBinary;
+use contract::{OutputContract, PluginMetadata};
 use policy::Grants;
 
 wasmtime::component::bindgen!({
@@ -106,6 +118,8 @@ impl PluginSettings {
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// For command modules: WASI preview 1, nothing else.
+    command_linker: wasmtime::Linker<command::CommandState>,
     cache: cache::ArtifactCache,
 }
 
@@ -147,6 +161,11 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let mut command_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(
+            &mut command_linker,
+            |s: &mut command::CommandState| &mut s.wasi,
+        )?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("kiln-wasm-epoch".into())
@@ -160,22 +179,33 @@ impl WasmRuntime {
         Ok(Self {
             engine,
             linker,
+            command_linker,
             cache: cache::ArtifactCache::new(cache_dir()),
         })
     }
 
     /// Compiles (or fetches from the cache), checks imports, and
-    /// pre-instantiates a plugin.
-    pub fn prepare(
+    /// pre-instantiates a plugin component (or a core module of the
+    /// core-module ABI, wrapped into one first).
+    fn prepare(
         &self,
         path: &std::path::Path,
+        wasm: &[u8],
+        binary: PluginBinary,
     ) -> Result<(PluginPre<PluginState>, bool), String> {
-        let wasm =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let wrapped;
+        let wasm = match binary {
+            PluginBinary::CoreModule(abi) => {
+                wrapped = core_module::componentize(wasm, abi)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                &wrapped[..]
+            }
+            _ => wasm,
+        };
         let started = Instant::now();
         let (component, cached) = self
             .cache
-            .load(&self.engine, &wasm)
+            .component(&self.engine, wasm)
             .map_err(|e| format!("{} is not a valid plugin component: {e:#}", path.display()))?;
         tracing::debug!(path = %path.display(), cached, ms = started.elapsed().as_millis() as u64, "plugin compiled");
         policy::check_imports(&self.engine, &component)?;
@@ -217,7 +247,8 @@ impl wasmtime_wasi::HostWallClock for EpochClock {
     }
 }
 
-fn wasi_context(grants: Grants) -> WasiCtx {
+/// The WASI context every plugin gets, whatever its kind.
+fn wasi_builder(grants: Grants) -> WasiCtxBuilder {
     use rand_wasi::SeedableRng;
     let mut b = WasiCtx::builder();
     // No args, env, preopens or sockets: the builder starts empty. Guest
@@ -233,7 +264,24 @@ fn wasi_context(grants: Grants) -> WasiCtx {
         b.insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(1));
         b.insecure_random_seed(0);
     }
-    b.build()
+    b
+}
+
+/// Reads a plugin and serves it as what it is (see `binary`).
+pub fn load(spec: &ModelSpec, path: &std::path::Path) -> Result<Box<dyn Backend>, BackendError> {
+    let (wasm, binary) = read_plugin(path)?;
+    Ok(match binary {
+        PluginBinary::Command => Box::new(command::CommandInstance::load(spec, path, &wasm)?),
+        _ => Box::new(WasmInstance::load_binary(spec, path, &wasm, binary)?),
+    })
+}
+
+fn read_plugin(path: &std::path::Path) -> Result<(Vec<u8>, PluginBinary), BackendError> {
+    let wasm = std::fs::read(path)
+        .map_err(|e| BackendError::Load(format!("cannot read {}: {e}", path.display())))?;
+    let binary = binary::classify(&wasm)
+        .map_err(|e| BackendError::Load(format!("{}: {e}", path.display())))?;
+    Ok((wasm, binary))
 }
 
 impl self::kiln::plugin::types::Host for PluginState {}
@@ -363,22 +411,39 @@ pub struct WasmInstance {
     pre: PluginPre<PluginState>,
     settings: PluginSettings,
     model: Arc<str>,
-    outputs: Vec<TensorSpec>,
-    batched: bool,
+    outputs: OutputContract,
     live: Option<(Store<PluginState>, Plugin)>,
 }
 
 impl WasmInstance {
+    /// Loads a component or a core module of the core-module ABI.
     pub fn load(spec: &ModelSpec, path: &std::path::Path) -> Result<Self, BackendError> {
+        let (wasm, binary) = read_plugin(path)?;
+        if binary == PluginBinary::Command {
+            return Err(BackendError::Load(format!(
+                "{} is a command module; serve it with wasm::load",
+                path.display()
+            )));
+        }
+        Self::load_binary(spec, path, &wasm, binary)
+    }
+
+    fn load_binary(
+        spec: &ModelSpec,
+        path: &std::path::Path,
+        wasm: &[u8],
+        binary: PluginBinary,
+    ) -> Result<Self, BackendError> {
         let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
         let runtime = WasmRuntime::get().map_err(BackendError::Load)?;
-        let (pre, cached) = runtime.prepare(path).map_err(BackendError::Load)?;
+        let (pre, cached) = runtime
+            .prepare(path, wasm, binary)
+            .map_err(BackendError::Load)?;
         let mut instance = Self {
             pre,
             settings,
             model: Arc::from(spec.name.as_str()),
-            outputs: spec.outputs.clone(),
-            batched: spec.batched(),
+            outputs: OutputContract::new(spec),
             live: None,
         };
         let started = Instant::now();
@@ -392,7 +457,7 @@ impl WasmInstance {
     /// (done after every trap; public so benchmarks can time it).
     pub fn instantiate(&mut self) -> Result<(), String> {
         let state = PluginState {
-            wasi: wasi_context(self.settings.grants),
+            wasi: wasi_builder(self.settings.grants).build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.settings.memory_bytes)
@@ -421,72 +486,24 @@ impl WasmInstance {
             .kiln_plugin_processor()
             .call_metadata(&mut *store)
             .map_err(|e| BackendError::Load(format!("plugin metadata() failed: {e:#}")))?;
-        let check = |kind: &str,
-                     declared: &[TensorSpec],
-                     offered: &[wit::TensorSpec]|
-         -> Result<(), BackendError> {
-            for t in declared {
-                let found = offered.iter().find(|o| o.name == t.name).ok_or_else(|| {
-                    BackendError::Load(format!(
-                        "config.pbtxt declares {kind} '{}' but plugin '{}' does not (it has: {})",
-                        t.name,
-                        meta.name,
-                        offered
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-                let dt = from_wit_datatype(found.datatype);
-                if dt != t.datatype {
-                    return Err(BackendError::Load(format!(
-                        "{kind} '{}' is {} in config.pbtxt but {dt} in plugin '{}'",
-                        t.name, t.datatype, meta.name
-                    )));
-                }
-            }
-            Ok(())
+        let specs = |specs: Vec<wit::TensorSpec>| {
+            specs
+                .into_iter()
+                .map(|t| (t.name, from_wit_datatype(t.datatype), t.dims))
+                .collect()
         };
-        check("input", &spec.inputs, &meta.inputs)?;
-        check("output", &spec.outputs, &meta.outputs)?;
-        Ok(())
-    }
-
-    fn check_output(&self, t: &Tensor) -> Result<usize, String> {
-        let (index, spec) = self
-            .outputs
-            .iter()
-            .enumerate()
-            .find(|(_, o)| o.name == t.name)
-            .ok_or_else(|| format!("plugin returned undeclared output '{}'", t.name))?;
-        if t.datatype != spec.datatype {
-            return Err(format!(
-                "plugin returned output '{}' as {} but config.pbtxt declares {}",
-                t.name, t.datatype, spec.datatype
-            ));
-        }
-        let item = if self.batched {
-            t.shape.get(1..).unwrap_or(&[])
-        } else {
-            &t.shape[..]
+        let meta = PluginMetadata {
+            name: meta.name,
+            version: meta.version,
+            inputs: specs(meta.inputs),
+            outputs: specs(meta.outputs),
         };
-        let fits = item.len() == spec.dims.len()
-            && item
-                .iter()
-                .zip(&spec.dims)
-                .all(|(&a, &e)| e == -1 || a == e);
-        if !fits || (self.batched && t.shape.is_empty()) {
-            return Err(format!("plugin returned output '{}' with shape {:?}, which does not match dims {:?} in config.pbtxt", t.name, t.shape, spec.dims));
-        }
-        t.check_byte_size()
-            .map_err(|e| format!("plugin returned a malformed output: {e}"))?;
-        Ok(index)
+        contract::check_metadata(spec, &meta)
     }
 }
 
 /// Sets the deadline (and fuel) for the next call into the store.
-fn arm(store: &mut Store<PluginState>, settings: &PluginSettings) {
+fn arm<T>(store: &mut Store<T>, settings: &PluginSettings) {
     let ticks = (settings.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
     store.set_epoch_deadline(ticks);
     // Fuel is always on in the engine (a per-model option); unlimited unless set.
@@ -567,25 +584,7 @@ impl Backend for WasmInstance {
                 return Err(BackendError::Execution(message));
             }
         };
-        let mut outputs: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
-        for t in produced.into_iter().map(from_wit) {
-            // A plugin may offer more outputs than the config uses (ABI.md):
-            // those are dropped; declared ones must match the config exactly.
-            if !self.outputs.iter().any(|o| o.name == t.name) {
-                continue;
-            }
-            let index = self.check_output(&t).map_err(BackendError::Execution)?;
-            outputs[index] = Some(t);
-        }
-        let outputs = outputs
-            .into_iter()
-            .zip(&self.outputs)
-            .map(|(t, spec)| {
-                t.ok_or_else(|| {
-                    BackendError::Execution(format!("plugin did not return output '{}'", spec.name))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = self.outputs.collect(produced.into_iter().map(from_wit))?;
         timings.output = output_start.elapsed();
         Ok(outputs)
     }

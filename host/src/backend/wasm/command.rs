@@ -1,0 +1,207 @@
+//! WASI command modules (sdk/ABI.md, "Command protocol 1"): for toolchains
+//! that can only make `_start` programs (Go 1.23). Every call runs in a
+//! fresh instance: the call goes to stdin, `_start` runs, the answer comes
+//! back on stdout. A command cannot run twice in one instance (the Go
+//! runtime refuses), so nothing is recycled and nothing survives a call;
+//! a trap or timeout needs no clean-up beyond dropping the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{InstancePre, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::I32Exit;
+
+use super::contract::{self, OutputContract};
+use super::wire::{self, Answer, Call, ErrorKind};
+use super::{arm, describe, wasi_builder, PluginSettings, WasmRuntime};
+use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use crate::repository::config::ModelSpec;
+use crate::tensor::Tensor;
+
+/// stderr kept per call (for the log and the error message).
+const STDERR_CAP: usize = 64 << 10;
+
+/// Store data of one call.
+pub struct CommandState {
+    pub wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+pub struct CommandInstance {
+    pre: InstancePre<CommandState>,
+    settings: PluginSettings,
+    model: Arc<str>,
+    outputs: OutputContract,
+}
+
+/// What one run of the command left behind.
+struct Run {
+    stdout: bytes::Bytes,
+    stderr: bytes::Bytes,
+    /// `Err` carries the reason the run failed (trap, exit status).
+    status: Result<(), String>,
+}
+
+impl CommandInstance {
+    pub fn load(
+        spec: &ModelSpec,
+        path: &std::path::Path,
+        wasm: &[u8],
+    ) -> Result<Self, BackendError> {
+        let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
+        let runtime = WasmRuntime::get().map_err(BackendError::Load)?;
+        let load_error = |e: wasmtime::Error| {
+            BackendError::Load(format!(
+                "{} is not a usable WASI command module: {e:#}",
+                path.display()
+            ))
+        };
+        let (module, cached) = runtime
+            .cache
+            .module(&runtime.engine, wasm)
+            .map_err(load_error)?;
+        let pre = runtime
+            .command_linker
+            .instantiate_pre(&module)
+            .map_err(|e| {
+                BackendError::Load(format!(
+                    "{}: command module cannot be linked (it may import only wasi_snapshot_preview1): {e:#}",
+                    path.display()
+                ))
+            })?;
+        let instance = Self {
+            pre,
+            settings,
+            model: Arc::from(spec.name.as_str()),
+            outputs: OutputContract::new(spec),
+        };
+        let started = Instant::now();
+        let meta = match instance.call(Call::Metadata, &[], &[]) {
+            Ok(Answer::Metadata(meta)) => meta,
+            Ok(_) => unreachable!("decode_answer answers the call it was given"),
+            Err(e) => {
+                return Err(BackendError::Load(format!(
+                    "plugin metadata call failed: {e}"
+                )))
+            }
+        };
+        tracing::debug!(model = %spec.name, cached, metadata_us = started.elapsed().as_micros() as u64, plugin = %meta.name, "command plugin ready");
+        contract::check_metadata(spec, &meta)?;
+        Ok(instance)
+    }
+
+    /// Runs the command once for `call`.
+    fn call(
+        &self,
+        call: Call,
+        inputs: &[&Tensor],
+        parameters: &[(String, crate::inference::ParamValue)],
+    ) -> Result<Answer, BackendError> {
+        let stdin = wire::encode_request(call, &self.settings.parameters, inputs, parameters);
+        let run = self.run(stdin);
+        self.log_stderr(&run.stderr);
+        let last_stderr_line = || {
+            String::from_utf8_lossy(&run.stderr)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(" (stderr: {})", l.trim()))
+                .unwrap_or_default()
+        };
+        if let Err(reason) = &run.status {
+            return Err(BackendError::Execution(format!(
+                "{reason}{}",
+                last_stderr_line()
+            )));
+        }
+        if run.stdout.len() >= self.settings.memory_bytes {
+            return Err(BackendError::Execution(format!(
+                "plugin wrote more than its cap of {} MiB to stdout (wasm_memory_mb)",
+                self.settings.memory_bytes >> 20
+            )));
+        }
+        match wire::decode_answer(&run.stdout, call) {
+            Ok(Answer::Error(kind, message)) => Err(match kind {
+                ErrorKind::InvalidArgument => BackendError::InvalidInput(message),
+                ErrorKind::Unavailable => BackendError::Unavailable(message),
+                ErrorKind::Internal => BackendError::Execution(format!("plugin error: {message}")),
+            }),
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(BackendError::Execution(format!(
+                "plugin answered badly: {e}{}",
+                last_stderr_line()
+            ))),
+        }
+    }
+
+    fn run(&self, stdin: Vec<u8>) -> Run {
+        let stdout = MemoryOutputPipe::new(self.settings.memory_bytes);
+        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        let wasi = wasi_builder(self.settings.grants)
+            .stdin(MemoryInputPipe::new(stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build_p1();
+        let state = CommandState {
+            wasi,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.settings.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(self.pre.module().engine(), state);
+        store.limiter(|s| &mut s.limits);
+        arm(&mut store, &self.settings);
+        let status = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+            .and_then(|start| start.call(&mut store, ()))
+            .or_else(|e| match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(0)) => Ok(()),
+                Some(I32Exit(code)) => Err(format!("plugin exited with status {code}")),
+                None => Err(describe(&e, &self.settings)),
+            });
+        drop(store);
+        Run {
+            stdout: stdout.contents(),
+            stderr: stderr.contents(),
+            status,
+        }
+    }
+
+    fn log_stderr(&self, stderr: &[u8]) {
+        let model = &*self.model;
+        for line in String::from_utf8_lossy(stderr).lines() {
+            if !line.trim().is_empty() {
+                tracing::info!(target: "kiln::plugin", model, "{line}");
+            }
+        }
+    }
+}
+
+impl Backend for CommandInstance {
+    fn execute(
+        &mut self,
+        request: &BackendRequest,
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let start = Instant::now();
+        let inputs: Vec<&Tensor> = request.inputs.iter().flatten().collect();
+        let answer = self.call(Call::Process, &inputs, &request.parameters);
+        let output_start = Instant::now();
+        timings.infer = output_start - start;
+        let outputs = match answer? {
+            Answer::Outputs(outputs) => self.outputs.collect(outputs)?,
+            _ => unreachable!("decode_answer answers the call it was given"),
+        };
+        timings.output = output_start.elapsed();
+        Ok(outputs)
+    }
+
+    fn device(&self) -> String {
+        "wasm".into()
+    }
+}

@@ -1,0 +1,3 @@
+module kiln.dev/plugin
+
+go 1.23
