@@ -2,7 +2,8 @@
 # Issue 4 benchmark on the GPU machine: ResNet-50 (TorchScript from torchvision,
 # random weights), one run, side by side:
 #   a. in-process libtorch (PyTorch) peak, FP32 and FP16, batch 1..64: the limit;
-#   b. kiln over gRPC with perf_analyzer, concurrency 1..256, dynamic batching off and on;
+#   b. kiln over gRPC with perf_analyzer, concurrency 1..256, dynamic batching off and on,
+#      and batched at `precision: fp16` (FP32 on the wire, FP16 on the GPU);
 #   c. the real Triton 2.51, Python backend running the same TorchScript through torch,
 #      same perf_analyzer settings;
 #   d. p50/p99 at concurrency 1 and server overhead (end to end minus compute).
@@ -22,45 +23,76 @@ prepare)
   du -sh .carry
   ;;
 device)
+  # PARTS picks what runs (default: all), so that the whole can be split over
+  # calls that each fit the device tool's 10-minute limit, e.g.
+  # PARTS="reference kiln kiln-batched" then PARTS="kiln-batched-fp16 triton".
+  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 triton"}
+  want() { [[ " $PARTS " == *" $1 "* ]]; }
   . bench/lib.sh
   bench_device_setup
+  raw=/tmp/pa-raw; mkdir -p $raw   # perf_analyzer's full outputs stay on the machine
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-  echo "open-file limit: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+  echo "open-file limit: soft $(ulimit -Sn) hard $(ulimit -Hn); parts: $PARTS"
 
   # Models: one TorchScript file shared by every server and the reference.
   python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50 --max-batch 64
   pt=/tmp/kiln/resnet50/1/model.pt
   python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched --max-batch 64 --count 2 \
     --batching "max_queue_delay_microseconds: 500" --model-pt $pt
+  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_fp16 --max-batch 64 --count 2 \
+    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter precision=fp16
+  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_noprof --max-batch 64 --count 2 \
+    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter ENABLE_JIT_PROFILING=false
+  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_fp16_noprof --max-batch 64 --count 2 \
+    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter precision=fp16 \
+    --parameter ENABLE_JIT_PROFILING=false
   mkdir -p /tmp/tr && cp -r bench/gpu/triton_resnet50 /tmp/tr/
 
-  echo "== a. in-process PyTorch (libtorch) reference"
-  python3 bench/gpu/reference.py $pt | tee "$out/reference.md"
+  if want reference; then
+    echo "== a. in-process PyTorch (libtorch) reference"
+    python3 bench/gpu/reference.py $pt | tee "$out/reference.md"
+  fi
 
-  sweep() { # label model grpc_port
-    for c in $CONCURRENCY; do
+  sweep() { # label model grpc_port [concurrencies]
+    # Unrecorded warm-up at high concurrency first: the first batch of each size
+    # pays for cuDNN's algorithm choice and lazy kernel loading.
+    "$pa" -m "$2" -i grpc -u "localhost:$3" -b 1 --concurrency-range 64:64 \
+      --measurement-interval 2000 --max-trials 2 > "$raw/warmup-$1.txt" 2>&1 || true
+    for c in ${4:-$CONCURRENCY}; do
       "$pa" -m "$2" -i grpc -u "localhost:$3" -b 1 --concurrency-range "$c:$c" \
-        --measurement-interval 3000 -s 50 --max-trials 8 --percentile 99 > "$out/pa-$1-c$c.txt" 2>&1 || true
-      echo "| $1 | $c | $(pa_row "$out/pa-$1-c$c.txt") |" | tee -a "$out/table.md"
+        --measurement-interval 3000 -s 50 --max-trials ${MAX_TRIALS:-6} --percentile 99 > "$raw/pa-$1-c$c.txt" 2>&1 || true
+      echo "| $1 | $c | $(pa_row "$raw/pa-$1-c$c.txt") |" | tee -a "$out/table.md"
     done
   }
-  echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee "$out/table.md"
+  echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee -a "$out/table.md"
   echo "|---|---|---|---|---|---|" | tee -a "$out/table.md"
 
-  echo "== b. kiln"
-  start_kiln "$out/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1
-  wait_ready 8000 $kiln "$out/kiln.log"
-  sweep kiln resnet50 8001
-  sweep kiln-batched resnet50_batched 8001
-  kill -TERM $kiln; wait $kiln || true
+  if [[ " $PARTS " == *" kiln"* ]]; then
+    echo "== b. kiln"
+    start_kiln "$raw/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1
+    wait_ready 8000 $kiln "$raw/kiln.log"
+    # Correctness of the GPU paths (pinned staging, batch gathering, FP16) first.
+    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50 fp32 | tee -a "$out/check.txt"
+    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50_batched fp32 | tee -a "$out/check.txt"
+    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50_batched_fp16 fp16 | tee -a "$out/check.txt"
+    if want kiln; then sweep kiln resnet50 8001; fi
+    if want kiln-batched; then sweep kiln-batched resnet50_batched 8001; fi
+    if want kiln-batched-fp16; then sweep kiln-batched-fp16 resnet50_batched_fp16 8001; fi
+    if want kiln-batched-noprof; then sweep kiln-batched-noprof resnet50_batched_noprof 8001; fi
+    if want kiln-batched-fp16-noprof; then sweep kiln-batched-fp16-noprof resnet50_batched_fp16_noprof 8001; fi
+    kill -TERM $kiln; wait $kiln || true
+    tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"
+  fi
 
-  echo "== c. Triton 2.51, Python backend"
-  KILN_TRITON_GPUS=0 KILN_RESNET_PT=$pt KILN_TORCH_SITE=$site bash "$triton_run" /tmp/tr 18000 18001 18002 > "$out/triton.log" 2>&1 &
-  triton=$!
-  wait_ready 18000 $triton "$out/triton.log"
-  sweep triton-python triton_resnet50 18001
-  kill -TERM $triton; wait $triton || true
-  echo; cat "$out/reference.md"; echo; cat "$out/table.md"
+  if want triton; then
+    echo "== c. Triton 2.51, Python backend"
+    KILN_TRITON_GPUS=0 KILN_RESNET_PT=$pt KILN_TORCH_SITE=$site bash "$triton_run" /tmp/tr 18000 18001 18002 > "$raw/triton.log" 2>&1 &
+    triton=$!
+    wait_ready 18000 $triton "$raw/triton.log"
+    sweep triton-python triton_resnet50 18001
+    kill -TERM $triton; wait $triton || true
+  fi
+  echo; cat "$out/table.md"
   ;;
 *)
   echo "usage: $0 prepare|device" >&2; exit 2 ;;

@@ -379,3 +379,26 @@ def test_check_accepts_triton_docs_configs(tmp_path):
         # ... but not as a config problem: the configs themselves parse
         assert not any(parse_error.search(ln) for ln in lines), f"{name}: config rejected:\n{out}"
     assert not parse_error.search(out), out
+
+
+def test_precision_parameter_is_validated_at_load(model_repo, kiln, tmp_path):
+    """`precision` (fp32, fp16, bf16) converts a TorchScript model's floating-point
+    weights for GPU instances. fp32 serves anywhere; a reduced precision on a CPU
+    instance, or an unknown value, fails that model's load with the parameter named
+    while the others serve. (Reduced precision on the GPU: bench/gpu_proof.sh.)"""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
+    for name, value in [("as_fp32", "fp32"), ("as_fp16", "fp16"), ("as_fp8", "fp8")]:
+        shutil.copytree(model_repo / "identity_fp32", repo / name)
+        (repo / name / "config.pbtxt").write_text(
+            config.replace('"identity_fp32"', f'"{name}"')
+            + f'parameters {{ key: "precision" value: {{ string_value: "{value}" }} }}\n')
+    srv = kiln(repo, name="precision")
+    x = f32(2, 3)
+    np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="as_fp32"), x)
+    reasons = {e["name"]: e for e in srv.grpc.get_model_repository_index(as_json=True)["models"]}
+    assert reasons["as_fp16"]["state"] == "UNAVAILABLE"
+    assert "parameter 'precision'" in reasons["as_fp16"]["reason"]
+    assert "needs a GPU instance" in reasons["as_fp16"]["reason"]
+    assert "expected fp32, fp16 or bf16, got 'fp8'" in reasons["as_fp8"]["reason"]

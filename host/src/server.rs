@@ -74,11 +74,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    const GRPC_STREAM_WINDOW: u32 = 16 << 20;
+    const GRPC_CONNECTION_WINDOW: u32 = 64 << 20;
+    const GRPC_MAX_FRAME: u32 = 1 << 20;
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
+    // HTTP/2 flow control: h2's default 64 KiB windows make a client stop
+    // and wait for a WINDOW_UPDATE every 64 KiB, i.e. ten round trips for
+    // one 600 KB image. Windows large enough for a whole batch of tensors in
+    // flight, and frames up to 1 MiB, let a request arrive in one go.
     let grpc_server = tonic::transport::Server::builder()
+        .initial_stream_window_size(GRPC_STREAM_WINDOW)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
+        .max_frame_size(GRPC_MAX_FRAME)
         .add_service(health_service)
         .add_service(grpc::service(state.clone()))
         .serve_with_incoming_shutdown(

@@ -56,6 +56,20 @@ pub trait Backend: Send + 'static {
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError>;
 
+    /// Runs several compatible requests (`scheduler::batch::compatible`) as
+    /// one execution, concatenated along the batch dimension; the result is
+    /// the batched outputs, which the scheduler splits back. By default the
+    /// inputs are first merged into one host buffer; a backend that can put
+    /// each request's slice straight where it executes (a GPU's pinned
+    /// staging buffer) gathers them itself.
+    fn execute_batch(
+        &mut self,
+        requests: &[&BackendRequest],
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.execute(&crate::scheduler::batch::merge(requests), timings)
+    }
+
     /// Human-readable device name for logs and the index ("cpu", "cuda:0").
     fn device(&self) -> String;
 }

@@ -5,6 +5,19 @@
 //! PyTorch convention, e.g. `INPUT__0`), the index is the forward argument
 //! position; otherwise inputs are passed in config order. Outputs map the
 //! same way onto the returned tensor, tuple or list.
+//!
+//! Precision: config parameter `precision` (`fp32`, `fp16` or `bf16`) runs
+//! the model's floating-point weights and inputs in that type on the GPU;
+//! clients keep sending and receiving the datatypes config.pbtxt declares,
+//! and kiln converts on the device. Default: the model as it was saved.
+//!
+//! TorchScript executor switches, as Triton's PyTorch backend names them:
+//! `ENABLE_JIT_PROFILING` and `ENABLE_TENSOR_FUSER` (`true`/`false`; default:
+//! libtorch's). The profiling executor re-specialises the graph for every
+//! new input shape, which a dynamically batched model meets constantly.
+//! libtorch keeps these switches process-wide; kiln sets them before each
+//! execution of a model that names them, as Triton does, so models that
+//! disagree should not share a server.
 
 use std::path::Path;
 use std::time::Instant;
@@ -19,6 +32,13 @@ use crate::tensor::{DataType, Tensor};
 pub struct TorchScriptInstance {
     module: CModule,
     device: Device,
+    /// The floating-point type the model runs in (`precision`), if converted.
+    precision: Option<Kind>,
+    /// `ENABLE_JIT_PROFILING` / `ENABLE_TENSOR_FUSER`, when the config sets them.
+    jit_profiling: Option<bool>,
+    tensor_fuser: Option<bool>,
+    /// Pinned host memory the inputs go through to a GPU (unused on the CPU).
+    staging: torch_ffi::PinnedStaging,
     /// `arg_position[i]` = forward position of spec input `i`.
     arg_position: Vec<usize>,
     /// `output_position[i]` = index in the model's result of spec output `i`.
@@ -107,6 +127,19 @@ impl TorchScriptInstance {
             ))
         })?;
         module.set_eval();
+        let precision = precision(spec)?;
+        if let Some(kind) = precision {
+            if device == Device::Cpu && kind != Kind::Float {
+                return Err(BackendError::Load(format!(
+                    "parameter 'precision': {kind:?} execution needs a GPU instance (instance_group kind: KIND_GPU)"
+                )));
+            }
+            // tch panics if libtorch refuses; that is a load error, not a crash.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                module.to(device, kind, false)
+            }))
+            .map_err(|_| BackendError::Load(format!("cannot convert the model to {kind:?}")))?;
+        }
         let arg_position = positions(&spec.inputs);
         if let Some(max) = arg_position.iter().max() {
             if *max >= spec.inputs.len() {
@@ -119,6 +152,10 @@ impl TorchScriptInstance {
         Ok(Self {
             module,
             device,
+            precision,
+            staging: torch_ffi::PinnedStaging::new(device),
+            jit_profiling: bool_parameter(spec, "ENABLE_JIT_PROFILING")?,
+            tensor_fuser: bool_parameter(spec, "ENABLE_TENSOR_FUSER")?,
             arg_position,
             output_position: positions(&spec.outputs),
             outputs: spec.outputs.clone(),
@@ -142,16 +179,103 @@ impl TorchScriptInstance {
                 t.data.len()
             )));
         }
-        if let Device::Cuda(_) = self.device {
-            // Straight from the request buffer to the GPU: no zero-filled
-            // staging tensor, no host-side copy.
-            return torch_ffi::copy_to_device(&t.data, shape, kind, self.device)
-                .map_err(|e| BackendError::Execution(format!("tensor '{}': {e}", t.name)));
-        }
         // The CPU model gets its own copy: a model may write into its inputs,
         // and the request buffer can be shared (ensembles, batching).
         tch::Tensor::f_from_data_size(&t.data, shape, kind)
             .map_err(|e| BackendError::Execution(e.to_string()))
+    }
+
+    /// Puts the inputs where the model runs. `inputs[i]` holds the parts of
+    /// spec input `i`: one tensor, or the same tensor of each request of a
+    /// batch (concatenated along the batch dimension; only on a GPU, where
+    /// they are gathered in the pinned staging buffer).
+    fn place_inputs(
+        &mut self,
+        inputs: &[Option<Vec<&Tensor>>],
+    ) -> Result<Vec<Option<tch::Tensor>>, BackendError> {
+        let mut placed: Vec<Option<tch::Tensor>> = (0..inputs.len()).map(|_| None).collect();
+        let mut uploads = Vec::new();
+        let mut slots = Vec::new();
+        for (i, parts) in inputs.iter().enumerate() {
+            let Some(parts) = parts else { continue };
+            let first = parts[0];
+            match (self.device, kind_of(first.datatype)) {
+                (Device::Cuda(_), Some(kind)) => {
+                    let mut shape = first.shape.clone();
+                    if parts.len() > 1 {
+                        shape[0] = parts.iter().map(|t| t.shape[0]).sum();
+                    }
+                    uploads.push(torch_ffi::Upload {
+                        parts: parts.iter().map(|t| &t.data[..]).collect(),
+                        shape,
+                        kind,
+                    });
+                    slots.push(i);
+                }
+                // CPU models, and unsigned wide types (batches of those are merged first).
+                _ => placed[i] = Some(self.to_torch(first)?),
+            }
+        }
+        if !uploads.is_empty() {
+            let sent = self.staging.upload(&uploads).map_err(|e| {
+                BackendError::Execution(format!("cannot copy the inputs to {}: {e}", self.device()))
+            })?;
+            for (i, t) in slots.into_iter().zip(sent) {
+                placed[i] = Some(self.at_precision(t)?);
+            }
+        }
+        Ok(placed)
+    }
+
+    /// Converts a floating-point input to the model's `precision`.
+    fn at_precision(&self, t: tch::Tensor) -> Result<tch::Tensor, BackendError> {
+        match self.precision {
+            Some(p) if t.kind() != p && is_floating(t.kind()) => t
+                .f_to_kind(p)
+                .map_err(|e| BackendError::Execution(e.to_string())),
+            _ => Ok(t),
+        }
+    }
+
+    /// Runs forward on `args` (in config order) and reads the outputs back.
+    fn forward(
+        &mut self,
+        inputs: Vec<Option<tch::Tensor>>,
+        start: Instant,
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let mut args: Vec<IValue> = (0..inputs.len()).map(|_| IValue::None).collect();
+        for (i, input) in inputs.into_iter().enumerate() {
+            if let Some(t) = input {
+                args[self.arg_position[i]] = IValue::Tensor(t);
+            }
+        }
+        let infer_start = Instant::now();
+        timings.input = infer_start - start;
+
+        if let Some(on) = self.jit_profiling {
+            tch::jit::set_profiling_mode(on);
+        }
+        if let Some(on) = self.tensor_fuser {
+            tch::jit::set_tensor_expr_fuser_enabled(on);
+        }
+        let result = tch::no_grad(|| self.module.forward_is(&args)).map_err(|e| {
+            BackendError::InvalidInput(format!(
+                "model execution failed: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
+        let mut produced = Vec::new();
+        flatten_result(result, &mut produced)?;
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+            self.staging.mark_idle();
+        }
+        let output_start = Instant::now();
+        timings.infer = output_start - infer_start;
+        let outputs = self.read_outputs(&produced)?;
+        timings.output = output_start.elapsed();
+        Ok(outputs)
     }
 
     fn on_device(&self, cpu: tch::Tensor) -> Result<tch::Tensor, BackendError> {
@@ -186,52 +310,69 @@ fn flatten_result(value: IValue, out: &mut Vec<tch::Tensor>) -> Result<(), Backe
     Ok(())
 }
 
+fn is_floating(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double
+    )
+}
+
+/// A `true`/`false` config parameter, if set.
+fn bool_parameter(spec: &ModelSpec, key: &str) -> Result<Option<bool>, BackendError> {
+    let Some(value) = spec.config.parameters.get(key) else {
+        return Ok(None);
+    };
+    match value.string_value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        other => Err(BackendError::Load(format!(
+            "parameter '{key}': expected true or false, got '{other}'"
+        ))),
+    }
+}
+
+/// The `precision` parameter: the floating-point type to run the model in.
+fn precision(spec: &ModelSpec) -> Result<Option<Kind>, BackendError> {
+    let Some(value) = spec.config.parameters.get("precision") else {
+        return Ok(None);
+    };
+    match value.string_value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "fp32" => Ok(Some(Kind::Float)),
+        "fp16" => Ok(Some(Kind::Half)),
+        "bf16" => Ok(Some(Kind::BFloat16)),
+        other => Err(BackendError::Load(format!(
+            "parameter 'precision': expected fp32, fp16 or bf16, got '{other}'"
+        ))),
+    }
+}
+
 fn datatype_of(kind: Kind) -> Option<DataType> {
     DataType::ALL
         .into_iter()
         .find(|&d| kind_of(d) == Some(kind))
 }
 
-impl Backend for TorchScriptInstance {
-    fn execute(
-        &mut self,
-        request: &BackendRequest,
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError> {
-        let inputs = &request.inputs;
-        let start = Instant::now();
-        let mut args: Vec<Option<IValue>> = (0..inputs.len()).map(|_| None).collect();
-        for (i, input) in inputs.iter().enumerate() {
-            let value = match input {
-                Some(t) => IValue::Tensor(self.to_torch(t)?),
-                None => IValue::None,
-            };
-            args[self.arg_position[i]] = Some(value);
+impl TorchScriptInstance {
+    /// A model run at a reduced `precision` returns that type; the client
+    /// gets what config.pbtxt declares.
+    fn to_declared_precision(
+        &self,
+        t: &tch::Tensor,
+        declared: DataType,
+    ) -> Result<tch::Tensor, BackendError> {
+        match (self.precision, kind_of(declared)) {
+            (Some(_), Some(kind))
+                if t.kind() != kind && is_floating(t.kind()) && is_floating(kind) =>
+            {
+                t.f_to_kind(kind)
+                    .map_err(|e| BackendError::Execution(e.to_string()))
+            }
+            _ => Ok(t.shallow_clone()),
         }
-        let args: Vec<IValue> = args
-            .into_iter()
-            .map(|a| a.unwrap_or(IValue::None))
-            .collect();
-        let infer_start = Instant::now();
-        timings.input = infer_start - start;
+    }
 
-        let result = tch::no_grad(|| self.module.forward_is(&args)).map_err(|e| {
-            BackendError::InvalidInput(format!(
-                "model execution failed: {}",
-                first_line(&e.to_string())
-            ))
-        })?;
-        let mut produced = Vec::new();
-        flatten_result(result, &mut produced)?;
-        if self.device != Device::Cpu {
-            tch::Cuda::synchronize(match self.device {
-                Device::Cuda(i) => i as i64,
-                _ => 0,
-            });
-        }
-        let output_start = Instant::now();
-        timings.infer = output_start - infer_start;
-
+    fn read_outputs(&self, produced: &[tch::Tensor]) -> Result<Vec<Tensor>, BackendError> {
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for (spec, &pos) in self.outputs.iter().zip(&self.output_position) {
             let t = produced.get(pos).ok_or_else(|| {
@@ -241,7 +382,8 @@ impl Backend for TorchScriptInstance {
                     produced.len()
                 ))
             })?;
-            let t = t
+            let t = self
+                .to_declared_precision(t, spec.datatype)?
                 .f_to_device(Device::Cpu)
                 .and_then(|t| t.f_contiguous())
                 .map_err(|e| BackendError::Execution(e.to_string()))?;
@@ -281,8 +423,51 @@ impl Backend for TorchScriptInstance {
                 Bytes::from(buf),
             ));
         }
-        timings.output = output_start.elapsed();
         Ok(outputs)
+    }
+}
+
+impl Backend for TorchScriptInstance {
+    fn execute(
+        &mut self,
+        request: &BackendRequest,
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let start = Instant::now();
+        let parts: Vec<Option<Vec<&Tensor>>> = request
+            .inputs
+            .iter()
+            .map(|t| t.as_ref().map(|t| vec![t]))
+            .collect();
+        let inputs = self.place_inputs(&parts)?;
+        self.forward(inputs, start, timings)
+    }
+
+    fn execute_batch(
+        &mut self,
+        requests: &[&BackendRequest],
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let gatherable = requests[0]
+            .inputs
+            .iter()
+            .flatten()
+            .all(|t| kind_of(t.datatype).is_some());
+        if self.device == Device::Cpu || !gatherable {
+            return self.execute(&crate::scheduler::batch::merge(requests), timings);
+        }
+        let start = Instant::now();
+        let parts: Vec<Option<Vec<&Tensor>>> = (0..requests[0].inputs.len())
+            .map(|i| {
+                let parts: Vec<&Tensor> = requests
+                    .iter()
+                    .filter_map(|r| r.inputs[i].as_ref())
+                    .collect();
+                (!parts.is_empty()).then_some(parts)
+            })
+            .collect();
+        let inputs = self.place_inputs(&parts)?;
+        self.forward(inputs, start, timings)
     }
 
     fn device(&self) -> String {

@@ -252,20 +252,23 @@ fn to_kiln_error(e: BackendError) -> KilnError {
 
 fn run(
     instance: &mut dyn Backend,
-    request: &BackendRequest,
+    requests: &[&BackendRequest],
     timings: &mut ExecTimings,
 ) -> Result<Vec<Tensor>> {
     // A panic inside a backend fails this execution only; the instance keeps serving.
-    std::panic::catch_unwind(AssertUnwindSafe(|| instance.execute(request, timings)))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(BackendError::Execution(format!("backend panicked: {msg}")))
-        })
-        .map_err(to_kiln_error)
+    std::panic::catch_unwind(AssertUnwindSafe(|| match requests {
+        [one] => instance.execute(one, timings),
+        many => instance.execute_batch(many, timings),
+    }))
+    .unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(BackendError::Execution(format!("backend panicked: {msg}")))
+    })
+    .map_err(to_kiln_error)
 }
 
 fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
@@ -275,11 +278,11 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
         let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
         let total: usize = sizes.iter().sum();
         let mut timings = ExecTimings::default();
+        let requests: Vec<&BackendRequest> = jobs.iter().map(|j| &j.request).collect();
         let result = if jobs.len() == 1 {
-            run(instance.as_mut(), &jobs[0].request, &mut timings).map(|outputs| vec![outputs])
+            run(instance.as_mut(), &requests, &mut timings).map(|outputs| vec![outputs])
         } else {
-            let merged = batch::merge(&jobs.iter().map(|j| &j.request).collect::<Vec<_>>());
-            run(instance.as_mut(), &merged, &mut timings).and_then(|outputs| {
+            run(instance.as_mut(), &requests, &mut timings).and_then(|outputs| {
                 batch::split(outputs, &sizes).map_err(|m| {
                     KilnError::internal(format!("cannot split the batch of {total}: {m}"))
                 })
