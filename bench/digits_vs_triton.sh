@@ -16,18 +16,8 @@ CONCURRENCY=${CONCURRENCY:-"1 4 16"}
 bench_device_setup
 nproc | sed 's/^/cpus: /'
 
-# One digit as a PNG, serialized as a BYTES element (4-byte length + bytes) for perf_analyzer.
-python3 - <<'PY'
-import base64, io, json, struct
-import numpy as np
-from PIL import Image
-from sklearn.datasets import load_digits
-d = load_digits()
-img = Image.fromarray((d.images[3] * 255 / 16).astype(np.uint8)).resize((32, 32), Image.NEAREST)
-buf = io.BytesIO(); img.save(buf, format="PNG"); png = buf.getvalue()
-open("/tmp/digit.png", "wb").write(png)
-json.dump({"data": [{"IMAGE": {"b64": base64.b64encode(struct.pack("<I", len(png)) + png).decode()}}]}, open("/tmp/digit.json", "w"))
-PY
+# One digit as a PNG (/tmp/digit.png) and as perf_analyzer input data (/tmp/digit.json).
+python3 bench/digit_input.py /tmp
 
 check() { # model grpc_port
   python3 - "$1" "$2" <<'PY'
