@@ -247,3 +247,80 @@ impl PinnedStaging {
             .collect()
     }
 }
+
+#[cfg(feature = "cuda")]
+extern "C" {
+    fn kiln_cuda_stream_new(device: c_int) -> *mut c_void;
+    fn kiln_cuda_stream_make_current(stream: *mut c_void) -> c_int;
+    fn kiln_cuda_stream_synchronize(stream: *mut c_void) -> c_int;
+    fn kiln_cuda_stream_free(stream: *mut c_void);
+    fn kiln_cuda_last_error() -> *const std::ffi::c_char;
+}
+
+/// A CUDA stream of one model instance (csrc/cuda_stream.cpp): made current
+/// on the instance's worker thread before each execution, so copies and
+/// kernels of instances sharing a GPU overlap, and synchronized alone.
+pub struct CudaStream {
+    #[cfg(feature = "cuda")]
+    raw: *mut c_void,
+}
+
+// SAFETY: the handle is a heap copy of a c10::cuda::CUDAStream (a device
+// index and a stream id, both immutable); libtorch's stream API may be used
+// from any thread. The instance owns it and moves it with itself.
+#[cfg(feature = "cuda")]
+unsafe impl Send for CudaStream {}
+
+#[cfg(feature = "cuda")]
+fn stream_error() -> String {
+    // SAFETY: a NUL-terminated thread-local string owned by the C++ side,
+    // copied before any other call on this thread.
+    unsafe { CStr::from_ptr(kiln_cuda_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl CudaStream {
+    #[cfg(feature = "cuda")]
+    pub fn new(device: usize) -> Result<Self, String> {
+        // SAFETY: plain FFI call; null means failure, reported by last_error.
+        let raw = unsafe { kiln_cuda_stream_new(device as c_int) };
+        if raw.is_null() {
+            return Err(format!("cannot create a CUDA stream: {}", stream_error()));
+        }
+        Ok(Self { raw })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    pub fn new(_device: usize) -> Result<Self, String> {
+        Err("this kiln was built without the `cuda` feature".into())
+    }
+
+    /// Makes this the current stream of its device on the calling thread.
+    pub fn make_current(&self) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
+        if unsafe { kiln_cuda_stream_make_current(self.raw) } != 0 {
+            return Err(stream_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the work queued on this stream (not the whole device).
+    pub fn synchronize(&self) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
+        if unsafe { kiln_cuda_stream_synchronize(self.raw) } != 0 {
+            return Err(stream_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Drop for CudaStream {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from kiln_cuda_stream_new and is freed once.
+        unsafe { kiln_cuda_stream_free(self.raw) }
+    }
+}

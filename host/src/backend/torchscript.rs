@@ -37,6 +37,8 @@ pub struct TorchScriptInstance {
     /// `ENABLE_JIT_PROFILING` / `ENABLE_TENSOR_FUSER`, when the config sets them.
     jit_profiling: Option<bool>,
     tensor_fuser: Option<bool>,
+    /// The instance's own CUDA stream (GPU instances only).
+    stream: Option<torch_ffi::CudaStream>,
     /// Pinned host memory the inputs go through to a GPU (unused on the CPU).
     staging: torch_ffi::PinnedStaging,
     /// `arg_position[i]` = forward position of spec input `i`.
@@ -140,6 +142,12 @@ impl TorchScriptInstance {
             }))
             .map_err(|_| BackendError::Load(format!("cannot convert the model to {kind:?}")))?;
         }
+        if let Device::Cuda(i) = device {
+            // The weights were copied on the default stream; the instance's
+            // own stream (non-blocking, from libtorch's pool) does not wait
+            // for it, so the copies must be done before the first execution.
+            tch::Cuda::synchronize(i as i64);
+        }
         let arg_position = positions(&spec.inputs);
         if let Some(max) = arg_position.iter().max() {
             if *max >= spec.inputs.len() {
@@ -153,6 +161,10 @@ impl TorchScriptInstance {
             module,
             device,
             precision,
+            stream: match device {
+                Device::Cuda(i) => Some(torch_ffi::CudaStream::new(i).map_err(BackendError::Load)?),
+                _ => None,
+            },
             staging: torch_ffi::PinnedStaging::new(device),
             jit_profiling: bool_parameter(spec, "ENABLE_JIT_PROFILING")?,
             tensor_fuser: bool_parameter(spec, "ENABLE_TENSOR_FUSER")?,
@@ -193,6 +205,10 @@ impl TorchScriptInstance {
         &mut self,
         inputs: &[Option<Vec<&Tensor>>],
     ) -> Result<Vec<Option<tch::Tensor>>, BackendError> {
+        if let Some(stream) = &self.stream {
+            // Everything this execution queues (copies, kernels) goes on it.
+            stream.make_current().map_err(BackendError::Execution)?;
+        }
         let mut placed: Vec<Option<tch::Tensor>> = (0..inputs.len()).map(|_| None).collect();
         let mut uploads = Vec::new();
         let mut slots = Vec::new();
@@ -267,8 +283,8 @@ impl TorchScriptInstance {
         })?;
         let mut produced = Vec::new();
         flatten_result(result, &mut produced)?;
-        if let Device::Cuda(i) = self.device {
-            tch::Cuda::synchronize(i as i64);
+        if let Some(stream) = &self.stream {
+            stream.synchronize().map_err(BackendError::Execution)?;
             self.staging.mark_idle();
         }
         let output_start = Instant::now();
