@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 from kilnutil import ROOT
 
 PLUGINS = ROOT / "target" / "plugins"
-REQUIRED = ["rust", "js", "python", "zig", "go"]
+REQUIRED = ["rust", "c", "js", "python", "zig", "go"]
 
 
 def _languages() -> list[str]:
@@ -119,7 +119,7 @@ def _check(out: np.ndarray, x: np.ndarray, mean: float, std: float) -> None:
 
 # How each language reaches kiln (sdk/ABI.md): a component, a core module of the
 # core-module ABI (wrapped by kiln at load), or a WASI command module (command protocol).
-BINARY_KIND = {"zig": "core", "assemblyscript": "core", "go": "command"}
+BINARY_KIND = {"c": "core", "zig": "core", "assemblyscript": "core", "go": "command"}
 
 
 def test_plugin_is_built(lang):
