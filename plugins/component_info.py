@@ -81,52 +81,29 @@ def skip_component_type_ref(r):
 
 def component_imports(data):
     """Top-level imports of a component: [(name, sort)]."""
-    r = Reader(data, 8)
     imports = []
-    while r.pos < len(data):
-        section = r.u8()
-        size = r.leb()
-        end = r.pos + size
-        if section == 10:  # component import section
-            for _ in range(r.leb()):
-                tag = r.u8()
-                if tag not in (0x00, 0x01):
-                    raise ValueError(f"unsupported import name encoding 0x{tag:02x}")
-                name = r.name()
-                imports.append((name, skip_component_type_ref(r)))
-        r.pos = end
+    for section, r, _, _ in sections(data):
+        if section != 10:  # component import section
+            continue
+        for _ in range(r.leb()):
+            tag = r.u8()
+            if tag not in (0x00, 0x01):
+                raise ValueError(f"unsupported import name encoding 0x{tag:02x}")
+            name = r.name()
+            imports.append((name, skip_component_type_ref(r)))
     return imports
 
 
-def core_imports(data):
-    """Imports of a core module: [(module.name, kind)]."""
+def sections(data):
+    """(section id, Reader at its contents, header offset, end offset) for each section of a
+    core module or a component (both frame sections as id, LEB128 size, contents)."""
     r = Reader(data, 8)
-    imports = []
     while r.pos < len(data):
+        start = r.pos
         section = r.u8()
         size = r.leb()
         end = r.pos + size
-        if section == 2:
-            for _ in range(r.leb()):
-                module, field = r.name(), r.name()
-                k = r.u8()
-                imports.append((f"{module}.{field}", ["func", "table", "memory", "global", "tag"][k]))
-                # Skip the import's type; enough for listing, then stop.
-                break
-            r.pos = end
-            break
-        r.pos = end
-    return imports
-
-
-def core_sections(data):
-    """(section id, Reader at its contents, end offset) for each section of a core module."""
-    r = Reader(data, 8)
-    while r.pos < len(data):
-        section = r.u8()
-        size = r.leb()
-        end = r.pos + size
-        yield section, Reader(data, r.pos), end
+        yield section, Reader(data, r.pos), start, end
         r.pos = end
 
 
@@ -142,7 +119,7 @@ def skip_limits(r):
 def core_imports_all(data):
     """Every import of a core module: [("module.name", kind)]."""
     imports = []
-    for section, r, _ in core_sections(data):
+    for section, r, _, _ in sections(data):
         if section != 2:
             continue
         for _ in range(r.leb()):
@@ -170,7 +147,7 @@ def core_imports_all(data):
 def core_exports(data):
     """Exports of a core module: [(name, kind)]."""
     exports = []
-    for section, r, _ in core_sections(data):
+    for section, r, _, _ in sections(data):
         if section != 7:
             continue
         for _ in range(r.leb()):

@@ -97,15 +97,10 @@ def wasm_tools():
 def strip_component_type(data):
     """The core module without its `component-type*` custom sections (type information
     from wit-bindgen or `component embed`): kiln drops them, the marker is authoritative."""
-    kept, r = bytearray(data[:8]), component_info.Reader(data, 8)
-    while r.pos < len(data):
-        start = r.pos
-        section = r.u8()
-        size = r.leb()
-        end = r.pos + size
+    kept = bytearray(data[:8])
+    for section, r, start, end in component_info.sections(data):
         if not (section == 0 and r.name().startswith("component-type")):
             kept += data[start:end]
-        r.pos = end
     return bytes(kept)
 
 
