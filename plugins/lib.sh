@@ -58,6 +58,24 @@ publish() {
     log "wrote target/plugins/$name.wasm ($(stat -c %s "$out/$name.wasm") bytes)"
 }
 
+# select_plugins FILE [NAME...]: sets `names` to the plugins under $here (a
+# language's folder) that have FILE, where {} in FILE stands for the plugin's
+# name (e.g. {}.zig, go.mod), or to the NAMEs given, each of which must have
+# it; returns 2 after logging the ones there are otherwise.
+select_plugins() {
+    local file=$1 dir name all=()
+    shift
+    for dir in "$here"/*/; do
+        name=$(basename "$dir")
+        [[ -f "$dir/${file//\{\}/$name}" ]] && all+=("$name")
+    done
+    names=("$@")
+    (($#)) || names=("${all[@]}")
+    for name in "${names[@]}"; do
+        [[ -f "$here/$name/${file//\{\}/$name}" ]] || { log "no plugin '$name' (have: ${all[*]})"; return 2; }
+    done
+}
+
 # apt_install PACKAGE...: installs the Debian packages that are missing.
 apt_install() {
     local missing=() p

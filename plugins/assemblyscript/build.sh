@@ -27,17 +27,11 @@ work="$root/target/plugins-assemblyscript"
 need_node
 lock_sha=$(npm_ci "$here")
 
-all=()
-for dir in "$here"/*/; do
-    name=$(basename "$dir")
-    [[ -f "$dir/$name.ts" ]] && all+=("$name")
-done
-names=("${@:-${all[@]}}")
+select_plugins "{}.ts" "$@" || exit 2
 
 mkdir -p "$work"
 for name in "${names[@]}"; do
     src="$here/$name"
-    [[ -f "$src/$name.ts" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
     stamp=$(stamp_of "$lock_sha core-module" "$src" "$here/build.sh" "$here/rename_exports.py")
     up_to_date "${name}_assemblyscript" "$stamp" && continue
     log "building ${name}_assemblyscript.wasm (asc)"

@@ -78,17 +78,10 @@ install_go() {
 go=$(find_go) || { install_go; go=$(find_go) || { log "no Go >= 1.$GO_MIN_MINOR after installing $GO_PACKAGE"; exit 1; }; }
 go_version=$("$go" env GOVERSION)
 
-all=()
-for dir in "$here"/*/; do
-    name=$(basename "$dir")
-    [[ -f "$dir/go.mod" ]] && all+=("$name")
-done
-names=("$@")
-(($#)) || names=("${all[@]}")
+select_plugins "go.mod" "$@" || exit 2
 
 for name in "${names[@]}"; do
     src="$here/$name"
-    [[ -f "$src/go.mod" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
     stamp=$(stamp_of "$go_version" "$src" "$root/sdk/go" "$here/build.sh")
     up_to_date "${name}_go" "$stamp" && continue
     log "building ${name}_go.wasm ($go_version)"

@@ -18,16 +18,10 @@ here="$root/plugins/js"
 need_node
 lock_sha=$(npm_ci "$here")
 
-all=()
-for dir in "$here"/*/; do
-    name=$(basename "$dir")
-    [[ -f "$dir/$name.js" ]] && all+=("$name")
-done
-names=("${@:-${all[@]}}")
+select_plugins "{}.js" "$@" || exit 2
 
 for name in "${names[@]}"; do
     src="$here/$name"
-    [[ -f "$src/$name.js" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
     stamp=$(stamp_of "$lock_sha" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh")
     up_to_date "${name}_js" "$stamp" && continue
     log "building ${name}_js.wasm (ComponentizeJS, about 20 s)"

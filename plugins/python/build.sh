@@ -18,15 +18,10 @@ version=0.25.1
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 venv=$(tool_venv "componentize-py-$version" "componentize-py==$version")
 
-all=()
-for dir in "$here"/*/; do
-    [[ -f "$dir/app.py" ]] && all+=("$(basename "$dir")")
-done
-names=("${@:-${all[@]}}")
+select_plugins "app.py" "$@" || exit 2
 
 for name in "${names[@]}"; do
     src="$here/$name"
-    [[ -f "$src/app.py" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
     stamp=$(stamp_of "componentize-py $version" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh")
     up_to_date "${name}_python" "$stamp" && continue
     log "building ${name}_python.wasm (componentize-py, about 15 s)"

@@ -26,17 +26,11 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 venv=$(tool_venv "ziglang-$ZIG_VERSION" "ziglang==$ZIG_VERSION")
 zig=("$venv/bin/python" -m ziglang)
 
-all=()
-for dir in "$here"/*/; do
-    name=$(basename "$dir")
-    [[ -f "$dir/$name.zig" ]] && all+=("$name")
-done
-names=("${@:-${all[@]}}")
+select_plugins "{}.zig" "$@" || exit 2
 
 mkdir -p "$work"
 for name in "${names[@]}"; do
     src="$here/$name"
-    [[ -f "$src/$name.zig" ]] || { log "no plugin '$name' (have: ${all[*]})"; exit 2; }
     stamp=$(stamp_of "zig $ZIG_VERSION core-module" "$src" "$root/sdk/c/bindings" "$here/build.sh")
     up_to_date "${name}_zig" "$stamp" && continue
     log "building ${name}_zig.wasm (zig $ZIG_VERSION)"
