@@ -348,37 +348,52 @@ static const char *trim(char *s) {
     return s;
 }
 
-bool kiln_config_long(const char *key, long fallback, long *value, kiln_error_t *err) {
-    char *raw = kiln_config_get(key);
-    if (!raw) { *value = fallback; return true; }
-    char *copy = xmalloc(strlen(raw) + 1);
-    strcpy(copy, raw);
-    const char *s = trim(copy);
+static bool parse_long(const char *s, void *value) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    bool ok = *s && !*end && errno == 0;
-    if (ok) *value = v;
-    else kiln_unavailable(err, "config parameter '%s': cannot parse '%s' as an integer", key, raw);
+    if (!*s || *end || errno != 0) return false;
+    *(long *)value = v;
+    return true;
+}
+
+static bool parse_double(const char *s, void *value) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno != 0 || !isfinite(v)) return false;
+    *(double *)value = v;
+    return true;
+}
+
+/* Parameter `key`, trimmed, through `parse` (which writes *value only on
+ * success). Absent: true with *absent set. Unparsable: false with an
+ * unavailable error naming the parameter, its value and `what` it should be. */
+static bool config_parse(const char *key, bool (*parse)(const char *, void *), void *value,
+                         bool *absent, const char *what, kiln_error_t *err) {
+    char *raw = kiln_config_get(key);
+    *absent = !raw;
+    if (!raw) return true;
+    char *copy = xmalloc(strlen(raw) + 1);
+    strcpy(copy, raw);
+    bool ok = parse(trim(copy), value);
+    if (!ok) kiln_unavailable(err, "config parameter '%s': cannot parse '%s' as %s", key, raw, what);
     free(copy);
     free(raw);
     return ok;
 }
 
+bool kiln_config_long(const char *key, long fallback, long *value, kiln_error_t *err) {
+    bool absent;
+    bool ok = config_parse(key, parse_long, value, &absent, "an integer", err);
+    if (absent) *value = fallback;
+    return ok;
+}
+
 bool kiln_config_double(const char *key, double fallback, double *value, kiln_error_t *err) {
-    char *raw = kiln_config_get(key);
-    if (!raw) { *value = fallback; return true; }
-    char *copy = xmalloc(strlen(raw) + 1);
-    strcpy(copy, raw);
-    const char *s = trim(copy);
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    bool ok = *s && !*end && errno == 0 && isfinite(v);
-    if (ok) *value = v;
-    else kiln_unavailable(err, "config parameter '%s': cannot parse '%s' as a number", key, raw);
-    free(copy);
-    free(raw);
+    bool absent;
+    bool ok = config_parse(key, parse_double, value, &absent, "a number", err);
+    if (absent) *value = fallback;
     return ok;
 }
 
