@@ -381,7 +381,7 @@ def test_check_accepts_triton_docs_configs(tmp_path):
     assert not parse_error.search(out), out
 
 
-def test_precision_parameter_is_validated_at_load(model_repo, kiln, tmp_path):
+def test_precision_and_jit_parameters_are_validated_at_load(model_repo, kiln, tmp_path):
     """`precision` (fp32, fp16, bf16) converts a TorchScript model's floating-point
     weights for GPU instances. fp32 serves anywhere; a reduced precision on a CPU
     instance, or an unknown value, fails that model's load with the parameter named
@@ -389,11 +389,13 @@ def test_precision_parameter_is_validated_at_load(model_repo, kiln, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
-    for name, value in [("as_fp32", "fp32"), ("as_fp16", "fp16"), ("as_fp8", "fp8")]:
+    for name, key, value in [("as_fp32", "precision", "fp32"), ("as_fp16", "precision", "fp16"),
+                             ("as_fp8", "precision", "fp8"), ("no_profiling", "ENABLE_JIT_PROFILING", "false"),
+                             ("profiling_maybe", "ENABLE_JIT_PROFILING", "maybe")]:
         shutil.copytree(model_repo / "identity_fp32", repo / name)
         (repo / name / "config.pbtxt").write_text(
             config.replace('"identity_fp32"', f'"{name}"')
-            + f'parameters {{ key: "precision" value: {{ string_value: "{value}" }} }}\n')
+            + f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n')
     srv = kiln(repo, name="precision")
     x = f32(2, 3)
     np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="as_fp32"), x)
@@ -402,3 +404,7 @@ def test_precision_parameter_is_validated_at_load(model_repo, kiln, tmp_path):
     assert "parameter 'precision'" in reasons["as_fp16"]["reason"]
     assert "needs a GPU instance" in reasons["as_fp16"]["reason"]
     assert "expected fp32, fp16 or bf16, got 'fp8'" in reasons["as_fp8"]["reason"]
+    # Triton's PyTorch-backend switches: true/false, anything else fails the load naming it.
+    np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="no_profiling"), x)
+    assert reasons["profiling_maybe"]["state"] == "UNAVAILABLE"
+    assert "parameter 'ENABLE_JIT_PROFILING': expected true or false, got 'maybe'" in reasons["profiling_maybe"]["reason"]
