@@ -333,12 +333,20 @@ fn is_floating(kind: Kind) -> bool {
     )
 }
 
+/// A config parameter's value, trimmed and lower-cased, if set.
+fn parameter_word(spec: &ModelSpec, key: &str) -> Option<String> {
+    spec.config
+        .parameters
+        .get(key)
+        .map(|v| v.string_value.trim().to_ascii_lowercase())
+}
+
 /// A `true`/`false` config parameter, if set.
 fn bool_parameter(spec: &ModelSpec, key: &str) -> Result<Option<bool>, BackendError> {
-    let Some(value) = spec.config.parameters.get(key) else {
+    let Some(value) = parameter_word(spec, key) else {
         return Ok(None);
     };
-    match value.string_value.trim().to_ascii_lowercase().as_str() {
+    match value.as_str() {
         "true" | "1" | "yes" | "on" => Ok(Some(true)),
         "false" | "0" | "no" | "off" => Ok(Some(false)),
         other => Err(BackendError::Load(format!(
@@ -349,10 +357,10 @@ fn bool_parameter(spec: &ModelSpec, key: &str) -> Result<Option<bool>, BackendEr
 
 /// The `precision` parameter: the floating-point type to run the model in.
 fn precision(spec: &ModelSpec) -> Result<Option<Kind>, BackendError> {
-    let Some(value) = spec.config.parameters.get("precision") else {
+    let Some(value) = parameter_word(spec, "precision") else {
         return Ok(None);
     };
-    match value.string_value.trim().to_ascii_lowercase().as_str() {
+    match value.as_str() {
         "" => Ok(None),
         "fp32" => Ok(Some(Kind::Float)),
         "fp16" => Ok(Some(Kind::Half)),
