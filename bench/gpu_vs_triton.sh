@@ -6,7 +6,11 @@
 #      and batched at `precision: fp16` (FP32 on the wire, FP16 on the GPU);
 #   c. the real Triton 2.51, Python backend running the same TorchScript through torch,
 #      same perf_analyzer settings;
-#   d. p50/p99 at concurrency 1 and server overhead (end to end minus compute).
+#   d. p50/p99 at concurrency 1 and server overhead (end to end minus compute), also
+#      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs);
+#   e. both servers again with perf_analyzer's `--shared-memory system`: tensors pass
+#      through registered /dev/shm regions instead of the gRPC messages, so the
+#      figures show the server without the socket and protobuf cost of 588 KiB inputs.
 #
 #   bash bench/gpu_proof.sh prepare && bash bench/gpu_vs_triton.sh prepare   # here
 #   bash bench/gpu_vs_triton.sh device    # GPU machine (device tool, carry [".carry"])
@@ -26,7 +30,7 @@ device)
   # PARTS picks what runs (default: all), so that the whole can be split over
   # calls that each fit the device tool's 10-minute limit, e.g.
   # PARTS="reference kiln kiln-batched" then PARTS="kiln-batched-fp16 triton".
-  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 triton"}
+  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-small triton triton-shm"}
   want() { [[ " $PARTS " == *" $1 "* ]]; }
   . bench/lib.sh
   bench_device_setup
@@ -46,6 +50,7 @@ device)
   python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_fp16_noprof --max-batch 64 --count 2 \
     --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter precision=fp16 \
     --parameter ENABLE_JIT_PROFILING=false
+  python3 bench/gpu/make_small.py /tmp/kiln
   mkdir -p /tmp/tr && cp -r bench/gpu/triton_resnet50 /tmp/tr/
 
   if want reference; then
@@ -53,15 +58,24 @@ device)
     python3 bench/gpu/reference.py $pt | tee "$out/reference.md"
   fi
 
-  sweep() { # label model grpc_port [concurrencies]
+  sweep() { # label model grpc_port [concurrencies] [extra perf_analyzer args...]
+    local label=$1 model=$2 port=$3 levels=${4:-$CONCURRENCY} c rc
+    shift 4 2>/dev/null || shift $#
     # Unrecorded warm-up at high concurrency first: the first batch of each size
     # pays for cuDNN's algorithm choice and lazy kernel loading.
-    "$pa" -m "$2" -i grpc -u "localhost:$3" -b 1 --concurrency-range 64:64 \
-      --measurement-interval 2000 --max-trials 2 > "$raw/warmup-$1.txt" 2>&1 || true
-    for c in ${4:-$CONCURRENCY}; do
-      "$pa" -m "$2" -i grpc -u "localhost:$3" -b 1 --concurrency-range "$c:$c" \
-        --measurement-interval 3000 -s 50 --max-trials ${MAX_TRIALS:-6} --percentile 99 > "$raw/pa-$1-c$c.txt" 2>&1 || true
-      echo "| $1 | $c | $(pa_row "$raw/pa-$1-c$c.txt") |" | tee -a "$out/table.md"
+    "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range 64:64 "$@" \
+      --measurement-interval 2000 --max-trials 2 > "$raw/warmup-$label.txt" 2>&1 || true
+    for c in $levels; do
+      # Stabilised on average latency and throughput (perf_analyzer's default):
+      # p99 of a batching server moves too much between windows to converge;
+      # p50 and p99 are reported all the same.
+      rc=0
+      "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range "$c:$c" "$@" \
+        --measurement-interval 3000 -s 25 --max-trials ${MAX_TRIALS:-6} > "$raw/pa-$label-c$c.txt" 2>&1 || rc=$?
+      # perf_analyzer 2.60 grows without bound at high rates with large inputs
+      # (triton-inference-server/perf_analyzer#84); say so when the kernel kills it.
+      (( rc == 137 )) && echo "perf_analyzer killed (out of memory)" >> "$raw/pa-$label-c$c.txt"
+      echo "| $label | $c | $(pa_row "$raw/pa-$label-c$c.txt") |" | tee -a "$out/table.md"
     done
   }
   echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee -a "$out/table.md"
@@ -80,16 +94,19 @@ device)
     if want kiln-batched-fp16; then sweep kiln-batched-fp16 resnet50_batched_fp16 8001; fi
     if want kiln-batched-noprof; then sweep kiln-batched-noprof resnet50_batched_noprof 8001; fi
     if want kiln-batched-fp16-noprof; then sweep kiln-batched-fp16-noprof resnet50_batched_fp16_noprof 8001; fi
+    if want kiln-batched-shm; then sweep kiln-batched-shm resnet50_batched 8001 "" --shared-memory system; fi
+    if want kiln-small; then sweep kiln-small-gpu add_sub_gpu 8001 "1"; fi
     kill -TERM $kiln; wait $kiln || true
     tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"
   fi
 
-  if want triton; then
+  if want triton || want triton-shm; then
     echo "== c. Triton 2.51, Python backend"
     KILN_TRITON_GPUS=0 KILN_RESNET_PT=$pt KILN_TORCH_SITE=$site bash "$triton_run" /tmp/tr 18000 18001 18002 > "$raw/triton.log" 2>&1 &
     triton=$!
     wait_ready 18000 $triton "$raw/triton.log"
-    sweep triton-python triton_resnet50 18001
+    if want triton; then sweep triton-python triton_resnet50 18001; fi
+    if want triton-shm; then sweep triton-python-shm triton_resnet50 18001 "" --shared-memory system; fi
     kill -TERM $triton; wait $triton || true
   fi
   echo; cat "$out/table.md"

@@ -88,12 +88,17 @@ wait_ready() {
 }
 
 # pa_row FILE: "infer/s | p50 µs | p99 µs | server-side average" from one
-# perf_analyzer output ("fail" where it measured nothing).
+# perf_analyzer output ("fail (why)" where it measured nothing).
 pa_row() {
-  local tp p50 p99 srv
+  local tp p50 p99 srv why=""
   tp=$(sed -n 's/.*Throughput: \([0-9.]*\) infer\/sec.*/\1/p' "$1" | head -1)
+  if [[ -z $tp ]]; then
+    if grep -q "killed" "$1"; then why=" (perf_analyzer killed: out of memory)"
+    elif grep -q "Failed to obtain stable" "$1"; then why=" (not stable within --max-trials)"
+    else why=" ($(grep -m1 -i "error" "$1" | cut -c1-80))"; fi
+  fi
   p50=$(sed -n 's/.*p50 latency: \([0-9]*\) usec.*/\1/p' "$1" | head -1)
   p99=$(sed -n 's/.*p99 latency: \([0-9]*\) usec.*/\1/p' "$1" | head -1)
   srv=$(sed -n 's/.*Avg request latency: \(.*\)$/\1/p' "$1" | head -1)
-  echo "${tp:-fail} | ${p50:-} | ${p99:-} | ${srv:-}"
+  echo "${tp:-fail$why} | ${p50:-} | ${p99:-} | ${srv:-}"
 }
