@@ -433,16 +433,17 @@ def _assert_unimplemented(fn, *args):
         fn(*args)
     assert exc.value.status() == "StatusCode.UNIMPLEMENTED", f"{fn.__name__}: {exc.value.status()} {exc.value}"
     assert exc.value.message(), f"{fn.__name__}: empty error message"
+    return exc.value.message()
 
 
-def test_shared_memory_rpcs_unimplemented(server):
+def test_cuda_shared_memory_rpcs_unimplemented(server):
+    """System shared memory is implemented (tests/test_shared_memory.py); CUDA's is not."""
     c = server.grpc
-    _assert_unimplemented(c.get_system_shared_memory_status)
-    _assert_unimplemented(c.register_system_shared_memory, "region", "/kiln_test_shm", 64)
-    _assert_unimplemented(c.unregister_system_shared_memory, "region")
-    _assert_unimplemented(c.get_cuda_shared_memory_status)
-    _assert_unimplemented(c.register_cuda_shared_memory, "cuda_region", b"\x00" * 64, 0, 64)
-    _assert_unimplemented(c.unregister_cuda_shared_memory, "cuda_region")
+    for fn, args in ((c.get_cuda_shared_memory_status, ()),
+                     (c.register_cuda_shared_memory, ("cuda_region", b"\x00" * 64, 0, 64)),
+                     (c.unregister_cuda_shared_memory, ("cuda_region",))):
+        msg = _assert_unimplemented(fn, *args)
+        assert "CUDA shared memory" in msg and "not implemented" in msg, f"{fn.__name__}: {msg}"
 
 
 def test_trace_rpcs_unimplemented(server):

@@ -267,22 +267,23 @@ def test_explicit_load_unload(model_repo, module_kiln):
     np.testing.assert_array_equal(c.infer("add_sub", add_sub_inputs(a, b)).as_numpy("OUTPUT1"), a - b)
 
 
-def test_shared_memory_and_trace_unimplemented(server):
+def test_cuda_shared_memory_and_trace_unimplemented(server):
+    """System shared memory is implemented (tests/test_shared_memory.py); CUDA's and tracing are not."""
     c = server.http
     calls = [
-        (c.get_system_shared_memory_status, ()),
-        (c.register_system_shared_memory, ("region", "/kiln_test_shm", 64)),
-        (c.unregister_system_shared_memory, ("region",)),
-        (c.get_cuda_shared_memory_status, ()),
-        (c.register_cuda_shared_memory, ("cuda_region", b"\x00" * 64, 0, 64)),
-        (c.unregister_cuda_shared_memory, ("cuda_region",)),
-        (c.get_trace_settings, ()),
+        (c.get_cuda_shared_memory_status, (), "CUDA shared memory"),
+        (c.register_cuda_shared_memory, ("cuda_region", b"\x00" * 64, 0, 64), "CUDA shared memory"),
+        (c.unregister_cuda_shared_memory, ("cuda_region",), "CUDA shared memory"),
+        (c.get_trace_settings, (), None),
     ]
-    for fn, args in calls:
+    for fn, args, what in calls:
         with pytest.raises(InferenceServerException) as exc:
             fn(*args)
         assert exc.value.status() == "501", f"{fn.__name__}: {exc.value.status()} {exc.value}"
-        assert exc.value.message(), fn.__name__
+        msg = exc.value.message()
+        assert msg, fn.__name__
+        if what:
+            assert what in msg and "not implemented" in msg, f"{fn.__name__}: {msg}"
 
 
 # ---------------------------------------------------------------- raw HTTP routes

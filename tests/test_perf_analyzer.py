@@ -57,3 +57,24 @@ def test_perf_analyzer_grpc(server, perf_analyzer):
 
 def test_perf_analyzer_http(server, perf_analyzer):
     check_summary(run_pa(perf_analyzer, "-i", "http", "-u", server.http_url))
+
+
+def add_sub_failures(server) -> int:
+    [stats] = [s for s in server.grpc.get_inference_statistics("add_sub", "1").model_stats if s.version == "1"]
+    return stats.inference_stats.fail.count
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_system_shared_memory(server, perf_analyzer, protocol):
+    """--shared-memory system: perf_analyzer registers /dev/shm regions for every input and
+    output, names them in each request, and unregisters them when it exits."""
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    regions_before = dict(server.grpc.get_system_shared_memory_status().regions)
+    log_before = server.log().count("registered system shared memory")
+    failures_before = add_sub_failures(server)
+    check_summary(run_pa(perf_analyzer, "-i", protocol, "-u", url, "--shared-memory", "system"))
+    assert server.log().count("registered system shared memory") > log_before, \
+        "perf_analyzer registered no shared memory region"
+    assert add_sub_failures(server) == failures_before, "some perf_analyzer requests failed on the server"
+    assert dict(server.grpc.get_system_shared_memory_status().regions) == regions_before, \
+        "perf_analyzer left regions registered"

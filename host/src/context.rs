@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// No credentials were presented (the only kind until auth lands).
     Anonymous,

@@ -16,6 +16,9 @@ pub enum KilnError {
     /// shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// The thing to create exists already (a shared-memory region name).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The feature exists in the protocol but not in kiln yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -39,6 +42,9 @@ impl KilnError {
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::Internal(msg.into())
     }
+    pub fn already_exists(msg: impl Into<String>) -> Self {
+        Self::AlreadyExists(msg.into())
+    }
     pub fn unimplemented(msg: impl Into<String>) -> Self {
         Self::Unimplemented(msg.into())
     }
@@ -48,6 +54,7 @@ impl KilnError {
             Self::InvalidArgument(m)
             | Self::NotFound(m)
             | Self::Unavailable(m)
+            | Self::AlreadyExists(m)
             | Self::Unimplemented(m)
             | Self::Internal(m) => m,
         }
@@ -58,6 +65,7 @@ impl KilnError {
             Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +78,7 @@ impl From<KilnError> for tonic::Status {
             KilnError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             KilnError::NotFound(m) => tonic::Status::not_found(m),
             KilnError::Unavailable(m) => tonic::Status::unavailable(m),
+            KilnError::AlreadyExists(m) => tonic::Status::already_exists(m),
             KilnError::Unimplemented(m) => tonic::Status::unimplemented(m),
             KilnError::Internal(m) => tonic::Status::internal(m),
         }
@@ -86,6 +95,11 @@ mod tests {
             (KilnError::invalid("x"), tonic::Code::InvalidArgument, 400),
             (KilnError::not_found("x"), tonic::Code::NotFound, 404),
             (KilnError::unavailable("x"), tonic::Code::Unavailable, 503),
+            (
+                KilnError::already_exists("x"),
+                tonic::Code::AlreadyExists,
+                409,
+            ),
             (
                 KilnError::unimplemented("x"),
                 tonic::Code::Unimplemented,

@@ -14,6 +14,7 @@ use crate::repository::config::ModelSpec;
 use crate::repository::ModelRegistry;
 use crate::scheduler::stats::RequestTiming;
 use crate::scheduler::ModelRunner;
+use crate::shared_memory::OutputPlacement;
 use crate::tensor::{encode_bytes_elements, DataType, Tensor};
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct RequestedOutput {
     /// The classification extension: answer the top `n` classes as BYTES
     /// `"score:index[:label]"` instead of the raw tensor (0 = off).
     pub class_count: u32,
+    /// Write the output into the caller's shared-memory region instead of
+    /// the response.
+    pub shared_memory: Option<OutputPlacement>,
 }
 
 /// A KServe request parameter value.
@@ -55,7 +59,17 @@ pub struct InferResponse {
     pub model_name: String,
     pub model_version: String,
     pub id: String,
-    pub outputs: Vec<Tensor>,
+    pub outputs: Vec<ResponseOutput>,
+}
+
+#[derive(Debug)]
+pub struct ResponseOutput {
+    /// Name, datatype and shape always; no data when `in_shared_memory`.
+    pub tensor: Tensor,
+    /// The data went into the caller's shared-memory region: the response
+    /// carries no bytes for it (Triton sends an empty `raw_output_contents`
+    /// entry over gRPC and no `data` over HTTP).
+    pub in_shared_memory: bool,
 }
 
 /// Runs one request end to end. Failures after the model is resolved count
@@ -81,7 +95,7 @@ async fn run(
     mut request: InferRequest,
 ) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
-    let requested = check_requested_outputs(spec, &request.outputs)?;
+    let requested = check_requested_outputs(spec, &mut request.outputs)?;
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
     let outcome = if spec.kind == crate::backend::BackendKind::Ensemble {
         let started = std::time::Instant::now();
@@ -113,7 +127,7 @@ async fn run(
     };
     let mut outputs = Vec::with_capacity(requested.len());
     let mut produced: Vec<Option<Tensor>> = outcome.outputs.into_iter().map(Some).collect();
-    for (index, class_count) in requested {
+    for (index, class_count, placement) in requested {
         let mut tensor = produced[index].take().ok_or_else(|| {
             KilnError::invalid(format!(
                 "output '{}' requested twice",
@@ -124,7 +138,18 @@ async fn run(
         if class_count > 0 {
             tensor = classify(spec, index, &tensor, class_count)?;
         }
-        outputs.push(tensor);
+        let in_shared_memory = match placement {
+            Some(placement) => {
+                placement.write(&tensor.name, &tensor.data)?;
+                tensor.data = Bytes::new();
+                true
+            }
+            None => false,
+        };
+        outputs.push(ResponseOutput {
+            tensor,
+            in_shared_memory,
+        });
     }
     let timing = RequestTiming {
         total: request.ctx.received_at.elapsed(),
@@ -140,17 +165,18 @@ async fn run(
     Ok((response, timing))
 }
 
-/// Output indices (into `spec.outputs`) to return, with their class counts.
+/// Output indices (into `spec.outputs`) to return, with their class counts
+/// and shared-memory placements.
 fn check_requested_outputs(
     spec: &ModelSpec,
-    requested: &[RequestedOutput],
-) -> Result<Vec<(usize, u32)>> {
+    requested: &mut [RequestedOutput],
+) -> Result<Vec<(usize, u32, Option<OutputPlacement>)>> {
     if requested.is_empty() {
-        return Ok((0..spec.outputs.len()).map(|i| (i, 0)).collect());
+        return Ok((0..spec.outputs.len()).map(|i| (i, 0, None)).collect());
     }
     let mut seen = HashSet::new();
     requested
-        .iter()
+        .iter_mut()
         .map(|r| {
             let (index, _) = spec.output(&r.name).ok_or_else(|| {
                 KilnError::invalid(format!(
@@ -166,7 +192,7 @@ fn check_requested_outputs(
                     r.name
                 )));
             }
-            Ok((index, r.class_count))
+            Ok((index, r.class_count, r.shared_memory.take()))
         })
         .collect()
 }
@@ -526,15 +552,15 @@ mod tests {
         let r = |n: &str| RequestedOutput {
             name: n.into(),
             class_count: 0,
+            shared_memory: None,
         };
-        assert!(check_requested_outputs(&s, &[r("NOPE")])
+        assert!(check_requested_outputs(&s, &mut [r("NOPE")])
             .unwrap_err()
             .message()
             .contains("NOPE"));
-        assert!(check_requested_outputs(&s, &[r("OUTPUT0"), r("OUTPUT0")]).is_err());
-        assert_eq!(
-            check_requested_outputs(&s, &[r("OUTPUT1")]).unwrap(),
-            vec![(1, 0)]
-        );
+        assert!(check_requested_outputs(&s, &mut [r("OUTPUT0"), r("OUTPUT0")]).is_err());
+        let checked = check_requested_outputs(&s, &mut [r("OUTPUT1")]).unwrap();
+        assert_eq!(checked.len(), 1);
+        assert!(matches!(checked[0], (1, 0, None)));
     }
 }

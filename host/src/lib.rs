@@ -18,4 +18,5 @@ pub mod repository;
 pub mod scheduler;
 pub mod server;
 pub mod settings;
+pub mod shared_memory;
 pub mod tensor;

@@ -15,11 +15,14 @@ use crate::metrics::Metrics;
 use crate::protocol::{grpc, http};
 use crate::repository::{ControlMode, ModelRegistry};
 use crate::settings::Settings;
+use crate::shared_memory::SharedMemory;
 
 /// State shared by every protocol handler.
 pub struct ServerState {
     pub registry: Arc<ModelRegistry>,
     pub metrics: Arc<Metrics>,
+    /// Registered system shared-memory regions (both protocols share them).
+    pub shared_memory: SharedMemory,
     /// Start-up loading finished and not shutting down.
     ready: AtomicBool,
 }
@@ -57,6 +60,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(ServerState {
         registry: registry.clone(),
         metrics,
+        shared_memory: SharedMemory::default(),
         ready: AtomicBool::new(false),
     });
 
@@ -174,10 +178,19 @@ async fn finish(
     state.ready.store(false, Ordering::Release);
     let _ = stop.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
-        Ok(Ok(Ok(_))) => tracing::info!("shutdown complete"),
+        Ok(Ok(Ok(_))) => tracing::info!("requests finished; stopping model instances"),
         Ok(Ok(Err(e))) => return Err(e),
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
+    }
+    // Instances release their models and GPU memory before the process exits.
+    let registry = state.registry.clone();
+    let stopped = tokio::task::spawn_blocking(move || registry.stop_all());
+    match tokio::time::timeout(SHUTDOWN_GRACE, stopped).await {
+        Ok(_) => tracing::info!("shutdown complete"),
+        Err(_) => {
+            tracing::warn!("model instances still busy after {SHUTDOWN_GRACE:?}; exiting anyway")
+        }
     }
     Ok(())
 }

@@ -159,7 +159,7 @@ impl Tensor {
                 })?;
                 if self.data.len() != expected {
                     return Err(KilnError::invalid(format!(
-                        "tensor '{}': expected {expected} bytes for {count} {} elements of shape {:?}, got {}",
+                        "tensor '{}': byte size mismatch: expected {expected} bytes for {count} {} elements of shape {:?}, got {}",
                         self.name,
                         self.datatype,
                         self.shape,

@@ -190,6 +190,7 @@ async fn run_step(
             .map(|name| RequestedOutput {
                 name: name.clone(),
                 class_count: 0,
+                shared_memory: None,
             })
             .collect(),
         parameters: request.parameters.clone(),
@@ -207,13 +208,15 @@ async fn run_step(
                 KilnError::InvalidArgument(_) => KilnError::InvalidArgument(msg),
                 KilnError::NotFound(_) | KilnError::Unavailable(_) => KilnError::Unavailable(msg),
                 KilnError::Unimplemented(_) => KilnError::Unimplemented(msg),
+                KilnError::AlreadyExists(_) => KilnError::AlreadyExists(msg),
                 KilnError::Internal(_) => KilnError::Internal(msg),
             }
         })?;
     Ok(response
         .outputs
         .into_iter()
-        .map(|mut t| {
+        .map(|o| {
+            let mut t = o.tensor;
             t.name = step.output_map[&t.name].clone();
             t
         })

@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::cuda_shared_memory_unimplemented;
 use super::proto::{
     self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
 };
@@ -16,6 +17,7 @@ use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::server::ServerState;
+use crate::shared_memory::{Reference, SharedMemory};
 use crate::tensor::{encode_bytes_elements, DataType, Tensor};
 
 /// Clients (tritonclient, perf_analyzer) allow messages up to INT32_MAX.
@@ -105,22 +107,49 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
     })
 }
 
-fn reject_shared_memory(
+/// A tensor's `shared_memory_*` parameters.
+fn shared_memory_reference(
     name: &str,
     params: &std::collections::HashMap<String, proto::InferParameter>,
-) -> Result<()> {
-    if params.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(KilnError::unimplemented(format!(
-            "tensor '{name}': shared-memory tensors are not implemented by kiln yet"
-        )));
+) -> Result<Reference> {
+    let count = |key: &str, p: &proto::InferParameter| match p.parameter_choice {
+        Some(ParameterChoice::Int64Param(n)) if n >= 0 => Ok(n as u64),
+        Some(ParameterChoice::Uint64Param(n)) => Ok(n),
+        _ => Err(KilnError::invalid(format!(
+            "tensor '{name}': parameter '{key}' must be a non-negative integer"
+        ))),
+    };
+    let mut r = Reference::default();
+    for (key, p) in params {
+        match key.as_str() {
+            "shared_memory_region" => match &p.parameter_choice {
+                Some(ParameterChoice::StringParam(region)) => r.region = Some(region.clone()),
+                _ => {
+                    return Err(KilnError::invalid(format!(
+                        "tensor '{name}': parameter 'shared_memory_region' must be a string"
+                    )))
+                }
+            },
+            "shared_memory_byte_size" => r.byte_size = Some(count(key, p)?),
+            "shared_memory_offset" => r.offset = Some(count(key, p)?),
+            _ => {}
+        }
     }
-    Ok(())
+    Ok(r)
 }
 
 pub fn to_infer_request(
+    shared_memory: &SharedMemory,
     ctx: RequestContext,
     req: proto::ModelInferRequest,
 ) -> Result<InferRequest> {
+    // Inputs in shared memory have no raw_input_contents entry (tritonclient
+    // sends none), so the raw entries belong to the other inputs, in order.
+    let mut references = Vec::with_capacity(req.inputs.len());
+    for input in &req.inputs {
+        references.push(shared_memory_reference(&input.name, &input.parameters)?);
+    }
+    let in_band = references.iter().filter(|r| !r.is_used()).count();
     let raw = req.raw_input_contents;
     if !raw.is_empty() {
         if let Some(typed) = req.inputs.iter().find(|i| i.contents.is_some()) {
@@ -129,32 +158,40 @@ pub fn to_infer_request(
                 typed.name
             )));
         }
-        if raw.len() != req.inputs.len() {
+        if raw.len() != in_band {
             return Err(KilnError::invalid(format!(
-                "raw_input_contents has {} entries but the request has {} inputs",
+                "raw_input_contents has {} entries but the request has {in_band} inputs not in shared memory",
                 raw.len(),
-                req.inputs.len()
             )));
         }
     }
     let mut raw = raw.into_iter();
     let mut inputs = Vec::with_capacity(req.inputs.len());
-    for input in req.inputs {
-        reject_shared_memory(&input.name, &input.parameters)?;
+    for (input, reference) in req.inputs.into_iter().zip(references) {
         let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
             KilnError::invalid(format!(
                 "input '{}': unknown datatype '{}'",
                 input.name, input.datatype
             ))
         })?;
-        let data = match (raw.next(), input.contents) {
-            (Some(bytes), _) => bytes,
-            (None, Some(contents)) => typed_contents(&input.name, datatype, contents)?,
-            (None, None) => {
+        let data = if reference.is_used() {
+            if input.contents.is_some() {
                 return Err(KilnError::invalid(format!(
-                    "input '{}' has no data: set raw_input_contents or contents",
+                    "input '{}' names a shared memory region and also carries contents; send one",
                     input.name
-                )))
+                )));
+            }
+            shared_memory.input(&ctx.identity, &input.name, &reference)?
+        } else {
+            match (raw.next(), input.contents) {
+                (Some(bytes), _) => bytes,
+                (None, Some(contents)) => typed_contents(&input.name, datatype, contents)?,
+                (None, None) => {
+                    return Err(KilnError::invalid(format!(
+                        "input '{}' has no data: set raw_input_contents, contents or a shared memory region",
+                        input.name
+                    )))
+                }
             }
         };
         inputs.push(Tensor::new(input.name, datatype, input.shape, data));
@@ -163,14 +200,19 @@ pub fn to_infer_request(
         .outputs
         .into_iter()
         .map(|o| {
-            reject_shared_memory(&o.name, &o.parameters)?;
+            let reference = shared_memory_reference(&o.name, &o.parameters)?;
+            let shared_memory = if reference.is_used() {
+                Some(shared_memory.output(&ctx.identity, &o.name, &reference)?)
+            } else {
+                None
+            };
             let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
                 None => 0,
                 Some(ParameterChoice::Int64Param(n)) if *n >= 0 => *n as u32,
                 Some(ParameterChoice::Uint64Param(n)) => *n as u32,
                 Some(other) => return Err(KilnError::invalid(format!("output '{}': parameter 'classification' must be a non-negative integer, got {other:?}", o.name))),
             };
-            Ok(RequestedOutput { name: o.name, class_count })
+            Ok(RequestedOutput { name: o.name, class_count, shared_memory })
         })
         .collect::<Result<_>>()?;
     let parameters = req
@@ -203,13 +245,16 @@ pub fn to_infer_request(
 pub fn to_infer_response(r: InferResponse) -> proto::ModelInferResponse {
     let mut outputs = Vec::with_capacity(r.outputs.len());
     let mut raw = Vec::with_capacity(r.outputs.len());
-    for t in r.outputs {
+    for o in r.outputs {
+        let t = o.tensor;
         outputs.push(proto::model_infer_response::InferOutputTensor {
             name: t.name,
             datatype: t.datatype.kserve_name().into(),
             shape: t.shape,
             ..Default::default()
         });
+        // Outputs in shared memory keep their slot, empty, so that the
+        // entries stay aligned with `outputs` (what Triton sends).
         raw.push(t.data);
     }
     proto::ModelInferResponse {
@@ -285,7 +330,7 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelInferRequest>,
     ) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
         let ctx = context(&r);
-        let request = to_infer_request(ctx, r.into_inner())?;
+        let request = to_infer_request(&self.state.shared_memory, ctx, r.into_inner())?;
         let response = inference::infer(&self.state.registry, request).await?;
         Ok(Response::new(to_infer_response(response)))
     }
@@ -307,7 +352,7 @@ impl GrpcInferenceService for GrpcService {
                 async move {
                     // Errors travel in-band so one bad request does not end the stream.
                     let result = match msg {
-                        Ok(req) => match to_infer_request(ctx, req) {
+                        Ok(req) => match to_infer_request(&state.shared_memory, ctx, req) {
                             Ok(request) => inference::infer(&state.registry, request)
                                 .await
                                 .map(to_infer_response),
@@ -402,39 +447,69 @@ impl GrpcInferenceService for GrpcService {
 
     async fn system_shared_memory_status(
         &self,
-        _: Request<proto::SystemSharedMemoryStatusRequest>,
+        r: Request<proto::SystemSharedMemoryStatusRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryStatusResponse>, Status> {
-        unimplemented("system shared memory")
+        use proto::system_shared_memory_status_response::RegionStatus;
+        let ctx = context(&r);
+        let regions = self
+            .state
+            .shared_memory
+            .status(&ctx.identity, &r.get_ref().name)?
+            .into_iter()
+            .map(|region| {
+                let status = RegionStatus {
+                    name: region.name.clone(),
+                    key: region.key.clone(),
+                    offset: region.offset,
+                    byte_size: region.byte_size,
+                };
+                (region.name.clone(), status)
+            })
+            .collect();
+        Ok(Response::new(proto::SystemSharedMemoryStatusResponse {
+            regions,
+        }))
     }
     async fn system_shared_memory_register(
         &self,
-        _: Request<proto::SystemSharedMemoryRegisterRequest>,
+        r: Request<proto::SystemSharedMemoryRegisterRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryRegisterResponse>, Status> {
-        unimplemented("system shared memory")
+        let ctx = context(&r);
+        let r = r.into_inner();
+        self.state
+            .shared_memory
+            .register(&ctx.identity, &r.name, &r.key, r.offset, r.byte_size)?;
+        Ok(Response::new(proto::SystemSharedMemoryRegisterResponse {}))
     }
     async fn system_shared_memory_unregister(
         &self,
-        _: Request<proto::SystemSharedMemoryUnregisterRequest>,
+        r: Request<proto::SystemSharedMemoryUnregisterRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryUnregisterResponse>, Status> {
-        unimplemented("system shared memory")
+        let ctx = context(&r);
+        self.state
+            .shared_memory
+            .unregister(&ctx.identity, &r.get_ref().name);
+        Ok(Response::new(
+            proto::SystemSharedMemoryUnregisterResponse {},
+        ))
     }
     async fn cuda_shared_memory_status(
         &self,
         _: Request<proto::CudaSharedMemoryStatusRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryStatusResponse>, Status> {
-        unimplemented("CUDA shared memory")
+        Err(cuda_shared_memory_unimplemented().into())
     }
     async fn cuda_shared_memory_register(
         &self,
         _: Request<proto::CudaSharedMemoryRegisterRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryRegisterResponse>, Status> {
-        unimplemented("CUDA shared memory")
+        Err(cuda_shared_memory_unimplemented().into())
     }
     async fn cuda_shared_memory_unregister(
         &self,
         _: Request<proto::CudaSharedMemoryUnregisterRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryUnregisterResponse>, Status> {
-        unimplemented("CUDA shared memory")
+        Err(cuda_shared_memory_unimplemented().into())
     }
     async fn trace_setting(
         &self,
@@ -483,7 +558,8 @@ mod tests {
             raw_input_contents: vec![Bytes::from(vec![0u8; 8])],
             ..Default::default()
         };
-        let e = to_infer_request(RequestContext::internal(), req).unwrap_err();
+        let e = to_infer_request(&SharedMemory::default(), RequestContext::internal(), req)
+            .unwrap_err();
         assert!(
             matches!(e, KilnError::InvalidArgument(_)) && e.message().contains("'A'"),
             "{e}"
@@ -513,7 +589,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let r = to_infer_request(RequestContext::internal(), req).unwrap();
+        let r =
+            to_infer_request(&SharedMemory::default(), RequestContext::internal(), req).unwrap();
         assert_eq!(&r.inputs[0].data[..], &[1, 0, 0xfe, 0xff]);
         assert_eq!(&r.inputs[1].data[..], &[0, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
     }
@@ -531,7 +608,8 @@ mod tests {
             )],
             ..Default::default()
         };
-        let e = to_infer_request(RequestContext::internal(), req).unwrap_err();
+        let e = to_infer_request(&SharedMemory::default(), RequestContext::internal(), req)
+            .unwrap_err();
         assert!(e.message().contains("fp32_contents"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::server::ServerState;
+use crate::shared_memory::{Reference, SharedMemory};
 use crate::tensor::{bytes_elements, element_count, encode_bytes_elements, DataType, Tensor};
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -77,6 +78,20 @@ pub fn router(state: Arc<ServerState>) -> Router {
         )
         .route("/v2/repository/models/:model/load", post(load))
         .route("/v2/repository/models/:model/unload", post(unload))
+        .route("/v2/systemsharedmemory/status", get(shm_status))
+        .route(
+            "/v2/systemsharedmemory/region/:region/status",
+            get(shm_status),
+        )
+        .route(
+            "/v2/systemsharedmemory/region/:region/register",
+            post(shm_register),
+        )
+        .route("/v2/systemsharedmemory/unregister", post(shm_unregister))
+        .route(
+            "/v2/systemsharedmemory/region/:region/unregister",
+            post(shm_unregister),
+        )
         .fallback(|uri: axum::http::Uri| async move { HttpError(unrouted(uri.path())) })
         // Tensors can be large (the gRPC side allows 2 GiB, so does this one).
         .layer(DefaultBodyLimit::max(i32::MAX as usize))
@@ -102,9 +117,10 @@ pub fn metrics_router(state: Arc<ServerState>) -> Router {
 /// Protocol extensions kiln does not implement yet answer 501, not 404, so
 /// clients can tell "not built" from "wrong URL".
 fn unrouted(path: &str) -> KilnError {
-    const LATER: [(&str, &str); 4] = [
-        ("/v2/systemsharedmemory", "system shared memory"),
-        ("/v2/cudasharedmemory", "CUDA shared memory"),
+    if path.starts_with("/v2/cudasharedmemory") {
+        return super::cuda_shared_memory_unimplemented();
+    }
+    const LATER: [(&str, &str); 2] = [
         ("/v2/trace", "tracing (trace settings)"),
         ("/v2/logging", "runtime log settings (use RUST_LOG)"),
     ];
@@ -277,6 +293,101 @@ async fn unload(
     Ok(StatusCode::OK)
 }
 
+fn caller(headers: &HeaderMap, protocol: Protocol) -> RequestContext {
+    let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
+    RequestContext::new(protocol, tenant)
+}
+
+fn region_name(p: &HashMap<String, String>) -> &str {
+    p.get("region").map_or("", String::as_str)
+}
+
+async fn shm_status(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> HttpResult<Json<Value>> {
+    let ctx = caller(&headers, Protocol::Http);
+    let regions = s.shared_memory.status(&ctx.identity, region_name(&p))?;
+    Ok(Json(Value::Array(
+        regions
+            .iter()
+            .map(|r| json!({ "name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size }))
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct ShmRegisterBody {
+    key: String,
+    #[serde(default)]
+    offset: u64,
+    byte_size: u64,
+}
+
+async fn shm_register(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<StatusCode> {
+    let ctx = caller(&headers, Protocol::Http);
+    let b: ShmRegisterBody = serde_json::from_slice(&body).map_err(|e| {
+        KilnError::invalid(format!(
+            "malformed system shared memory register request (expected key, offset, byte_size): {e}"
+        ))
+    })?;
+    s.shared_memory.register(
+        &ctx.identity,
+        region_name(&p),
+        &b.key,
+        b.offset,
+        b.byte_size,
+    )?;
+    Ok(StatusCode::OK)
+}
+
+async fn shm_unregister(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> HttpResult<StatusCode> {
+    let ctx = caller(&headers, Protocol::Http);
+    s.shared_memory.unregister(&ctx.identity, region_name(&p));
+    Ok(StatusCode::OK)
+}
+
+/// A tensor's `shared_memory_*` parameters.
+fn shared_memory_reference(name: &str, params: &Map<String, Value>) -> Result<Reference> {
+    let count = |key: &str| -> Result<Option<u64>> {
+        params
+            .get(key)
+            .map(|v| {
+                v.as_u64().ok_or_else(|| {
+                    KilnError::invalid(format!(
+                        "tensor '{name}': parameter '{key}' must be a non-negative integer"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let region = params
+        .get("shared_memory_region")
+        .map(|v| {
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                KilnError::invalid(format!(
+                    "tensor '{name}': parameter 'shared_memory_region' must be a string"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(Reference {
+        region,
+        byte_size: count("shared_memory_byte_size")?,
+        offset: count("shared_memory_offset")?,
+    })
+}
+
 #[derive(Deserialize)]
 struct JsonInferRequest {
     #[serde(default)]
@@ -313,9 +424,9 @@ async fn infer(
     body: Bytes,
 ) -> HttpResult<Response> {
     let (model, version) = path_parts(&p);
-    let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
-    let ctx = RequestContext::new(Protocol::Http, tenant);
-    let (request, binary_outputs) = parse_infer(ctx, model, version, &headers, body)?;
+    let ctx = caller(&headers, Protocol::Http);
+    let (request, binary_outputs) =
+        parse_infer(&s.shared_memory, ctx, model, version, &headers, body)?;
     let response = inference::infer(&s.registry, request).await?;
     Ok(render_infer(response, &binary_outputs))
 }
@@ -327,6 +438,7 @@ fn param_bool(params: &Map<String, Value>, key: &str) -> Option<bool> {
 /// Parses a JSON or JSON+binary inference request. Returns the request and,
 /// per requested output name, whether to answer it in binary.
 fn parse_infer(
+    shared_memory: &SharedMemory,
     ctx: RequestContext,
     model: &str,
     version: &str,
@@ -358,16 +470,7 @@ fn parse_infer(
         .map_err(|e| KilnError::invalid(format!("malformed inference request JSON: {e}")))?;
     let mut inputs = Vec::with_capacity(req.inputs.len());
     for input in req.inputs {
-        if input
-            .parameters
-            .keys()
-            .any(|k| k.starts_with("shared_memory"))
-        {
-            return Err(KilnError::unimplemented(format!(
-                "input '{}': shared-memory tensors are not implemented by kiln yet",
-                input.name
-            )));
-        }
+        let reference = shared_memory_reference(&input.name, &input.parameters)?;
         let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
             KilnError::invalid(format!(
                 "input '{}': unknown datatype '{}'",
@@ -375,6 +478,15 @@ fn parse_infer(
             ))
         })?;
         let data = match input.parameters.get("binary_data_size") {
+            _ if reference.is_used() => {
+                if input.data.is_some() || input.parameters.contains_key("binary_data_size") {
+                    return Err(KilnError::invalid(format!(
+                        "input '{}' names a shared memory region and also carries data; send one",
+                        input.name
+                    )));
+                }
+                shared_memory.input(&ctx.identity, &input.name, &reference)?
+            }
             Some(size) => {
                 let size = size.as_u64().ok_or_else(|| {
                     KilnError::invalid(format!(
@@ -416,12 +528,12 @@ fn parse_infer(
     };
     let mut outputs = Vec::with_capacity(req.outputs.len());
     for o in req.outputs {
-        if o.parameters.keys().any(|k| k.starts_with("shared_memory")) {
-            return Err(KilnError::unimplemented(format!(
-                "output '{}': shared-memory tensors are not implemented by kiln yet",
-                o.name
-            )));
-        }
+        let reference = shared_memory_reference(&o.name, &o.parameters)?;
+        let shared_memory = if reference.is_used() {
+            Some(shared_memory.output(&ctx.identity, &o.name, &reference)?)
+        } else {
+            None
+        };
         let class_count = match o.parameters.get("classification") {
             None => 0,
             Some(v) => v.as_u64().ok_or_else(|| {
@@ -437,6 +549,7 @@ fn parse_infer(
         outputs.push(RequestedOutput {
             name: o.name,
             class_count,
+            shared_memory,
         });
     }
     let parameters = req
@@ -584,7 +697,14 @@ fn bytes_to_json(t: &Tensor) -> Value {
 fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
     let mut outputs = Vec::with_capacity(r.outputs.len());
     let mut blobs: Vec<bytes::Bytes> = Vec::new();
-    for t in r.outputs {
+    for output in r.outputs {
+        let t = output.tensor;
+        if output.in_shared_memory {
+            outputs.push(
+                json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape }),
+            );
+            continue;
+        }
         let binary = encoding
             .per_output
             .get(&t.name)
@@ -652,7 +772,9 @@ mod tests {
         body.extend_from_slice(&[0u8; 8]);
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_LENGTH, HeaderValue::from(head.len()));
+        let shm = SharedMemory::default();
         let (req, enc) = parse_infer(
+            &shm,
             RequestContext::internal(),
             "m",
             "",
@@ -664,6 +786,7 @@ mod tests {
         assert_eq!(enc.per_output.get("o"), Some(&true));
         body.push(1);
         assert!(parse_infer(
+            &shm,
             RequestContext::internal(),
             "m",
             "",

@@ -33,7 +33,16 @@ pub const EXTENSIONS: &[&str] = &[
     "model_configuration",
     "binary_tensor_data",
     "statistics",
+    "system_shared_memory",
 ];
+
+/// CUDA shared memory (IPC handles to device memory) is the one shared-memory
+/// flavour kiln lacks; the answer points at the one it has.
+pub fn cuda_shared_memory_unimplemented() -> crate::error::KilnError {
+    crate::error::KilnError::unimplemented(
+        "CUDA shared memory is not implemented by kiln yet; system shared memory is (register a /dev/shm region)",
+    )
+}
 
 /// The metadata of a ready model version, in KServe terms (batch dim -1).
 pub fn model_metadata(

@@ -195,6 +195,21 @@ impl ModelRegistry {
             .collect()
     }
 
+    /// Stops every loaded version's instances (see [`ModelRunner::stop`]),
+    /// for shutdown, after the protocol servers finished their requests.
+    pub fn stop_all(&self) {
+        let runners: Vec<Arc<ModelRunner>> = self
+            .models
+            .read()
+            .values()
+            .flat_map(|e| e.versions.values())
+            .filter_map(|v| v.runner.clone())
+            .collect();
+        for runner in runners {
+            runner.stop();
+        }
+    }
+
     /// Versions of a model that are ready, ascending.
     pub fn ready_versions(&self, name: &str) -> Vec<i64> {
         self.ready_runners(name).iter().map(|r| r.version).collect()

@@ -66,6 +66,9 @@ pub struct ModelRunner {
     pub stats: Arc<ModelStats>,
     pub devices: Vec<String>,
     shared: Arc<Shared>,
+    /// The instance threads; each drops its instance (model, GPU buffers,
+    /// CUDA stream) when its queue closes.
+    workers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for ModelRunner {
@@ -102,12 +105,14 @@ impl ModelRunner {
             stats: stats.clone(),
         });
         let devices = instances.iter().map(|i| i.device()).collect();
+        let mut workers = Vec::with_capacity(instances.len());
         for (i, instance) in instances.into_iter().enumerate() {
             let shared = shared.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("kiln-{}", spec.name))
                 .spawn(move || worker(i, instance, shared))
                 .map_err(|e| KilnError::internal(format!("cannot start instance thread: {e}")))?;
+            workers.push(handle);
         }
         Ok(Arc::new(Self {
             spec,
@@ -115,7 +120,23 @@ impl ModelRunner {
             stats,
             devices,
             shared,
+            workers: parking_lot::Mutex::new(workers),
         }))
+    }
+
+    /// Closes the queue and waits until every instance thread has finished
+    /// its work and dropped its instance. At process exit this must happen
+    /// before `main` returns: CUDA tears itself down in exit handlers, and a
+    /// GPU tensor freed on an instance thread after that aborts the process.
+    /// Blocking; call it off the async runtime.
+    pub fn stop(&self) {
+        self.shared.queue.close();
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for w in workers {
+            if w.join().is_err() {
+                tracing::error!(model = %self.shared.name, "an instance thread panicked");
+            }
+        }
     }
 
     /// Queues one request (inputs aligned with `spec.inputs`) and waits for an
