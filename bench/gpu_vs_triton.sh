@@ -30,7 +30,7 @@ device)
   # PARTS picks what runs (default: all), so that the whole can be split over
   # calls that each fit the device tool's 10-minute limit, e.g.
   # PARTS="reference kiln kiln-batched" then PARTS="kiln-batched-fp16 triton".
-  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-small triton triton-shm"}
+  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-batched-fp16-shm kiln-small triton triton-shm"}
   want() { [[ " $PARTS " == *" $1 "* ]]; }
   . bench/lib.sh
   bench_device_setup
@@ -70,11 +70,12 @@ device)
       # p99 of a batching server moves too much between windows to converge;
       # p50 and p99 are reported all the same.
       rc=0
-      "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range "$c:$c" "$@" \
+      timeout -s KILL ${PA_TIMEOUT:-100} "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range "$c:$c" "$@" \
         --measurement-interval 3000 -s 25 --max-trials ${MAX_TRIALS:-6} > "$raw/pa-$label-c$c.txt" 2>&1 || rc=$?
       # perf_analyzer 2.60 grows without bound at high rates with large inputs
-      # (triton-inference-server/perf_analyzer#84); say so when the kernel kills it.
-      (( rc == 137 )) && echo "perf_analyzer killed (out of memory)" >> "$raw/pa-$label-c$c.txt"
+      # (triton-inference-server/perf_analyzer#84) until the kernel kills it;
+      # the timeout (SIGKILL too) keeps such a point from eating the call.
+      (( rc == 137 )) && echo "perf_analyzer killed (out of memory or PA_TIMEOUT)" >> "$raw/pa-$label-c$c.txt"
       echo "| $label | $c | $(pa_row "$raw/pa-$label-c$c.txt") |" | tee -a "$out/table.md"
     done
   }
@@ -95,6 +96,9 @@ device)
     if want kiln-batched-noprof; then sweep kiln-batched-noprof resnet50_batched_noprof 8001; fi
     if want kiln-batched-fp16-noprof; then sweep kiln-batched-fp16-noprof resnet50_batched_fp16_noprof 8001; fi
     if want kiln-batched-shm; then sweep kiln-batched-shm resnet50_batched 8001 "" --shared-memory system; fi
+    if want kiln-batched-fp16-shm; then sweep kiln-batched-fp16-shm resnet50_batched_fp16 8001 "" --shared-memory system; fi
+    if want kiln-batched-noprof-shm; then sweep kiln-batched-noprof-shm resnet50_batched_noprof 8001 "" --shared-memory system; fi
+    if want kiln-batched-fp16-noprof-shm; then sweep kiln-batched-fp16-noprof-shm resnet50_batched_fp16_noprof 8001 "" --shared-memory system; fi
     if want kiln-small; then sweep kiln-small-gpu add_sub_gpu 8001 "1"; fi
     kill -TERM $kiln; wait $kiln || true
     tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"

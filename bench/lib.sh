@@ -93,7 +93,7 @@ pa_row() {
   local tp p50 p99 srv why=""
   tp=$(sed -n 's/.*Throughput: \([0-9.]*\) infer\/sec.*/\1/p' "$1" | head -1)
   if [[ -z $tp ]]; then
-    if grep -q "killed" "$1"; then why=" (perf_analyzer killed: out of memory)"
+    if grep -q "killed" "$1"; then why=" (perf_analyzer killed: out of memory or timeout)"
     elif grep -q "Failed to obtain stable" "$1"; then why=" (not stable within --max-trials)"
     else why=" ($(grep -m1 -i "error" "$1" | cut -c1-80))"; fi
   fi
