@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the C SDK's wit-bindgen bindings (sdk/c/bindings/) from
-# sdk/wit/plugin.wit. The generated files are committed, so building a C
+# sdk/wit/v1.0.0/plugin.wit (the oldest ABI kiln serves, so C plugins load on
+# every kiln since 1.0.0). The generated files are committed, so building a C
 # plugin needs no Rust toolchain; run this after changing the WIT.
 #
 #   sdk/c/generate.sh           # regenerate

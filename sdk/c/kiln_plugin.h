@@ -1,7 +1,7 @@
 /*
  * kiln_plugin.h: the C SDK for kiln plugins (ABI kiln:plugin@1.0.0, see
  * ../ABI.md). A thin layer over the wit-bindgen C bindings in bindings/
- * (generated from ../wit/plugin.wit by generate.sh; never edit them).
+ * (generated from ../wit/v1.0.0/plugin.wit by generate.sh; never edit them).
  *
  * A plugin implements two functions and links kiln_plugin.c and the
  * bindings; the SDK defines the component's exports, frees the inputs after
