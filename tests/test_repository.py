@@ -5,13 +5,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import http_request, run_check, wait_until
+from kilnutil import http_request, kiln_bin, run_check, wait_until
 
 RNG = np.random.default_rng(7)
 POLL_ARGS = ("--model-control-mode", "poll", "--repository-poll-secs", "1")
@@ -408,3 +409,24 @@ def test_precision_and_jit_parameters_are_validated_at_load(model_repo, kiln, tm
     np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="no_profiling"), x)
     assert reasons["profiling_maybe"]["state"] == "UNAVAILABLE"
     assert "parameter 'ENABLE_JIT_PROFILING': expected true or false, got 'maybe'" in reasons["profiling_maybe"]["reason"]
+
+
+def test_cuda_tf32_needs_a_cuda_build(tmp_path):
+    """The TF32 switch is process-wide libtorch state reached through the `cuda` C++ edge; a
+    build without it refuses the setting at start-up, naming it, instead of ignoring it. (The
+    suite runs the CPU build; bench/gpu_vs_triton.sh exercises the cuda build.)"""
+    binary = kiln_bin()
+    if b"kiln_cuda_set_tf32" in binary.read_bytes():  # the C++ edge's symbol
+        pytest.skip("this kiln is a cuda build")
+    for where in ("flag", "file"):
+        args = [str(binary), "serve", "--model-repository", str(tmp_path)]
+        if where == "flag":
+            args += ["--cuda-tf32", "true"]
+        else:
+            cfg = tmp_path / "kiln.toml"
+            cfg.write_text("cuda_tf32 = false\n")
+            args += ["--config", str(cfg)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0, f"{where}: kiln started with cuda_tf32 on a CPU build"
+        assert "cuda_tf32" in proc.stderr + proc.stdout, f"{where}: {proc.stderr}"
+        assert "cuda" in (proc.stderr + proc.stdout).split("cuda_tf32", 1)[1], proc.stderr

@@ -2,7 +2,9 @@
 // only and tch does not wrap it. Each GPU model instance takes a stream from
 // libtorch's pool and makes it current on its worker thread, so instances on
 // one GPU overlap their copies and kernels instead of queueing on the
-// default stream, and each waits only for its own work.
+// default stream, and each waits only for its own work. It also holds the
+// TF32 switches, which tch does not wrap either.
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <exception>
@@ -51,6 +53,17 @@ int kiln_cuda_stream_synchronize(void* stream) {
 
 void kiln_cuda_stream_free(void* stream) {
   delete static_cast<c10::cuda::CUDAStream*>(stream);
+}
+
+// TF32 for FP32 matmuls (cuBLAS) and convolutions (cuDNN), process-wide;
+// reads both back into `cublas` and `cudnn`.
+int kiln_cuda_set_tf32(int on, int* cublas, int* cudnn) {
+  return guarded([&] {
+    at::globalContext().setAllowTF32CuBLAS(on != 0);
+    at::globalContext().setAllowTF32CuDNN(on != 0);
+    *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+    *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
+  });
 }
 
 // The message of the last failure on this thread (valid until the next call).

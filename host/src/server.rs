@@ -51,6 +51,16 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if let Some(on) = settings.cuda_tf32 {
+        // Before any model loads: the switches are process-wide.
+        let (cublas, cudnn) =
+            crate::backend::set_tf32(on).map_err(|e| anyhow::anyhow!("cuda_tf32: {e}"))?;
+        tracing::info!(
+            cublas,
+            cudnn,
+            "TF32 for FP32 matmuls (cuBLAS) and convolutions (cuDNN)"
+        );
+    }
     let repo = settings
         .model_repository
         .canonicalize()

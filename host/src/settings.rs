@@ -36,6 +36,12 @@ pub struct ServeArgs {
     /// Models to load at start in explicit mode ("*" for all); repeatable.
     #[arg(long)]
     pub load_model: Vec<String>,
+    /// TF32 tensor-core math for FP32 matmuls (cuBLAS) and convolutions
+    /// (cuDNN), for every GPU model: libtorch keeps these switches process-wide,
+    /// so they are a server setting, not a model parameter. Unset: libtorch's
+    /// defaults (cuDNN on, cuBLAS off). Needs a kiln built with `cuda`.
+    #[arg(long)]
+    pub cuda_tf32: Option<bool>,
 }
 
 /// The TOML file: the same settings, all optional.
@@ -51,6 +57,7 @@ struct FileSettings {
     repository_poll_secs: Option<u64>,
     #[serde(default)]
     load_model: Vec<String>,
+    cuda_tf32: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +70,7 @@ pub struct Settings {
     pub model_control_mode: ControlMode,
     pub repository_poll_secs: u64,
     pub load_model: Vec<String>,
+    pub cuda_tf32: Option<bool>,
 }
 
 impl Settings {
@@ -101,6 +109,7 @@ impl Settings {
             } else {
                 args.load_model
             },
+            cuda_tf32: args.cuda_tf32.or(file.cuda_tf32),
         })
     }
 }

@@ -3,6 +3,8 @@
 //! needs to be `Sync` and never blocks the async runtime.
 
 mod torch_ffi;
+
+pub use torch_ffi::set_tf32;
 pub mod torchscript;
 pub mod wasm;
 

@@ -255,6 +255,28 @@ extern "C" {
     fn kiln_cuda_stream_synchronize(stream: *mut c_void) -> c_int;
     fn kiln_cuda_stream_free(stream: *mut c_void);
     fn kiln_cuda_last_error() -> *const std::ffi::c_char;
+    fn kiln_cuda_set_tf32(on: c_int, cublas: *mut c_int, cudnn: *mut c_int) -> c_int;
+}
+
+/// Turns TF32 math on or off for FP32 matmuls (cuBLAS) and convolutions
+/// (cuDNN), process-wide (libtorch's global context); returns the switches
+/// as libtorch reads them back, (cuBLAS, cuDNN).
+#[cfg(feature = "cuda")]
+pub fn set_tf32(on: bool) -> Result<(bool, bool), String> {
+    let (mut cublas, mut cudnn): (c_int, c_int) = (0, 0);
+    // SAFETY: plain FFI call writing two ints we own.
+    if unsafe { kiln_cuda_set_tf32(on as c_int, &mut cublas, &mut cudnn) } != 0 {
+        return Err(stream_error());
+    }
+    Ok((cublas != 0, cudnn != 0))
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn set_tf32(_on: bool) -> Result<(bool, bool), String> {
+    Err(
+        "TF32 switches need a kiln built with the `cuda` feature (cargo build --features cuda)"
+            .into(),
+    )
 }
 
 /// A CUDA stream of one model instance (csrc/cuda_stream.cpp): made current
