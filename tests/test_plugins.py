@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -360,3 +361,28 @@ def test_hostile_command_plugin_fails_only_its_own_request(plugins, kiln, tmp_pa
             assert e.value.status() == "StatusCode.INTERNAL"
         np.testing.assert_array_equal(srv.grpc.infer("go_none", [fp32_input(x)]).as_numpy("OUTPUT"), x)
     assert srv.grpc.is_server_live()
+
+
+def test_plugin_instances_share_one_compile_and_keep_separate_state(plugins, kiln, tmp_path):
+    """`count: 4` reads, compiles and checks the plugin once (Backend::replicate), yet each
+    instance has its own store: a trap replaces one instance while the others keep answering."""
+    repo = tmp_path / "repo"
+    plugin_model(repo, "scale4", "scale", {"factor": "5"}, count=4)
+    plugin_model(repo, "trap4", "hostile_trap", {"wasm_timeout_ms": "300"}, count=4)
+    server = kiln(repo, env={"RUST_LOG": "kiln=debug"})
+    log = server.log()
+    for model in ("scale4", "trap4"):
+        compiled = [line for line in log.splitlines() if "plugin compiled" in line and f"/{model}/" in line]
+        assert len(compiled) == 1, f"{model}: expected one compile for four instances, got:\n" + "\n".join(compiled)
+    client = server.grpc
+    a = np.arange(8, dtype=np.float32).reshape(1, 8)
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda _: client.infer("scale4", [fp32_input(a)]).as_numpy("OUTPUT"), range(32)))
+    for out in outs:
+        np.testing.assert_array_equal(out, a * 5)
+    with pytest.raises(InferenceServerException, match="(?i)trap"):
+        client.infer("trap4", [fp32_input(np.ones((1, 4), dtype=np.float32))])
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda _: client.infer("trap4", [fp32_input(np.zeros((1, 4), dtype=np.float32))])
+                             .as_numpy("OUTPUT"), range(16)))
+    assert all(o.shape == (1, 4) for o in outs)

@@ -74,6 +74,15 @@ pub trait Backend: Send + 'static {
 
     /// Human-readable device name for logs and the index ("cpu", "cuda:0").
     fn device(&self) -> String;
+
+    /// Another instance of the same model version that shares what instances
+    /// can share (the compiled plugin, its checked metadata), so that a model
+    /// with `count: N` reads, compiles and checks its binary once. `None`
+    /// where every instance must load on its own, as a TorchScript module
+    /// does on its device.
+    fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
+        None
+    }
 }
 
 /// Loads one instance of `spec`'s version `version` at `placement`.

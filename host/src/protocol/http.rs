@@ -293,9 +293,9 @@ async fn unload(
     Ok(StatusCode::OK)
 }
 
-fn caller(headers: &HeaderMap, protocol: Protocol) -> RequestContext {
+fn caller(headers: &HeaderMap) -> RequestContext {
     let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
-    RequestContext::new(protocol, tenant)
+    RequestContext::new(Protocol::Http, tenant)
 }
 
 fn region_name(p: &HashMap<String, String>) -> &str {
@@ -307,7 +307,7 @@ async fn shm_status(
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> HttpResult<Json<Value>> {
-    let ctx = caller(&headers, Protocol::Http);
+    let ctx = caller(&headers);
     let regions = s.shared_memory.status(&ctx.identity, region_name(&p))?;
     Ok(Json(Value::Array(
         regions
@@ -331,7 +331,7 @@ async fn shm_register(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<StatusCode> {
-    let ctx = caller(&headers, Protocol::Http);
+    let ctx = caller(&headers);
     let b: ShmRegisterBody = serde_json::from_slice(&body).map_err(|e| {
         KilnError::invalid(format!(
             "malformed system shared memory register request (expected key, offset, byte_size): {e}"
@@ -352,7 +352,7 @@ async fn shm_unregister(
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> HttpResult<StatusCode> {
-    let ctx = caller(&headers, Protocol::Http);
+    let ctx = caller(&headers);
     s.shared_memory.unregister(&ctx.identity, region_name(&p));
     Ok(StatusCode::OK)
 }
@@ -424,7 +424,7 @@ async fn infer(
     body: Bytes,
 ) -> HttpResult<Response> {
     let (model, version) = path_parts(&p);
-    let ctx = caller(&headers, Protocol::Http);
+    let ctx = caller(&headers);
     let (request, binary_outputs) =
         parse_infer(&s.shared_memory, ctx, model, version, &headers, body)?;
     let response = inference::infer(&s.registry, request).await?;

@@ -412,7 +412,8 @@ impl ModelRegistry {
         spec: &Arc<ModelSpec>,
         version: i64,
     ) -> std::result::Result<Arc<ModelRunner>, String> {
-        let mut instances = Vec::with_capacity(spec.instances.len());
+        let mut instances: Vec<Box<dyn backend::Backend>> =
+            Vec::with_capacity(spec.instances.len());
         // Ensembles run their steps on the composing models' instances.
         let placements = if spec.kind == backend::BackendKind::Ensemble {
             &[][..]
@@ -420,8 +421,14 @@ impl ModelRegistry {
             &spec.instances[..]
         };
         for &placement in placements {
-            let mut instance =
-                backend::load_instance(spec, version, placement).map_err(|e| e.to_string())?;
+            // Instances after the first share its compiled plugin where the
+            // backend allows (`Backend::replicate`).
+            let replica = instances.first().and_then(|first| first.replicate());
+            let mut instance = match replica {
+                Some(replica) => replica,
+                None => backend::load_instance(spec, version, placement),
+            }
+            .map_err(|e| e.to_string())?;
             warmup::warm_up(spec, instance.as_mut())?;
             instances.push(instance);
         }

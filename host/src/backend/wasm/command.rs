@@ -29,6 +29,9 @@ pub struct CommandState {
     limits: StoreLimits,
 }
 
+/// Stateless between calls (each call runs a fresh instance), so its
+/// replicas are plain clones.
+#[derive(Clone)]
 pub struct CommandInstance {
     pre: InstancePre<CommandState>,
     settings: PluginSettings,
@@ -203,5 +206,9 @@ impl Backend for CommandInstance {
 
     fn device(&self) -> String {
         "wasm".into()
+    }
+
+    fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
+        Some(Ok(Box::new(self.clone())))
     }
 }

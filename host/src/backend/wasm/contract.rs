@@ -53,6 +53,7 @@ pub fn check_metadata(spec: &ModelSpec, meta: &PluginMetadata) -> Result<(), Bac
 }
 
 /// The outputs config.pbtxt declares, which every answer must match.
+#[derive(Clone)]
 pub struct OutputContract {
     outputs: Vec<TensorSpec>,
     batched: bool,

@@ -592,4 +592,21 @@ impl Backend for WasmInstance {
     fn device(&self) -> String {
         "wasm".into()
     }
+
+    fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
+        let mut sibling = Self {
+            pre: self.pre.clone(),
+            settings: self.settings.clone(),
+            model: self.model.clone(),
+            outputs: self.outputs.clone(),
+            live: None,
+        };
+        // Its own store and memory; the metadata was checked for the first.
+        Some(
+            sibling
+                .instantiate()
+                .map(|()| Box::new(sibling) as Box<dyn Backend>)
+                .map_err(BackendError::Load),
+        )
+    }
 }
