@@ -24,8 +24,9 @@
 #   4. Wasm side: host/benches/plugins.rs (criterion, `cargo bench -p kiln`),
 #      groups image_preprocess_wasm[_simd128] (kiln's WasmInstance::execute);
 #      image_preprocess_wasmtime_* (the same component under a plain wasmtime
-#      engine without fuel metering and/or epoch checks, which kiln's engine
-#      always compiles in); and the empty plugin with the same output size
+#      engine without fuel metering and/or epoch checks: kiln always compiles
+#      epoch checks in, and fuel metering only for models that set wasm_fuel,
+#      which this case does not); and the empty plugin with the same output size
 #      (3x224x224 FP32) for the host's copy overhead.
 #   5. compares the outputs bit for bit (the Wasm build must equal native
 #      scalar) and prints the table (criterion medians).
@@ -211,7 +212,7 @@ print()
 print("Where the Wasm time goes: the same component (committed build) under a plain wasmtime")
 print("engine with kiln's pool, without kiln's host code, fuel metering and/or epoch checks:")
 print()
-print("| case | kiln call (fuel + epoch) µs | wasmtime, epoch only µs | wasmtime, neither µs "
+print("| case | kiln call (epoch; fuel only with wasm_fuel) µs | wasmtime, epoch only µs | wasmtime, neither µs "
       "| neither / native scalar |")
 print("|---|---|---|---|---|")
 for name in names:

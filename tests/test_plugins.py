@@ -386,3 +386,25 @@ def test_plugin_instances_share_one_compile_and_keep_separate_state(plugins, kil
         outs = list(pool.map(lambda _: client.infer("trap4", [fp32_input(np.zeros((1, 4), dtype=np.float32))])
                              .as_numpy("OUTPUT"), range(16)))
     assert all(o.shape == (1, 4) for o in outs)
+
+
+def test_wasm_fuel_bounds_a_plugin_and_only_metered_models_pay_for_it(plugins, kiln, tmp_path):
+    """`wasm_fuel` models run on the fuel-metered engine and fail a runaway call with the fuel
+    error, well before their (long) deadline; models without it run on the plain engine, side
+    by side in the same server."""
+    repo = tmp_path / "repo"
+    plugin_model(repo, "loop_fuel", "hostile_loop", {"wasm_fuel": "2000000", "wasm_timeout_ms": "20000"})
+    plugin_model(repo, "scale_fuel", "scale", {"factor": "2", "wasm_fuel": "100000000"})
+    plugin_model(repo, "scale_plain", "scale", {"factor": "3"})
+    server = kiln(repo)
+    client = server.grpc
+    started = time.monotonic()
+    with pytest.raises(InferenceServerException, match="out of fuel"):
+        client.infer("loop_fuel", [fp32_input(np.ones((1, 4), dtype=np.float32))], client_timeout=60)
+    assert time.monotonic() - started < 10, "fuel, not the 20 s deadline, should have stopped it"
+    a = np.arange(16, dtype=np.float32).reshape(1, 16)
+    np.testing.assert_array_equal(client.infer("scale_fuel", [fp32_input(a)]).as_numpy("OUTPUT"), a * 2)
+    np.testing.assert_array_equal(client.infer("scale_plain", [fp32_input(a)]).as_numpy("OUTPUT"), a * 3)
+    # The metered model keeps serving after its fuel trap replaced the instance.
+    out = client.infer("loop_fuel", [fp32_input(np.zeros((1, 4), dtype=np.float32))]).as_numpy("OUTPUT")
+    assert out.shape == (1, 4)

@@ -54,7 +54,7 @@ impl CommandInstance {
         wasm: &[u8],
     ) -> Result<Self, BackendError> {
         let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
-        let runtime = WasmRuntime::get().map_err(BackendError::Load)?;
+        let runtime = WasmRuntime::get(settings.fuel.is_some()).map_err(BackendError::Load)?;
         let load_error = |e: wasmtime::Error| {
             BackendError::Load(format!(
                 "{} is not a usable WASI command module: {e:#}",

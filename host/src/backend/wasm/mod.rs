@@ -133,18 +133,21 @@ fn cache_dir() -> Option<PathBuf> {
 
 impl WasmRuntime {
     /// The shared runtime, created on first use (servers without plugins
-    /// never pay for it).
-    pub fn get() -> Result<&'static WasmRuntime, String> {
-        static RUNTIME: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
-        RUNTIME
-            .get_or_init(|| {
-                Self::new().map_err(|e| format!("cannot start the wasm runtime: {e:#}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+    /// never pay for it). Two exist: fuel metering is compiled into the code
+    /// and costs every call (about 6 % of plugin compute, BENCHMARKS.md), so
+    /// only models that set `wasm_fuel` run on the metered engine.
+    pub fn get(fuel: bool) -> Result<&'static WasmRuntime, String> {
+        static PLAIN: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
+        static METERED: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
+        let cell = if fuel { &METERED } else { &PLAIN };
+        cell.get_or_init(|| {
+            Self::new(fuel).map_err(|e| format!("cannot start the wasm runtime: {e:#}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
     }
 
-    fn new() -> wasmtime::Result<Self> {
+    fn new(fuel: bool) -> wasmtime::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(1000)
             .total_core_instances(2000)
@@ -155,7 +158,7 @@ impl WasmRuntime {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .consume_fuel(true)
+            .consume_fuel(fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -435,7 +438,7 @@ impl WasmInstance {
         binary: PluginBinary,
     ) -> Result<Self, BackendError> {
         let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
-        let runtime = WasmRuntime::get().map_err(BackendError::Load)?;
+        let runtime = WasmRuntime::get(settings.fuel.is_some()).map_err(BackendError::Load)?;
         let (pre, cached) = runtime
             .prepare(path, wasm, binary)
             .map_err(BackendError::Load)?;
@@ -506,8 +509,10 @@ impl WasmInstance {
 fn arm<T>(store: &mut Store<T>, settings: &PluginSettings) {
     let ticks = (settings.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
     store.set_epoch_deadline(ticks);
-    // Fuel is always on in the engine (a per-model option); unlimited unless set.
-    let _ = store.set_fuel(settings.fuel.unwrap_or(u64::MAX));
+    // Models with `wasm_fuel` run on the metered engine (WasmRuntime::get).
+    if let Some(fuel) = settings.fuel {
+        let _ = store.set_fuel(fuel);
+    }
 }
 
 /// Turns a wasmtime error into a message a client can act on.
