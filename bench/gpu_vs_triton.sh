@@ -84,7 +84,9 @@ device)
 
   if [[ " $PARTS " == *" kiln"* ]]; then
     echo "== b. kiln"
-    start_kiln "$raw/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1
+    # KILN_ARGS: extra serve flags, e.g. "--cuda-tf32 false" (FP32 convolutions without TF32:
+    # the batched check's error should fall towards the unbatched 0.0 and compute should slow).
+    start_kiln "$raw/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1 ${KILN_ARGS:-}
     wait_ready 8000 $kiln "$raw/kiln.log"
     # Correctness of the GPU paths (pinned staging, batch gathering, FP16) first.
     python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50 fp32 | tee -a "$out/check.txt"
