@@ -468,3 +468,42 @@ def test_bad_reference(api, regions, case):
     assert np.isnan(regions.read(h_small, 0, 8)).all(), "a failed request wrote into 'small'"
     # the server and the regions still work
     check_shm_infer(api, regions, h_out, a, b)
+
+
+def test_stream_infer_with_shm_tensors(server, regions):
+    """ModelStreamInfer resolves regions like ModelInfer: each streamed request reads its inputs
+    from the region as it is then and writes its output region; a bad region fails only its own
+    answer (in-band) and the stream goes on."""
+    import queue
+
+    api = Api("grpc", server)
+    h_in = regions.create(2 * ROW)
+    h_out = regions.create(ROW)
+    regions.register(api, "in", h_in, 2 * ROW)
+    regions.register(api, "out", h_out, ROW)
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        for _ in range(3):
+            a, b = rand_f32(1, 16), rand_f32(1, 16)
+            regions.write(h_in, 0, a)
+            regions.write(h_in, ROW, b)
+            regions.write(h_out, 0, nan_f32(1, 16))
+            inputs, outputs = shm_request(api)
+            client.async_stream_infer(MODEL, inputs, outputs=outputs)
+            result, error = answers.get(timeout=30)
+            assert error is None, error
+            np.testing.assert_array_equal(regions.read(h_out, 0, 1, 16), a + b)
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+        inputs, outputs = shm_request(api, in_region="nope")
+        client.async_stream_infer(MODEL, inputs, outputs=outputs)
+        result, error = answers.get(timeout=30)
+        assert result is None and "Unable to find shared memory region: 'nope'" in str(error), error
+        inputs, outputs = shm_request(api)
+        client.async_stream_infer(MODEL, inputs, outputs=outputs)
+        result, error = answers.get(timeout=30)
+        assert error is None, error
+    finally:
+        client.stop_stream()
+        client.close()
