@@ -10,7 +10,10 @@
 #      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs);
 #   e. both servers again with perf_analyzer's `--shared-memory system`: tensors pass
 #      through registered /dev/shm regions instead of the gRPC messages, so the
-#      figures show the server without the socket and protobuf cost of 588 KiB inputs.
+#      figures show the server without the socket and protobuf cost of 588 KiB inputs;
+#   f. both servers over plain gRPC at high concurrency with bench/loadgen, which
+#      shares one input between all requests: perf_analyzer 2.60 keeps every request's
+#      inputs and is killed for memory there (LOADGEN_CONCURRENCY, default "64 256").
 #
 #   bash bench/gpu_proof.sh prepare && bash bench/gpu_vs_triton.sh prepare   # here
 #   bash bench/gpu_vs_triton.sh device    # GPU machine (device tool, carry [".carry"])
@@ -22,6 +25,7 @@ CONCURRENCY=${CONCURRENCY:-"1 4 16 64 256"}
 case "${1:-}" in
 prepare)
   [[ -f .carry/kiln-cuda && -f .carry/pa.tar.xz ]] || bash bench/gpu_proof.sh prepare
+  cargo build --release --locked -p kiln-loadgen && strip -o .carry/loadgen target/release/loadgen
   [[ -f .carry/triton.tar.xz ]] || bash ../shared/tools/triton-reference/install.sh "$HOME/.cache/kiln-tools/triton-reference" --offline-bundle .carry/triton --tar
   rm -rf .carry/triton
   du -sh .carry
@@ -30,7 +34,7 @@ device)
   # PARTS picks what runs (default: all), so that the whole can be split over
   # calls that each fit the device tool's 10-minute limit, e.g.
   # PARTS="reference kiln kiln-batched" then PARTS="kiln-batched-fp16 triton".
-  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-batched-fp16-shm kiln-small triton triton-shm"}
+  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-batched-fp16-shm kiln-batched-loadgen kiln-small triton triton-shm triton-loadgen"}
   want() { [[ " $PARTS " == *" $1 "* ]]; }
   . bench/lib.sh
   bench_device_setup
@@ -79,6 +83,15 @@ device)
       echo "| $label | $c | $(pa_row "$raw/pa-$label-c$c.txt") |" | tee -a "$out/table.md"
     done
   }
+  loadgen_sweep() { # label model grpc_port: closed-loop gRPC load, one shared input
+    local c
+    for c in ${LOADGEN_CONCURRENCY:-64 256}; do
+      timeout -s KILL ${PA_TIMEOUT:-100} ./.carry/loadgen --url "http://127.0.0.1:$3" --model "$2" \
+        --input INPUT__0:FP32:1,3,224,224 --concurrency "$c" --warmup 5 --seconds 10 \
+        > "$raw/lg-$1-c$c.txt" 2>&1 || true
+      echo "| $1 | $c | $(pa_row "$raw/lg-$1-c$c.txt") |" | tee -a "$out/table.md"
+    done
+  }
   echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee -a "$out/table.md"
   echo "|---|---|---|---|---|---|" | tee -a "$out/table.md"
 
@@ -101,18 +114,20 @@ device)
     if want kiln-batched-fp16-shm; then sweep kiln-batched-fp16-shm resnet50_batched_fp16 8001 "" --shared-memory system; fi
     if want kiln-batched-noprof-shm; then sweep kiln-batched-noprof-shm resnet50_batched_noprof 8001 "" --shared-memory system; fi
     if want kiln-batched-fp16-noprof-shm; then sweep kiln-batched-fp16-noprof-shm resnet50_batched_fp16_noprof 8001 "" --shared-memory system; fi
+    if want kiln-batched-loadgen; then loadgen_sweep kiln-batched-loadgen resnet50_batched 8001; fi
     if want kiln-small; then sweep kiln-small-gpu add_sub_gpu 8001 "1"; fi
     kill -TERM $kiln; wait $kiln || true
     tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"
   fi
 
-  if want triton || want triton-shm; then
+  if want triton || want triton-shm || want triton-loadgen; then
     echo "== c. Triton 2.51, Python backend"
     KILN_TRITON_GPUS=0 KILN_RESNET_PT=$pt KILN_TORCH_SITE=$site bash "$triton_run" /tmp/tr 18000 18001 18002 > "$raw/triton.log" 2>&1 &
     triton=$!
     wait_ready 18000 $triton "$raw/triton.log"
     if want triton; then sweep triton-python triton_resnet50 18001; fi
     if want triton-shm; then sweep triton-python-shm triton_resnet50 18001 "" --shared-memory system; fi
+    if want triton-loadgen; then loadgen_sweep triton-python-loadgen triton_resnet50 18001; fi
     kill -TERM $triton; wait $triton || true
   fi
   echo; cat "$out/table.md"

@@ -95,7 +95,7 @@ pa_row() {
   if [[ -z $tp ]]; then
     if grep -q "killed" "$1"; then why=" (perf_analyzer killed: out of memory or timeout)"
     elif grep -q "Failed to obtain stable" "$1"; then why=" (not stable within --max-trials)"
-    else why=" ($(grep -m1 -i "error" "$1" | cut -c1-80))"; fi
+    else why=" ($(grep -m1 -i "error" "$1" | sed 's/^ *//' | cut -c1-80))"; fi
   fi
   p50=$(sed -n 's/.*p50 latency: \([0-9]*\) usec.*/\1/p' "$1" | head -1)
   p99=$(sed -n 's/.*p99 latency: \([0-9]*\) usec.*/\1/p' "$1" | head -1)

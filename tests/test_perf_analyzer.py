@@ -78,3 +78,27 @@ def test_perf_analyzer_system_shared_memory(server, perf_analyzer, protocol):
     assert add_sub_failures(server) == failures_before, "some perf_analyzer requests failed on the server"
     assert dict(server.grpc.get_system_shared_memory_status().regions) == regions_before, \
         "perf_analyzer left regions registered"
+
+
+LOADGEN = pathlib.Path(os.environ.get("KILN_LOADGEN", pathlib.Path(__file__).resolve().parents[1]
+                                      / "target" / "release" / "loadgen"))
+
+
+def test_loadgen_measures_and_reports_failures(server):
+    """bench/loadgen, the closed-loop gRPC client the GPU benchmark uses where perf_analyzer runs
+    out of memory (large inputs, high rates): it measures add_sub in perf_analyzer's words, and
+    a failing model makes it say so and exit non-zero instead of printing a throughput."""
+    if not LOADGEN.exists():
+        pytest.fail(f"{LOADGEN} missing: `cargo build --release` builds it (workspace member bench/loadgen)")
+    base = [str(LOADGEN), "--url", f"http://{server.grpc_url}", "--concurrency", "2", "--warmup", "0.5",
+            "--seconds", "1"]
+    ok = subprocess.run(base + ["--model", "add_sub", "--input", "INPUT0:FP32:1,16", "--input", "INPUT1:FP32:1,16"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert float(THROUGHPUT.search(ok.stdout).group(1)) > 0, ok.stdout
+    assert re.search(r"p99 latency: [1-9][0-9]* usec", ok.stdout), ok.stdout
+    assert re.search(r"Requests: [1-9][0-9]* ok, 0 failed", ok.stdout), ok.stdout
+    bad = subprocess.run(base + ["--model", "add_sub", "--input", "INPUT0:FP32:1,16"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0, bad.stdout
+    assert "INPUT1" in bad.stdout, bad.stdout  # the server's error, naming the missing input

@@ -1,0 +1,231 @@
+//! A closed-loop load generator for KServe v2 over gRPC: N concurrent callers,
+//! each on its own HTTP/2 connection (as perf_analyzer's synchronous mode),
+//! each sending the next request as soon as the previous answer arrives.
+//!
+//! Why it exists: perf_analyzer 2.60 keeps every request's inputs in its
+//! request records, so with 588 KiB ResNet-50 inputs at thousands of requests
+//! per second it grows by gigabytes per second until the kernel kills it
+//! (BENCHMARKS.md, third pass; triton-inference-server/perf_analyzer#84). This
+//! tool builds the request once and shares its payload (`Bytes`) between all
+//! calls, so its memory stays flat. It measures the client side only:
+//! throughput and latency percentiles over one window after a warm-up, printed
+//! in perf_analyzer's words (`Throughput: … infer/sec`, `p50 latency: … usec`)
+//! so the same scripts read both.
+//!
+//!   loadgen --url http://127.0.0.1:8001 --model resnet50_batched \
+//!           --input INPUT__0:FP32:1,3,224,224 --concurrency 64
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use rand::RngCore;
+
+/// Generated from host/proto (Triton's protos), lints are not ours to fix.
+#[allow(clippy::all, clippy::pedantic)]
+mod proto {
+    tonic::include_proto!("inference");
+}
+
+use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use proto::model_infer_request::InferInputTensor;
+use proto::ModelInferRequest;
+
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The server's gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    url: String,
+    #[arg(long)]
+    model: String,
+    /// NAME:DATATYPE:SHAPE, e.g. INPUT__0:FP32:1,3,224,224 (repeatable).
+    /// Filled with random bytes, the same for every request.
+    #[arg(long, required = true)]
+    input: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds of load before measuring (connections, the server's warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+/// Bytes per element of a KServe datatype (BYTES is not supported here).
+fn element_size(datatype: &str) -> Option<usize> {
+    Some(match datatype {
+        "BOOL" | "INT8" | "UINT8" => 1,
+        "INT16" | "UINT16" | "FP16" | "BF16" => 2,
+        "INT32" | "UINT32" | "FP32" => 4,
+        "INT64" | "UINT64" | "FP64" => 8,
+        _ => return None,
+    })
+}
+
+fn parse_input(spec: &str) -> Result<(InferInputTensor, Bytes), String> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(name), Some(datatype), Some(shape)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("--input '{spec}': expected NAME:DATATYPE:SHAPE"));
+    };
+    let shape: Vec<i64> = shape
+        .split(',')
+        .map(|d| d.trim().parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--input '{spec}': shape: {e}"))?;
+    let size = element_size(datatype)
+        .ok_or_else(|| format!("--input '{spec}': unsupported datatype '{datatype}'"))?;
+    let count: i64 = shape.iter().product();
+    let mut data = vec![0u8; count.max(0) as usize * size];
+    rand::thread_rng().fill_bytes(&mut data);
+    if datatype.starts_with("FP") {
+        // Finite values: random bit patterns include NaNs and infinities.
+        for chunk in data.chunks_mut(size) {
+            chunk[size - 1] &= 0x3f;
+        }
+    }
+    let tensor = InferInputTensor {
+        name: name.to_string(),
+        datatype: datatype.to_string(),
+        shape,
+        ..Default::default()
+    };
+    Ok((tensor, Bytes::from(data)))
+}
+
+/// What one caller saw during the measured window.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn caller(
+    url: String,
+    request: ModelInferRequest,
+    measure_from: Instant,
+    until: Instant,
+) -> Result<Tally, String> {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| e.to_string())?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(64 << 20)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut client = GrpcInferenceServiceClient::new(channel)
+        .max_decoding_message_size(i32::MAX as usize)
+        .max_encoding_message_size(i32::MAX as usize);
+    let mut tally = Tally::default();
+    loop {
+        let started = Instant::now();
+        if started >= until {
+            return Ok(tally);
+        }
+        // Cloning shares the payload: `raw_input_contents` are `Bytes`.
+        let result = client.model_infer(request.clone()).await;
+        let done = Instant::now();
+        if started < measure_from || done > until {
+            continue;
+        }
+        match result {
+            Ok(_) => tally
+                .latencies_us
+                .push(done.duration_since(started).as_micros() as u64),
+            Err(status) => {
+                tally.errors += 1;
+                tally
+                    .first_error
+                    .get_or_insert_with(|| status.message().to_string());
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut request = ModelInferRequest {
+        model_name: args.model.clone(),
+        ..Default::default()
+    };
+    for spec in &args.input {
+        match parse_input(spec) {
+            Ok((tensor, data)) => {
+                request.inputs.push(tensor);
+                request.raw_input_contents.push(data);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let until = measure_from + Duration::from_secs_f64(args.seconds);
+    let callers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            tokio::spawn(caller(
+                args.url.clone(),
+                request.clone(),
+                measure_from,
+                until,
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut errors, mut first_error) = (0u64, None);
+    for c in callers {
+        match c.await {
+            Ok(Ok(t)) => {
+                latencies.extend(t.latencies_us);
+                errors += t.errors;
+                first_error = first_error.or(t.first_error);
+            }
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: a caller panicked: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    latencies.sort_unstable();
+    println!(
+        "Request concurrency: {}  (loadgen: {} s warm-up, {} s measured)",
+        args.concurrency, args.warmup, args.seconds
+    );
+    println!("  Requests: {} ok, {errors} failed", latencies.len());
+    // A window with failures has no throughput worth a table row.
+    if let Some(e) = first_error {
+        println!("  First error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if latencies.is_empty() {
+        println!("  error: no request completed inside the measured window");
+        return std::process::ExitCode::FAILURE;
+    }
+    println!(
+        "  Throughput: {:.2} infer/sec",
+        latencies.len() as f64 / args.seconds
+    );
+    for p in [50.0, 90.0, 99.0] {
+        println!("  p{p} latency: {} usec", percentile(&latencies, p));
+    }
+    std::process::ExitCode::SUCCESS
+}
