@@ -95,7 +95,7 @@ async fn run(
     mut request: InferRequest,
 ) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
-    let requested = check_requested_outputs(spec, &mut request.outputs)?;
+    let requested = check_requested_outputs(spec, std::mem::take(&mut request.outputs))?;
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
     let outcome = if spec.kind == crate::backend::BackendKind::Ensemble {
         let started = std::time::Instant::now();
@@ -169,14 +169,14 @@ async fn run(
 /// and shared-memory placements.
 fn check_requested_outputs(
     spec: &ModelSpec,
-    requested: &mut [RequestedOutput],
+    requested: Vec<RequestedOutput>,
 ) -> Result<Vec<(usize, u32, Option<OutputPlacement>)>> {
     if requested.is_empty() {
         return Ok((0..spec.outputs.len()).map(|i| (i, 0, None)).collect());
     }
     let mut seen = HashSet::new();
     requested
-        .iter_mut()
+        .into_iter()
         .map(|r| {
             let (index, _) = spec.output(&r.name).ok_or_else(|| {
                 KilnError::invalid(format!(
@@ -192,7 +192,7 @@ fn check_requested_outputs(
                     r.name
                 )));
             }
-            Ok((index, r.class_count, r.shared_memory.take()))
+            Ok((index, r.class_count, r.shared_memory))
         })
         .collect()
 }
@@ -554,12 +554,12 @@ mod tests {
             class_count: 0,
             shared_memory: None,
         };
-        assert!(check_requested_outputs(&s, &mut [r("NOPE")])
+        assert!(check_requested_outputs(&s, vec![r("NOPE")])
             .unwrap_err()
             .message()
             .contains("NOPE"));
-        assert!(check_requested_outputs(&s, &mut [r("OUTPUT0"), r("OUTPUT0")]).is_err());
-        let checked = check_requested_outputs(&s, &mut [r("OUTPUT1")]).unwrap();
+        assert!(check_requested_outputs(&s, vec![r("OUTPUT0"), r("OUTPUT0")]).is_err());
+        let checked = check_requested_outputs(&s, vec![r("OUTPUT1")]).unwrap();
         assert_eq!(checked.len(), 1);
         assert!(matches!(checked[0], (1, 0, None)));
     }

@@ -283,21 +283,25 @@ impl SharedMemory {
         Ok(Bytes::from_owner(InputView { region, range }))
     }
 
-    /// Where to write an output; checked now, so that a bad reference fails
-    /// the request before the model runs.
+    /// Where to write an output: `None` when its parameters name no shared
+    /// memory (it goes in the response). Checked now, so that a bad reference
+    /// fails the request before the model runs.
     pub fn output(
         &self,
         caller: &Identity,
         tensor: &str,
         r: &Reference,
-    ) -> Result<OutputPlacement> {
+    ) -> Result<Option<OutputPlacement>> {
+        if !r.is_used() {
+            return Ok(None);
+        }
         let (region, offset, byte_size) = self.resolve(caller, tensor, r)?;
         region.window(offset, byte_size)?;
-        Ok(OutputPlacement {
+        Ok(Some(OutputPlacement {
             region,
             offset,
             byte_size,
-        })
+        }))
     }
 }
 
@@ -341,13 +345,21 @@ mod tests {
         let shm = SharedMemory::default();
         let me = Identity::Anonymous;
         shm.register(&me, "r", &object.0, 64, 128).unwrap();
-        let out = shm.output(&me, "OUT", &reference("r", 16, 8)).unwrap();
+        let out = shm
+            .output(&me, "OUT", &reference("r", 16, 8))
+            .unwrap()
+            .unwrap();
         out.write("OUT", b"0123456789abcdef").unwrap();
         let input = shm.input(&me, "IN", &reference("r", 16, 8)).unwrap();
         assert_eq!(&input[..], b"0123456789abcdef");
         // The window starts at the registered offset of the object.
         let file = std::fs::read(format!("{SHM_DIR}{}", object.0)).unwrap();
         assert_eq!(&file[72..88], b"0123456789abcdef");
+        // Tensors that name no region are answered in the response.
+        assert!(shm
+            .output(&me, "OUT", &Reference::default())
+            .unwrap()
+            .is_none());
         // Unregistering keeps views alive.
         shm.unregister(&me, "");
         assert_eq!(&input[..4], b"0123");
@@ -374,7 +386,10 @@ mod tests {
         );
         let err = shm.input(&me, "IN", &reference("nope", 4, 0)).unwrap_err();
         assert!(matches!(err, KilnError::NotFound(_)), "{err:?}");
-        let out = shm.output(&me, "OUT", &reference("r", 4, 0)).unwrap();
+        let out = shm
+            .output(&me, "OUT", &reference("r", 4, 0))
+            .unwrap()
+            .unwrap();
         let err = out.write("OUT", &[1; 8]).unwrap_err();
         assert!(err.message().contains("'OUT' (4 bytes)"), "{err:?}");
         let err = shm.register(&me, "x", "/../etc/passwd", 0, 1).unwrap_err();

@@ -201,11 +201,7 @@ pub fn to_infer_request(
         .into_iter()
         .map(|o| {
             let reference = shared_memory_reference(&o.name, &o.parameters)?;
-            let shared_memory = if reference.is_used() {
-                Some(shared_memory.output(&ctx.identity, &o.name, &reference)?)
-            } else {
-                None
-            };
+            let shared_memory = shared_memory.output(&ctx.identity, &o.name, &reference)?;
             let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
                 None => 0,
                 Some(ParameterChoice::Int64Param(n)) if *n >= 0 => *n as u32,

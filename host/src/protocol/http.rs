@@ -529,11 +529,7 @@ fn parse_infer(
     let mut outputs = Vec::with_capacity(req.outputs.len());
     for o in req.outputs {
         let reference = shared_memory_reference(&o.name, &o.parameters)?;
-        let shared_memory = if reference.is_used() {
-            Some(shared_memory.output(&ctx.identity, &o.name, &reference)?)
-        } else {
-            None
-        };
+        let shared_memory = shared_memory.output(&ctx.identity, &o.name, &reference)?;
         let class_count = match o.parameters.get("classification") {
             None => 0,
             Some(v) => v.as_u64().ok_or_else(|| {
