@@ -8,17 +8,20 @@ Triton (2.51) answers to the same calls.
 """
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import http_json
+from kilnutil import http_json, http_request
 
 RNG = np.random.default_rng(2468)
 MODEL = "add_sub"  # FP32 INPUT0, INPUT1 [-1, 16] -> OUTPUT0 = a + b, OUTPUT1 = a - b
@@ -507,3 +510,64 @@ def test_stream_infer_with_shm_tensors(server, regions):
     finally:
         client.stop_stream()
         client.close()
+
+
+# Malformed shared_memory_* parameters, sent raw (tritonclient always sends well-typed ones):
+# (the INPUT0 parameters, whether INPUT0 also carries data, the words the message must contain)
+MALFORMED = {
+    "region_not_a_string": ({"shared_memory_region": 7, "shared_memory_byte_size": ROW},
+                            False, ["'INPUT0'", "'shared_memory_region' must be a string"]),
+    "byte_size_negative": ({"shared_memory_region": "in", "shared_memory_byte_size": -1},
+                           False, ["'INPUT0'", "'shared_memory_byte_size' must be a non-negative integer"]),
+    "offset_not_a_number": ({"shared_memory_region": "in", "shared_memory_byte_size": ROW,
+                             "shared_memory_offset": "zero"},
+                            False, ["'INPUT0'", "'shared_memory_offset' must be a non-negative integer"]),
+    "byte_size_missing": ({"shared_memory_region": "in"},
+                          False, ["'INPUT0'", "'shared_memory_byte_size' is required"]),
+    "region_missing": ({"shared_memory_byte_size": ROW},
+                       False, ["'INPUT0'", "'shared_memory_region' is required"]),
+    "region_and_data": ({"shared_memory_region": "in", "shared_memory_byte_size": ROW},
+                        True, ["'INPUT0'", "shared memory region and also carries"]),
+}
+
+
+def _grpc_parameter(p, value):
+    if isinstance(value, str):
+        p.string_param = value
+    else:
+        p.int64_param = value
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("kind", ["grpc", "http"])
+def test_malformed_shared_memory_parameters_are_invalid_argument(server, regions, kind, case):
+    params, with_data, parts = MALFORMED[case]
+    api = Api(kind, server)
+    a, b, _, h_out = add_sub_in_shm(api, regions)
+    data = rand_f32(1, 16)
+    input1 = {"shared_memory_region": "in", "shared_memory_byte_size": ROW, "shared_memory_offset": ROW}
+    if kind == "grpc":
+        req = service_pb2.ModelInferRequest(model_name=MODEL)
+        for name, p in (("INPUT0", params), ("INPUT1", input1)):
+            t = req.inputs.add(name=name, datatype="FP32", shape=[1, 16])
+            for key, value in p.items():
+                _grpc_parameter(t.parameters[key], value)
+        if with_data:
+            req.inputs[0].contents.fp32_contents.extend(data.ravel().tolist())
+        with grpc.insecure_channel(server.grpc_url) as channel:
+            with pytest.raises(grpc.RpcError) as exc:
+                service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.value
+        msg = exc.value.details()
+    else:
+        inputs = [{"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "parameters": params},
+                  {"name": "INPUT1", "shape": [1, 16], "datatype": "FP32", "parameters": input1}]
+        if with_data:
+            inputs[0]["data"] = data.ravel().tolist()
+        status, _, raw = http_request(server.http_url, "POST", f"/v2/models/{MODEL}/infer", {"inputs": inputs})
+        assert status == 400, (status, raw[:300])
+        msg = json.loads(raw)["error"]
+    for part in parts:
+        assert part in msg, f"{part!r} not in {msg!r}"
+    # the server and the regions still work
+    check_shm_infer(api, regions, h_out, a, b)
