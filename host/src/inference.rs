@@ -440,6 +440,7 @@ mod tests {
             instances: vec![Placement::Cpu],
             model_filename: "model.pt".into(),
             model_dir: "/nonexistent".into(),
+            cuda_graphs: vec![],
             warnings: vec![],
         }
     }

@@ -165,6 +165,8 @@ pub struct ModelSpec {
     pub instances: Vec<Placement>,
     pub model_filename: String,
     pub model_dir: PathBuf,
+    /// Shapes GPU instances capture as CUDA graphs (`optimization.cuda`).
+    pub cuda_graphs: Vec<super::cuda_graphs::GraphShape>,
     /// Accepted settings kiln does not act on yet, for the load log.
     pub warnings: Vec<String>,
 }
@@ -429,8 +431,9 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             "field 'model_transaction_policy': decoupled models are not supported".into(),
         ));
     }
-    if config.optimization.is_some() {
-        warnings.push("'optimization' settings are accepted and ignored".into());
+    let cuda_graphs = super::cuda_graphs::graph_shapes(&config, kind, &inputs).map_err(&err)?;
+    for setting in super::cuda_graphs::ignored_optimization_settings(&config) {
+        warnings.push(format!("'optimization.{setting}' is accepted and ignored"));
     }
     if config.response_cache.as_ref().is_some_and(|c| c.enable) {
         warnings.push("'response_cache' is accepted and ignored".into());
@@ -481,6 +484,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         outputs,
         instances,
         model_dir: model_dir.to_path_buf(),
+        cuda_graphs,
         warnings,
     })
 }

@@ -9,6 +9,7 @@
 //! reload that fails leaves the previous version serving and records why.
 
 pub mod config;
+pub mod cuda_graphs;
 pub mod layout;
 pub mod warmup;
 
