@@ -2,8 +2,8 @@
 //! `proto/`, and fixes the two libtorch link gotchas (see ENVIRONMENT.md):
 //! an RPATH to libtorch so `cargo run`/`cargo test` find it, and (feature
 //! `cuda` only) force-linking libtorch_cuda, which `--as-needed` drops; and
-//! (feature `cuda`) compiles the small C++ edge to libtorch's CUDA-stream API,
-//! `csrc/cuda_stream.cpp`, against the torch install's headers.
+//! (feature `cuda`) compiles the small C++ edge to libtorch's CUDA stream, TF32 and graph APIs,
+//! `csrc/cuda.cpp`, against the torch install's headers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch,--as-needed");
-        build_cuda_stream_edge()?;
+        build_cuda_edge()?;
     }
 
     let protos = ["proto/grpc_service.proto", "proto/model_config.proto"];
@@ -34,10 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Compiles csrc/cuda_stream.cpp. Headers: libtorch's (next to the library
+/// Compiles csrc/cuda.cpp. Headers: libtorch's (next to the library
 /// tch links) and the CUDA runtime's: `KILN_CUDA_INCLUDE`, else the pip
 /// wheels' beside torch (triton's, nvidia's), else /usr/local/cuda.
-fn build_cuda_stream_edge() -> Result<(), Box<dyn std::error::Error>> {
+fn build_cuda_edge() -> Result<(), Box<dyn std::error::Error>> {
     use std::path::PathBuf;
     let lib = PathBuf::from(
         std::env::var("DEP_TCH_LIBTORCH_LIB")
@@ -75,15 +75,15 @@ fn build_cuda_stream_edge() -> Result<(), Box<dyn std::error::Error>> {
     cc::Build::new()
         .cpp(true)
         .std("c++17")
-        .file("csrc/cuda_stream.cpp")
+        .file("csrc/cuda.cpp")
         .include(torch.join("include"))
         .include(torch.join("include/torch/csrc/api/include"))
         .include(&cuda)
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .flag_if_supported("-w")
-        .compile("kiln_cuda_stream");
+        .compile("kiln_cuda");
     println!("cargo:rustc-link-lib=dylib=c10_cuda");
     println!("cargo:rustc-link-lib=dylib=c10");
-    println!("cargo:rerun-if-changed=csrc/cuda_stream.cpp");
+    println!("cargo:rerun-if-changed=csrc/cuda.cpp");
     Ok(())
 }

@@ -430,3 +430,40 @@ def test_cuda_tf32_needs_a_cuda_build(tmp_path):
         assert proc.returncode != 0, f"{where}: kiln started with cuda_tf32 on a CPU build"
         assert "cuda_tf32" in proc.stderr + proc.stdout, f"{where}: {proc.stderr}"
         assert "cuda" in (proc.stderr + proc.stdout).split("cuda_tf32", 1)[1], proc.stderr
+
+
+def test_cuda_graphs_config_is_validated_and_cpu_instances_run_eagerly(model_repo, kiln, tmp_path):
+    """`optimization { cuda { graphs: true } }` (Triton's field, given its TensorRT meaning for
+    TorchScript): GPU instances capture a forward pass per listed shape at load. Shapes come
+    from config dims or graph_spec; a variable dim without a graph_spec shape, or a batch size
+    past max_batch_size, fails that model's load naming the field. A CPU instance has nothing
+    to capture: it serves eagerly and the load log says so. (Capture and replay on a GPU,
+    padded batches included: bench/gpu_vs_triton.sh, which checks every answer against PyTorch.)"""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
+    spec = 'graph_spec [ { batch_size: 4 input { key: "INPUT__0" value { dim: [ 3 ] } } } ]'
+    for name, optimization in [
+        ("graphs_cpu", f"cuda {{ graphs: true {spec} }}"),
+        ("graphs_variable", "cuda { graphs: true }"),
+        ("graphs_batch_9", f"cuda {{ graphs: true {spec.replace('batch_size: 4', 'batch_size: 9')} }}"),
+        ("graphs_busy_wait", "cuda { graphs: false busy_wait_events: true }"),
+    ]:
+        shutil.copytree(model_repo / "identity_fp32", repo / name)
+        (repo / name / "config.pbtxt").write_text(
+            config.replace('"identity_fp32"', f'"{name}"')
+            + f"optimization {{ {optimization} }}\n")
+    srv = kiln(repo, name="graphs")
+    x = f32(2, 3)
+    np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="graphs_cpu"), x)
+    np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="graphs_busy_wait"), x)
+    reasons = {e["name"]: e for e in srv.grpc.get_model_repository_index(as_json=True)["models"]}
+    assert reasons["graphs_variable"]["state"] == "UNAVAILABLE"
+    assert ("field 'optimization.cuda.graphs': input 'INPUT__0' has variable dims [-1]; "
+            "give its shape in a graph_spec entry's 'input'") in reasons["graphs_variable"]["reason"]
+    assert reasons["graphs_batch_9"]["state"] == "UNAVAILABLE"
+    assert ("field 'optimization.cuda.graph_spec[0].batch_size': must be between 1 and "
+            "max_batch_size 8, got 9") in reasons["graphs_batch_9"]["reason"]
+    log = srv.log()
+    assert "optimization.cuda.graphs applies to GPU instances; this CPU instance runs eagerly" in log
+    assert "'optimization.cuda.busy_wait_events' is accepted and ignored" in log

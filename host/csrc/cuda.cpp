@@ -1,10 +1,13 @@
-// kiln's CUDA-stream edge (feature `cuda`): libtorch's stream API is C++
+// kiln's CUDA edge (feature `cuda`): libtorch's stream API is C++
 // only and tch does not wrap it. Each GPU model instance takes a stream from
 // libtorch's pool and makes it current on its worker thread, so instances on
 // one GPU overlap their copies and kernels instead of queueing on the
 // default stream, and each waits only for its own work. It also holds the
-// TF32 switches, which tch does not wrap either.
+// TF32 switches, which tch does not wrap either, and CUDA graphs
+// (at::cuda::CUDAGraph): a model's forward pass captured once per input
+// shape and replayed with one launch.
 #include <ATen/Context.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <exception>
@@ -64,6 +67,46 @@ int kiln_cuda_set_tf32(int on, int* cublas, int* cudnn) {
     *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
     *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
   });
+}
+
+// A CUDA graph, not yet captured, or null (see kiln_cuda_last_error).
+void* kiln_cuda_graph_new() {
+  at::cuda::CUDAGraph* graph = nullptr;
+  guarded([&] { graph = new at::cuda::CUDAGraph(); });
+  return graph;
+}
+
+// Starts capturing the work the calling thread queues on its current stream
+// (which must not be the default stream). Thread-local mode: other threads
+// (other instances loading, requests on other models) keep allocating and
+// synchronising freely meanwhile. With `share_pool_of` non-null, the
+// capture's memory comes from that graph's pool: an instance replays its
+// graphs one at a time and reads each one's outputs before the next replay,
+// so graphs of one instance can share blocks.
+int kiln_cuda_graph_capture_begin(void* graph, void* share_pool_of) {
+  return guarded([&] {
+    c10::MempoolId_t pool{0, 0};
+    if (share_pool_of != nullptr) {
+      pool = static_cast<at::cuda::CUDAGraph*>(share_pool_of)->pool();
+    }
+    static_cast<at::cuda::CUDAGraph*>(graph)->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+  });
+}
+
+// Ends the capture and instantiates the graph. Also called after a failed
+// forward pass, to take the stream out of capture mode (its error then
+// says why the capture is unusable).
+int kiln_cuda_graph_capture_end(void* graph) {
+  return guarded([&] { static_cast<at::cuda::CUDAGraph*>(graph)->capture_end(); });
+}
+
+// Launches the captured work on the calling thread's current stream.
+int kiln_cuda_graph_replay(void* graph) {
+  return guarded([&] { static_cast<at::cuda::CUDAGraph*>(graph)->replay(); });
+}
+
+void kiln_cuda_graph_free(void* graph) {
+  delete static_cast<at::cuda::CUDAGraph*>(graph);
 }
 
 // The message of the last failure on this thread (valid until the next call).

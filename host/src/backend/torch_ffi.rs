@@ -256,6 +256,11 @@ extern "C" {
     fn kiln_cuda_stream_free(stream: *mut c_void);
     fn kiln_cuda_last_error() -> *const std::ffi::c_char;
     fn kiln_cuda_set_tf32(on: c_int, cublas: *mut c_int, cudnn: *mut c_int) -> c_int;
+    fn kiln_cuda_graph_new() -> *mut c_void;
+    fn kiln_cuda_graph_capture_begin(graph: *mut c_void, share_pool_of: *mut c_void) -> c_int;
+    fn kiln_cuda_graph_capture_end(graph: *mut c_void) -> c_int;
+    fn kiln_cuda_graph_replay(graph: *mut c_void) -> c_int;
+    fn kiln_cuda_graph_free(graph: *mut c_void);
 }
 
 /// Turns TF32 math on or off for FP32 matmuls (cuBLAS) and convolutions
@@ -266,7 +271,7 @@ pub fn set_tf32(on: bool) -> Result<(bool, bool), String> {
     let (mut cublas, mut cudnn): (c_int, c_int) = (0, 0);
     // SAFETY: plain FFI call writing two ints we own.
     if unsafe { kiln_cuda_set_tf32(on as c_int, &mut cublas, &mut cudnn) } != 0 {
-        return Err(stream_error());
+        return Err(cuda_error());
     }
     Ok((cublas != 0, cudnn != 0))
 }
@@ -279,7 +284,7 @@ pub fn set_tf32(_on: bool) -> Result<(bool, bool), String> {
     )
 }
 
-/// A CUDA stream of one model instance (csrc/cuda_stream.cpp): made current
+/// A CUDA stream of one model instance (csrc/cuda.cpp): made current
 /// on the instance's worker thread before each execution, so copies and
 /// kernels of instances sharing a GPU overlap, and synchronized alone.
 pub struct CudaStream {
@@ -294,7 +299,7 @@ pub struct CudaStream {
 unsafe impl Send for CudaStream {}
 
 #[cfg(feature = "cuda")]
-fn stream_error() -> String {
+fn cuda_error() -> String {
     // SAFETY: a NUL-terminated thread-local string owned by the C++ side,
     // copied before any other call on this thread.
     unsafe { CStr::from_ptr(kiln_cuda_last_error()) }
@@ -308,7 +313,7 @@ impl CudaStream {
         // SAFETY: plain FFI call; null means failure, reported by last_error.
         let raw = unsafe { kiln_cuda_stream_new(device as c_int) };
         if raw.is_null() {
-            return Err(format!("cannot create a CUDA stream: {}", stream_error()));
+            return Err(format!("cannot create a CUDA stream: {}", cuda_error()));
         }
         Ok(Self { raw })
     }
@@ -323,7 +328,7 @@ impl CudaStream {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
         if unsafe { kiln_cuda_stream_make_current(self.raw) } != 0 {
-            return Err(stream_error());
+            return Err(cuda_error());
         }
         Ok(())
     }
@@ -333,7 +338,7 @@ impl CudaStream {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
         if unsafe { kiln_cuda_stream_synchronize(self.raw) } != 0 {
-            return Err(stream_error());
+            return Err(cuda_error());
         }
         Ok(())
     }
@@ -344,5 +349,85 @@ impl Drop for CudaStream {
     fn drop(&mut self) {
         // SAFETY: `raw` came from kiln_cuda_stream_new and is freed once.
         unsafe { kiln_cuda_stream_free(self.raw) }
+    }
+}
+
+/// A CUDA graph (csrc/cuda.cpp, libtorch's at::cuda::CUDAGraph): the
+/// kernels and copies one thread queues on its current stream between
+/// `capture_begin` and `capture_end`, replayed later with one launch on the
+/// same memory. Owned by one model instance, used from its worker thread.
+pub struct CudaGraph {
+    #[cfg(feature = "cuda")]
+    raw: *mut c_void,
+}
+
+// SAFETY: a heap CUDAGraph used by one thread at a time (the instance that
+// owns it, &mut self for capture, replay on the instance's thread); moving it
+// between threads is allowed by libtorch.
+#[cfg(feature = "cuda")]
+unsafe impl Send for CudaGraph {}
+
+impl CudaGraph {
+    #[cfg(feature = "cuda")]
+    pub fn new() -> Result<Self, String> {
+        // SAFETY: plain FFI call; null means failure, reported by last_error.
+        let raw = unsafe { kiln_cuda_graph_new() };
+        if raw.is_null() {
+            return Err(cuda_error());
+        }
+        Ok(Self { raw })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    pub fn new() -> Result<Self, String> {
+        Err("CUDA graphs need a kiln built with the `cuda` feature".into())
+    }
+
+    /// Starts capturing what this thread queues on its current stream
+    /// (thread-local capture mode); with `share_pool_of`, the capture takes
+    /// its memory from that graph's pool.
+    pub fn capture_begin(&mut self, share_pool_of: Option<&CudaGraph>) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        {
+            let pool = share_pool_of.map_or(std::ptr::null_mut(), |g| g.raw);
+            // SAFETY: both handles are live graphs from kiln_cuda_graph_new.
+            if unsafe { kiln_cuda_graph_capture_begin(self.raw, pool) } != 0 {
+                return Err(cuda_error());
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = share_pool_of;
+        Ok(())
+    }
+
+    /// Ends the capture and instantiates the graph. Must follow every
+    /// successful `capture_begin`, also after a failed forward pass (to
+    /// take the stream out of capture mode).
+    pub fn capture_end(&mut self) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        // SAFETY: `raw` is a live graph from kiln_cuda_graph_new.
+        if unsafe { kiln_cuda_graph_capture_end(self.raw) } != 0 {
+            return Err(cuda_error());
+        }
+        Ok(())
+    }
+
+    /// Launches the captured work on this thread's current stream.
+    pub fn replay(&self) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        // SAFETY: `raw` is a live, captured graph (replaying an uncaptured
+        // one is an error libtorch reports, not undefined behaviour).
+        if unsafe { kiln_cuda_graph_replay(self.raw) } != 0 {
+            return Err(cuda_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from kiln_cuda_graph_new and is freed once.
+        unsafe { kiln_cuda_graph_free(self.raw) }
     }
 }

@@ -18,6 +18,12 @@
 //! libtorch keeps these switches process-wide; kiln sets them before each
 //! execution of a model that names them, as Triton does, so models that
 //! disagree should not share a server.
+//!
+//! CUDA graphs: with `optimization { cuda { graphs: true } }`, each GPU
+//! instance captures its forward pass at load for the shapes
+//! `repository::cuda_graphs` lists, and replays a captured graph for every
+//! batch that fits one (padding the rows past the batch); other shapes run
+//! eagerly. CPU instances always run eagerly.
 
 use std::path::Path;
 use std::time::Instant;
@@ -27,6 +33,7 @@ use tch::{CModule, Device, IValue, Kind};
 
 use super::{torch_ffi, Backend, BackendError, BackendRequest, ExecTimings};
 use crate::repository::config::{ModelSpec, Placement, TensorSpec};
+use crate::repository::cuda_graphs::GraphShape;
 use crate::tensor::{DataType, Tensor};
 
 pub struct TorchScriptInstance {
@@ -46,7 +53,49 @@ pub struct TorchScriptInstance {
     /// `output_position[i]` = index in the model's result of spec output `i`.
     output_position: Vec<usize>,
     outputs: Vec<TensorSpec>,
+    /// Captured forward passes, smallest batch first (GPU instances of
+    /// models with `optimization.cuda.graphs` only).
+    graphs: Vec<CapturedForward>,
 }
+
+/// One forward pass captured as a CUDA graph: replaying it reruns the
+/// captured kernels on the same memory, so a batch is copied into `inputs`
+/// first and its results read from `outputs` before the next replay.
+struct CapturedForward {
+    /// The shape it was captured at; `shape.batch` is 0 for a model without
+    /// a batch dimension (inputs must then match exactly).
+    shape: GraphShape,
+    inputs: Vec<tch::Tensor>,
+    /// The model's flattened result, in result order.
+    outputs: Vec<tch::Tensor>,
+    graph: torch_ffi::CudaGraph,
+}
+
+impl CapturedForward {
+    /// Whether inputs of these shapes run on this graph: the same dims but
+    /// the batch, which may be smaller (the remaining rows are padding).
+    fn fits(&self, shapes: &[Vec<i64>]) -> bool {
+        shapes.len() == self.shape.inputs.len()
+            && shapes
+                .iter()
+                .zip(&self.shape.inputs)
+                .all(|(got, captured)| {
+                    if self.shape.batch == 0 {
+                        got == captured
+                    } else {
+                        got.len() == captured.len()
+                            && got[0] <= captured[0]
+                            && got[1..] == captured[1..]
+                    }
+                })
+    }
+}
+
+/// Eager runs at a shape before it is captured: the TorchScript profiling
+/// executor settles its optimised plan (and compiles any fused kernels)
+/// over the first runs, and cuBLAS allocates its workspace; neither may
+/// happen inside a capture.
+const GRAPH_WARMUP_RUNS: usize = 5;
 
 /// Whether libtorch can see a CUDA device (false on CPU-only builds).
 pub fn cuda_device_count() -> i64 {
@@ -157,7 +206,7 @@ impl TorchScriptInstance {
                 )));
             }
         }
-        Ok(Self {
+        let mut instance = Self {
             module,
             device,
             precision,
@@ -171,7 +220,91 @@ impl TorchScriptInstance {
             arg_position,
             output_position: positions(&spec.outputs),
             outputs: spec.outputs.clone(),
-        })
+            graphs: Vec::new(),
+        };
+        if !spec.cuda_graphs.is_empty() {
+            if instance.stream.is_some() {
+                instance.capture_graphs(spec)?;
+            } else {
+                tracing::warn!(
+                    model = %spec.name,
+                    "optimization.cuda.graphs applies to GPU instances; this CPU instance runs eagerly"
+                );
+            }
+        }
+        Ok(instance)
+    }
+
+    /// Captures a forward pass for every shape in `spec.cuda_graphs`
+    /// (largest first, all in one memory pool), each after eager warm-up
+    /// runs at that shape, then replays each once to prove it runs.
+    fn capture_graphs(&mut self, spec: &ModelSpec) -> Result<(), BackendError> {
+        let stream = self.stream.as_ref().expect("GPU instance");
+        stream.make_current().map_err(BackendError::Load)?;
+        let mut graphs: Vec<CapturedForward> = Vec::new();
+        for shape in &spec.cuda_graphs {
+            let fail = |e: String| {
+                BackendError::Load(format!(
+                    "optimization.cuda.graphs: cannot capture the forward pass for input shapes {:?}: {}",
+                    shape.inputs,
+                    first_line(&e)
+                ))
+            };
+            let inputs = spec
+                .inputs
+                .iter()
+                .zip(&shape.inputs)
+                .map(|(t, dims)| {
+                    let kind = kind_of(t.datatype).expect("checked by cuda_graphs::graph_shapes");
+                    tch::Tensor::f_zeros(dims.as_slice(), (kind, self.device))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(e.to_string()))?;
+            let args = || inputs.iter().map(|t| Some(t.shallow_clone())).collect();
+            for _ in 0..GRAPH_WARMUP_RUNS {
+                self.run_model(args()).map_err(|e| fail(e.to_string()))?;
+            }
+            stream.synchronize().map_err(fail)?;
+            let mut graph = torch_ffi::CudaGraph::new().map_err(fail)?;
+            graph
+                .capture_begin(graphs.first().map(|g| &g.graph))
+                .map_err(fail)?;
+            let produced = self.run_model(args());
+            // Always end the capture, also when the forward pass failed:
+            // the stream must leave capture mode.
+            let ended = graph.capture_end();
+            let outputs = produced.map_err(|e| fail(e.to_string()))?;
+            ended.map_err(fail)?;
+            if shape.batch > 0 {
+                if let Some(t) = outputs
+                    .iter()
+                    .find(|t| t.size().first() != Some(&(shape.batch as i64)))
+                {
+                    return Err(fail(format!(
+                        "a result of shape {:?} does not start with the batch dimension {}; padded batches need batch-major results",
+                        t.size(),
+                        shape.batch
+                    )));
+                }
+            }
+            graph.replay().map_err(fail)?;
+            stream.synchronize().map_err(fail)?;
+            graphs.push(CapturedForward {
+                shape: shape.clone(),
+                inputs,
+                outputs,
+                graph,
+            });
+        }
+        graphs.reverse();
+        tracing::info!(
+            model = %spec.name,
+            device = %self.device(),
+            batch_sizes = ?graphs.iter().map(|g| g.shape.batch).collect::<Vec<_>>(),
+            "captured CUDA graphs"
+        );
+        self.graphs = graphs;
+        Ok(())
     }
 
     fn to_torch(&self, t: &Tensor) -> Result<tch::Tensor, BackendError> {
@@ -237,7 +370,7 @@ impl TorchScriptInstance {
                 BackendError::Execution(format!("cannot copy the inputs to {}: {e}", self.device()))
             })?;
             for (i, t) in slots.into_iter().zip(sent) {
-                placed[i] = Some(self.at_precision(t)?);
+                placed[i] = Some(t);
             }
         }
         Ok(placed)
@@ -253,22 +386,44 @@ impl TorchScriptInstance {
         }
     }
 
-    /// Runs forward on `args` (in config order) and reads the outputs back.
+    /// Runs the model on placed inputs (spec order, declared types): a
+    /// captured graph when one fits, else eagerly; then reads the outputs
+    /// back.
     fn forward(
         &mut self,
         inputs: Vec<Option<tch::Tensor>>,
         start: Instant,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
+        let infer_start = Instant::now();
+        timings.input = infer_start - start;
+        let produced = match self.graph_for(&inputs) {
+            Some(g) => self.replay(g, inputs)?,
+            None => self.run_model(inputs)?,
+        };
+        if let Some(stream) = &self.stream {
+            stream.synchronize().map_err(BackendError::Execution)?;
+            self.staging.mark_idle();
+        }
+        let output_start = Instant::now();
+        timings.infer = output_start - infer_start;
+        let outputs = self.read_outputs(&produced)?;
+        timings.output = output_start.elapsed();
+        Ok(outputs)
+    }
+
+    /// One eager forward pass: inputs (spec order) converted to the model's
+    /// `precision`, passed in forward-argument order; the result flattened.
+    fn run_model(
+        &self,
+        inputs: Vec<Option<tch::Tensor>>,
+    ) -> Result<Vec<tch::Tensor>, BackendError> {
         let mut args: Vec<IValue> = (0..inputs.len()).map(|_| IValue::None).collect();
         for (i, input) in inputs.into_iter().enumerate() {
             if let Some(t) = input {
-                args[self.arg_position[i]] = IValue::Tensor(t);
+                args[self.arg_position[i]] = IValue::Tensor(self.at_precision(t)?);
             }
         }
-        let infer_start = Instant::now();
-        timings.input = infer_start - start;
-
         if let Some(on) = self.jit_profiling {
             tch::jit::set_profiling_mode(on);
         }
@@ -283,15 +438,51 @@ impl TorchScriptInstance {
         })?;
         let mut produced = Vec::new();
         flatten_result(result, &mut produced)?;
-        if let Some(stream) = &self.stream {
-            stream.synchronize().map_err(BackendError::Execution)?;
-            self.staging.mark_idle();
+        Ok(produced)
+    }
+
+    /// The smallest captured graph these inputs fit, if any (every input
+    /// must be present).
+    fn graph_for(&self, inputs: &[Option<tch::Tensor>]) -> Option<usize> {
+        if self.graphs.is_empty() {
+            return None;
         }
-        let output_start = Instant::now();
-        timings.infer = output_start - infer_start;
-        let outputs = self.read_outputs(&produced)?;
-        timings.output = output_start.elapsed();
-        Ok(outputs)
+        let shapes: Vec<Vec<i64>> = inputs
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.size()))
+            .collect::<Option<_>>()?;
+        self.graphs.iter().position(|g| g.fits(&shapes))
+    }
+
+    /// Copies the inputs into graph `g`'s static inputs (the leading rows,
+    /// for a smaller batch) and replays it; returns its outputs cut to the
+    /// batch. All of it is queued on the instance's stream.
+    fn replay(
+        &self,
+        g: usize,
+        inputs: Vec<Option<tch::Tensor>>,
+    ) -> Result<Vec<tch::Tensor>, BackendError> {
+        let g = &self.graphs[g];
+        let exec = |e: tch::TchError| BackendError::Execution(e.to_string());
+        let rows = (g.shape.batch > 0)
+            .then(|| inputs[0].as_ref().map(|t| t.size()[0]))
+            .flatten();
+        for (captured, t) in g.inputs.iter().zip(inputs) {
+            let t = t.expect("graph_for takes only complete inputs");
+            let mut dst = match rows {
+                Some(n) => captured.f_narrow(0, 0, n).map_err(exec)?,
+                None => captured.shallow_clone(),
+            };
+            dst.f_copy_(&t).map_err(exec)?;
+        }
+        g.graph.replay().map_err(BackendError::Execution)?;
+        g.outputs
+            .iter()
+            .map(|o| match rows {
+                Some(n) => o.f_narrow(0, 0, n).map_err(exec),
+                None => Ok(o.shallow_clone()),
+            })
+            .collect()
     }
 
     fn on_device(&self, cpu: tch::Tensor) -> Result<tch::Tensor, BackendError> {
