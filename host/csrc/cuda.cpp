@@ -6,6 +6,7 @@
 // TF32 switches, which tch does not wrap either, and CUDA graphs
 // (at::cuda::CUDAGraph): a model's forward pass captured once per input
 // shape and replayed with one launch.
+#include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
@@ -67,6 +68,18 @@ int kiln_cuda_set_tf32(int on, int* cublas, int* cudnn) {
     *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
     *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
   });
+}
+
+// An uninitialised pinned (page-locked) host byte tensor from libtorch's
+// caching host allocator, handed out as tch's C API hands out tensors (a
+// heap at::Tensor that tch deletes), or null. Replaces tch's pin_memory(device),
+// whose device argument libtorch 2.11 deprecates with a warning.
+void* kiln_cuda_pinned_bytes(int64_t bytes) {
+  at::Tensor* tensor = nullptr;
+  guarded([&] {
+    tensor = new at::Tensor(at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true)));
+  });
+  return tensor;
 }
 
 // A CUDA graph, not yet captured, or null (see kiln_cuda_last_error).

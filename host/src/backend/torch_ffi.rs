@@ -169,8 +169,7 @@ impl PinnedStaging {
         }
         let capacity = len.next_power_of_two().max(MIN_STAGING_BYTES);
         self.buffer = None;
-        let buffer = tch::Tensor::f_empty([capacity as i64], (tch::Kind::Uint8, tch::Device::Cpu))
-            .and_then(|t| t.f_pin_memory(self.device))
+        let buffer = pinned_bytes(capacity)
             .map_err(|e| format!("cannot allocate {capacity} bytes of pinned host memory: {e}"))?;
         self.buffer = Some(buffer);
         self.capacity = capacity;
@@ -256,6 +255,7 @@ extern "C" {
     fn kiln_cuda_stream_free(stream: *mut c_void);
     fn kiln_cuda_last_error() -> *const std::ffi::c_char;
     fn kiln_cuda_set_tf32(on: c_int, cublas: *mut c_int, cudnn: *mut c_int) -> c_int;
+    fn kiln_cuda_pinned_bytes(bytes: i64) -> *mut c_void;
     fn kiln_cuda_graph_new() -> *mut c_void;
     fn kiln_cuda_graph_capture_begin(graph: *mut c_void, share_pool_of: *mut c_void) -> c_int;
     fn kiln_cuda_graph_capture_end(graph: *mut c_void) -> c_int;
@@ -282,6 +282,25 @@ pub fn set_tf32(_on: bool) -> Result<(bool, bool), String> {
         "TF32 switches need a kiln built with the `cuda` feature (cargo build --features cuda)"
             .into(),
     )
+}
+
+/// `bytes` of uninitialised pinned host memory, as a CPU byte tensor.
+#[cfg(feature = "cuda")]
+fn pinned_bytes(bytes: usize) -> Result<tch::Tensor, String> {
+    // SAFETY: plain FFI call; null means failure, reported by last_error.
+    let raw = unsafe { kiln_cuda_pinned_bytes(bytes as i64) };
+    if raw.is_null() {
+        return Err(cuda_error());
+    }
+    // SAFETY: a heap at::Tensor from `new`, which is what tch's own C API
+    // returns and what Tensor's Drop deletes; we own it.
+    Ok(unsafe { tch::Tensor::from_ptr(raw as *mut torch_sys::C_tensor) })
+}
+
+/// Without the `cuda` feature there is no GPU instance to stage for.
+#[cfg(not(feature = "cuda"))]
+fn pinned_bytes(_bytes: usize) -> Result<tch::Tensor, String> {
+    Err("pinned host memory needs a kiln built with the `cuda` feature".into())
 }
 
 /// A CUDA stream of one model instance (csrc/cuda.cpp): made current
