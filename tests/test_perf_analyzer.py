@@ -98,6 +98,13 @@ def test_loadgen_measures_and_reports_failures(server):
     assert float(THROUGHPUT.search(ok.stdout).group(1)) > 0, ok.stdout
     assert re.search(r"p99 latency: [1-9][0-9]* usec", ok.stdout), ok.stdout
     assert re.search(r"Requests: [1-9][0-9]* ok, 0 failed", ok.stdout), ok.stdout
+    # The server's averages over the same window, from ModelStatistics, as perf_analyzer prints them.
+    server_side = re.search(r"Avg request latency: ([0-9]+) usec \(overhead [0-9]+ usec \+ queue [0-9]+ usec "
+                            r"\+ compute input [0-9]+ usec \+ compute infer ([0-9]+) usec \+ compute output [0-9]+ usec; "
+                            r"average batch ([0-9.]+)\)", ok.stdout)
+    assert server_side, ok.stdout
+    assert int(server_side.group(1)) >= int(server_side.group(2)), ok.stdout
+    assert float(server_side.group(3)) >= 1.0, ok.stdout
     bad = subprocess.run(base + ["--model", "add_sub", "--input", "INPUT0:FP32:1,16"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0, bad.stdout

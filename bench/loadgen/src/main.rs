@@ -7,10 +7,13 @@
 //! per second it grows by gigabytes per second until the kernel kills it
 //! (BENCHMARKS.md, third pass; triton-inference-server/perf_analyzer#84). This
 //! tool builds the request once and shares its payload (`Bytes`) between all
-//! calls, so its memory stays flat. It measures the client side only:
-//! throughput and latency percentiles over one window after a warm-up, printed
-//! in perf_analyzer's words (`Throughput: … infer/sec`, `p50 latency: … usec`)
-//! so the same scripts read both.
+//! calls, so its memory stays flat. It measures throughput and latency
+//! percentiles over one window after a warm-up, and, as perf_analyzer does,
+//! the server's own averages over the same window from ModelStatistics
+//! (queue, compute input / infer / output, and the average batch size),
+//! printed in perf_analyzer's words (`Throughput: … infer/sec`,
+//! `p50 latency: … usec`, `Avg request latency: …`) so the same scripts read
+//! both.
 //!
 //!   loadgen --url http://127.0.0.1:8001 --model resnet50_batched \
 //!           --input INPUT__0:FP32:1,3,224,224 --concurrency 64
@@ -29,7 +32,7 @@ mod proto {
 
 use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::model_infer_request::InferInputTensor;
-use proto::ModelInferRequest;
+use proto::{ModelInferRequest, ModelStatistics, ModelStatisticsRequest};
 
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -146,6 +149,72 @@ async fn caller(
     }
 }
 
+/// The model's statistics at `at` (all versions summed), or why not.
+async fn statistics_at(url: String, model: String, at: Instant) -> Result<ModelStatistics, String> {
+    tokio::time::sleep_until(at.into()).await;
+    let mut client = GrpcInferenceServiceClient::connect(url)
+        .await
+        .map_err(|e| format!("statistics: cannot connect: {e}"))?;
+    let stats = client
+        .model_statistics(ModelStatisticsRequest {
+            name: model,
+            version: String::new(),
+        })
+        .await
+        .map_err(|s| format!("statistics: {}", s.message()))?
+        .into_inner();
+    let mut sum = ModelStatistics::default();
+    for m in stats.model_stats {
+        sum.inference_count += m.inference_count;
+        sum.execution_count += m.execution_count;
+        let (Some(from), to) = (
+            m.inference_stats,
+            sum.inference_stats.get_or_insert_default(),
+        ) else {
+            continue;
+        };
+        for (f, t) in [
+            (from.success, &mut to.success),
+            (from.queue, &mut to.queue),
+            (from.compute_input, &mut to.compute_input),
+            (from.compute_infer, &mut to.compute_infer),
+            (from.compute_output, &mut to.compute_output),
+        ] {
+            let (f, t) = (f.unwrap_or_default(), t.get_or_insert_default());
+            t.count += f.count;
+            t.ns += f.ns;
+        }
+    }
+    Ok(sum)
+}
+
+/// perf_analyzer's server-side line for the window between two snapshots:
+/// per-request averages of each phase, and the average batch size.
+fn server_side(before: &ModelStatistics, after: &ModelStatistics) -> Option<String> {
+    let (b, a) = (
+        before.inference_stats.as_ref()?,
+        after.inference_stats.as_ref()?,
+    );
+    let avg_us = |from: &Option<proto::StatisticDuration>,
+                  to: &Option<proto::StatisticDuration>| {
+        let (f, t) = (from.unwrap_or_default(), to.unwrap_or_default());
+        let n = t.count.saturating_sub(f.count);
+        (n > 0).then(|| t.ns.saturating_sub(f.ns) / n / 1000)
+    };
+    let success = avg_us(&b.success, &a.success)?;
+    let queue = avg_us(&b.queue, &a.queue).unwrap_or(0);
+    let input = avg_us(&b.compute_input, &a.compute_input).unwrap_or(0);
+    let infer = avg_us(&b.compute_infer, &a.compute_infer).unwrap_or(0);
+    let output = avg_us(&b.compute_output, &a.compute_output).unwrap_or(0);
+    let overhead = success.saturating_sub(queue + input + infer + output);
+    let executions = after.execution_count.saturating_sub(before.execution_count);
+    let inferences = after.inference_count.saturating_sub(before.inference_count);
+    Some(format!(
+        "  Avg request latency: {success} usec (overhead {overhead} usec + queue {queue} usec + compute input {input} usec + compute infer {infer} usec + compute output {output} usec; average batch {:.1})",
+        inferences as f64 / executions.max(1) as f64
+    ))
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -186,6 +255,8 @@ async fn main() -> std::process::ExitCode {
             ))
         })
         .collect();
+    let snapshot = |at| tokio::spawn(statistics_at(args.url.clone(), args.model.clone(), at));
+    let (stats_before, stats_after) = (snapshot(measure_from), snapshot(until));
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0u64, None);
     for c in callers {
@@ -226,6 +297,16 @@ async fn main() -> std::process::ExitCode {
     );
     for p in [50.0, 90.0, 99.0] {
         println!("  p{p} latency: {} usec", percentile(&latencies, p));
+    }
+    // The server's view is extra: a server without statistics still gets its row.
+    match (stats_before.await, stats_after.await) {
+        (Ok(Ok(before)), Ok(Ok(after))) => {
+            if let Some(line) = server_side(&before, &after) {
+                println!("{line}");
+            }
+        }
+        (Ok(Err(e)), _) | (_, Ok(Err(e))) => println!("  ({e})"),
+        _ => {}
     }
     std::process::ExitCode::SUCCESS
 }
