@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # Issue 4 benchmark on the GPU machine: ResNet-50 (TorchScript from torchvision,
-# random weights), one run, side by side:
-#   a. in-process libtorch (PyTorch) peak, FP32 and FP16, batch 1..64: the limit;
-#   b. kiln over gRPC with perf_analyzer, concurrency 1..256, dynamic batching off and on,
-#      and batched at `precision: fp16` (FP32 on the wire, FP16 on the GPU);
-#   c. the real Triton 2.51, Python backend running the same TorchScript through torch,
-#      same perf_analyzer settings;
+# random weights), side by side in one lease:
+#   a. in-process libtorch (PyTorch) peak, FP32 and FP16, batch 1..64, eager and
+#      replayed from a CUDA graph: the limit;
+#   b. kiln over gRPC, concurrency 1..256: dynamic batching off (`kiln`) and on
+#      (`kiln-batched`), and on with CUDA graphs (`kiln-batched-graphs`,
+#      `optimization { cuda { graphs: true } }`);
+#   c. the real Triton 2.51, Python backend running the same TorchScript through
+#      torch, same client settings;
 #   d. p50/p99 at concurrency 1 and server overhead (end to end minus compute), also
-#      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs);
-#   e. both servers again with perf_analyzer's `--shared-memory system`: tensors pass
-#      through registered /dev/shm regions instead of the gRPC messages, so the
-#      figures show the server without the socket and protobuf cost of 588 KiB inputs;
-#   f. both servers over plain gRPC at high concurrency with bench/loadgen, which
-#      shares one input between all requests: perf_analyzer 2.60 keeps every request's
-#      inputs and is killed for memory there (LOADGEN_CONCURRENCY, default "64 256").
+#      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs).
+# Clients: perf_analyzer up to PA_MAX_CONCURRENCY (16), bench/loadgen above it for
+# plain gRPC. perf_analyzer 2.60 keeps every request's inputs and is killed for
+# memory at higher rates with 588 KiB inputs (perf_analyzer#84); loadgen shares one
+# input between all requests. Both servers get the same client at each point.
+# The default PARTS are the main table and fit one 10-minute device call. More
+# parts, for a second call (EXTRA_PARTS below; a part's `-xN` suffix, e.g.
+# kiln-batched-graphs-x3, runs N instances instead of 2):
+#   e. FP16 (`precision: fp16`), eager and with graphs;
+#   f. both servers with perf_analyzer's `--shared-memory system` at every
+#      concurrency: tensors pass through registered /dev/shm regions instead of
+#      the gRPC messages (and perf_analyzer's memory stays flat).
 #
 #   bash bench/gpu_proof.sh prepare && bash bench/gpu_vs_triton.sh prepare   # here
 #   bash bench/gpu_vs_triton.sh device    # GPU machine (device tool, carry [".carry"])
+#   PARTS="$EXTRA_PARTS" bash bench/gpu_vs_triton.sh device
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONCURRENCY=${CONCURRENCY:-"1 4 16 64 256"}
+PA_MAX_CONCURRENCY=${PA_MAX_CONCURRENCY:-16}
+MAIN_PARTS="reference kiln kiln-batched kiln-batched-graphs kiln-small triton"
+EXTRA_PARTS="kiln-batched-graphs-x3 kiln-batched-fp16 kiln-batched-fp16-graphs kiln-batched-fp16-graphs-x3 kiln-batched-graphs-shm triton-shm"
 
 case "${1:-}" in
 prepare)
@@ -31,30 +42,38 @@ prepare)
   du -sh .carry
   ;;
 device)
-  # PARTS picks what runs (default: all), so that the whole can be split over
-  # calls that each fit the device tool's 10-minute limit, e.g.
-  # PARTS="reference kiln kiln-batched" then PARTS="kiln-batched-fp16 triton".
-  PARTS=${PARTS:-"reference kiln kiln-batched kiln-batched-fp16 kiln-batched-shm kiln-batched-fp16-shm kiln-batched-loadgen kiln-small triton triton-shm triton-loadgen"}
+  # PARTS picks what runs (default: the main table).
+  PARTS=${PARTS:-$MAIN_PARTS}
   want() { [[ " $PARTS " == *" $1 "* ]]; }
   . bench/lib.sh
   bench_device_setup
-  raw=/tmp/pa-raw; mkdir -p $raw   # perf_analyzer's full outputs stay on the machine
+  raw=/tmp/pa-raw; mkdir -p $raw   # the clients' full outputs stay on the machine
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-  echo "open-file limit: soft $(ulimit -Sn) hard $(ulimit -Hn); parts: $PARTS"
+  echo "open-file limit: soft $(ulimit -Sn) hard $(ulimit -Hn); parts: $PARTS; KILN_ARGS: ${KILN_ARGS:-}"
 
-  # Models: one TorchScript file shared by every server and the reference.
-  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50 --max-batch 64
-  pt=/tmp/kiln/resnet50/1/model.pt
-  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched --max-batch 64 --count 2 \
-    --batching "max_queue_delay_microseconds: 500" --model-pt $pt
-  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_fp16 --max-batch 64 --count 2 \
-    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter precision=fp16
-  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_noprof --max-batch 64 --count 2 \
-    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter ENABLE_JIT_PROFILING=false
-  python3 bench/gpu/make_resnet.py /tmp/kiln --name resnet50_batched_fp16_noprof --max-batch 64 --count 2 \
-    --batching "max_queue_delay_microseconds: 500" --model-pt $pt --parameter precision=fp16 \
-    --parameter ENABLE_JIT_PROFILING=false
-  python3 bench/gpu/make_small.py /tmp/kiln
+  # Models: one TorchScript file shared by every server and the reference; kiln
+  # gets only the models the chosen parts use. Batched ones: 2 instances, 500 µs.
+  python3 bench/gpu/make_resnet.py /tmp/models --name resnet50 --max-batch 64 > /dev/null
+  pt=/tmp/models/resnet50/1/model.pt
+  rm -rf /tmp/kiln && mkdir -p /tmp/kiln
+  kiln_model() { # part -> model name
+    local m=${1#kiln-}; m=${m%-shm}
+    case $m in kiln) echo resnet50 ;; small) echo add_sub_gpu ;; *) echo "resnet50_${m//-/_}" ;; esac
+  }
+  for part in $PARTS; do
+    [[ $part == kiln* ]] || continue
+    model=$(kiln_model "$part")
+    [[ -d /tmp/kiln/$model ]] && continue
+    case $model in
+      resnet50) cp -r /tmp/models/resnet50 /tmp/kiln/ ;;
+      add_sub_gpu) python3 bench/gpu/make_small.py /tmp/kiln > /dev/null ;;
+      *) count=2; [[ $model =~ _x([0-9]+)$ ]] && count=${BASH_REMATCH[1]}
+         flags=(--max-batch 64 --count $count --batching "max_queue_delay_microseconds: 500" --model-pt $pt)
+         [[ $model == *fp16* ]] && flags+=(--parameter precision=fp16)
+         [[ $model == *graphs* ]] && flags+=(--graphs)
+         python3 bench/gpu/make_resnet.py /tmp/kiln --name "$model" "${flags[@]}" > /dev/null ;;
+    esac
+  done
   mkdir -p /tmp/tr && cp -r bench/gpu/triton_resnet50 /tmp/tr/
 
   if want reference; then
@@ -62,35 +81,43 @@ device)
     python3 bench/gpu/reference.py $pt | tee "$out/reference.md"
   fi
 
-  sweep() { # label model grpc_port [concurrencies] [extra perf_analyzer args...]
-    local label=$1 model=$2 port=$3 levels=${4:-$CONCURRENCY} c rc
-    shift 4 2>/dev/null || shift $#
-    # Unrecorded warm-up at high concurrency first: the first batch of each size
-    # pays for cuDNN's algorithm choice and lazy kernel loading.
-    "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range 64:64 "$@" \
-      --measurement-interval 2000 --max-trials 2 > "$raw/warmup-$label.txt" 2>&1 || true
-    for c in $levels; do
+  point() { # label model grpc_port concurrency [extra perf_analyzer args...]
+    local label=$1 model=$2 port=$3 c=$4 rc=0 file
+    shift 4
+    if (( c > PA_MAX_CONCURRENCY )) && [[ " $* " != *" --shared-memory "* ]]; then
+      file="$raw/lg-$label-c$c.txt"
+      timeout -s KILL ${PA_TIMEOUT:-100} ./.carry/loadgen --url "http://127.0.0.1:$port" --model "$model" \
+        --input INPUT__0:FP32:1,3,224,224 --concurrency "$c" --warmup 3 --seconds 8 > "$file" 2>&1 || rc=$?
+      label="$label (loadgen)"
+    else
       # Stabilised on average latency and throughput (perf_analyzer's default):
       # p99 of a batching server moves too much between windows to converge;
       # p50 and p99 are reported all the same.
-      rc=0
+      file="$raw/pa-$label-c$c.txt"
       timeout -s KILL ${PA_TIMEOUT:-100} "$pa" -m "$model" -i grpc -u "localhost:$port" -b 1 --concurrency-range "$c:$c" "$@" \
-        --measurement-interval 3000 -s 25 --max-trials ${MAX_TRIALS:-6} > "$raw/pa-$label-c$c.txt" 2>&1 || rc=$?
-      # perf_analyzer 2.60 grows without bound at high rates with large inputs
-      # (triton-inference-server/perf_analyzer#84) until the kernel kills it;
-      # the timeout (SIGKILL too) keeps such a point from eating the call.
-      (( rc == 137 )) && echo "perf_analyzer killed (out of memory or PA_TIMEOUT)" >> "$raw/pa-$label-c$c.txt"
-      echo "| $label | $c | $(pa_row "$raw/pa-$label-c$c.txt") |" | tee -a "$out/table.md"
-    done
+        --measurement-interval 2000 -s 25 --max-trials ${MAX_TRIALS:-6} > "$file" 2>&1 || rc=$?
+    fi
+    (( rc == 137 )) && echo "killed (out of memory or PA_TIMEOUT)" >> "$file"
+    local row; row=$(pa_row "$file")
+    echo "| $label | $c | $row |" | tee -a "$out/table.md"
+    if [[ $row == fail* ]]; then # what the machine looked like (see BENCHMARKS.md, connect failures)
+      { echo "== $label c$c: $(grep -m3 -iE 'error|reset|refused' "$file" | cut -c1-200)"
+        echo "sockets: $(ss -s 2>/dev/null | head -2 | tr '\n' ' ')"
+        echo "listen queues: $(ss -ltn 2>/dev/null | awk 'NR>1 {print $4 " recv-q " $2 " backlog " $3}' | tr '\n' ';')"
+        echo "server fds: $(ls /proc/${server:-0}/fd 2>/dev/null | wc -l); somaxconn $(cat /proc/sys/net/core/somaxconn)"
+        # The kernel's TCP counters (no ss on the GPU machine): listen-queue overflows, resets.
+        awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) if (k[i] ~ /Listen|Abort|ReqQFull|Backlog/ && $i > 0) printf "%s=%s ", k[i], $i } } END { print "" }' /proc/net/netstat
+        tail -3 "$raw/kiln.log" 2>/dev/null | cut -c1-200; } >> "$out/diag.txt"
+    fi
   }
-  loadgen_sweep() { # label model grpc_port: closed-loop gRPC load, one shared input
-    local c
-    for c in ${LOADGEN_CONCURRENCY:-64 256}; do
-      timeout -s KILL ${PA_TIMEOUT:-100} ./.carry/loadgen --url "http://127.0.0.1:$3" --model "$2" \
-        --input INPUT__0:FP32:1,3,224,224 --concurrency "$c" --warmup 5 --seconds 10 \
-        > "$raw/lg-$1-c$c.txt" 2>&1 || true
-      echo "| $1 | $c | $(pa_row "$raw/lg-$1-c$c.txt") |" | tee -a "$out/table.md"
-    done
+  sweep() { # label model grpc_port [extra perf_analyzer args...]
+    local label=$1 model=$2 port=$3 c
+    shift 3
+    # Unrecorded warm-up at high concurrency first: the first batch of each size
+    # pays for cuDNN's algorithm choice and lazy kernel loading.
+    [[ $model == *resnet50* ]] && ./.carry/loadgen --url "http://127.0.0.1:$port" --model "$model" --input INPUT__0:FP32:1,3,224,224 \
+      --concurrency 64 --warmup 0 --seconds 3 > "$raw/warmup-$label.txt" 2>&1 || true
+    for c in $CONCURRENCY; do point "$label" "$model" "$port" "$c" "$@"; done
   }
   echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee -a "$out/table.md"
   echo "|---|---|---|---|---|---|" | tee -a "$out/table.md"
@@ -98,36 +125,39 @@ device)
   if [[ " $PARTS " == *" kiln"* ]]; then
     echo "== b. kiln"
     # KILN_ARGS: extra serve flags, e.g. "--cuda-tf32 false" (FP32 convolutions without TF32:
-    # the batched check's error should fall towards the unbatched 0.0 and compute should slow).
+    # the batched check's error should fall towards the unbatched one and compute should slow).
     start_kiln "$raw/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1 ${KILN_ARGS:-}
-    wait_ready 8000 $kiln "$raw/kiln.log"
-    # Correctness of the GPU paths (pinned staging, batch gathering, FP16) first.
-    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50 fp32 | tee -a "$out/check.txt"
-    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50_batched fp32 | tee -a "$out/check.txt"
-    python3 bench/gpu/check_batched.py $pt localhost:8001 resnet50_batched_fp16 fp16 | tee -a "$out/check.txt"
-    if want kiln; then sweep kiln resnet50 8001; fi
-    if want kiln-batched; then sweep kiln-batched resnet50_batched 8001; fi
-    if want kiln-batched-fp16; then sweep kiln-batched-fp16 resnet50_batched_fp16 8001; fi
-    if want kiln-batched-noprof; then sweep kiln-batched-noprof resnet50_batched_noprof 8001; fi
-    if want kiln-batched-fp16-noprof; then sweep kiln-batched-fp16-noprof resnet50_batched_fp16_noprof 8001; fi
-    if want kiln-batched-shm; then sweep kiln-batched-shm resnet50_batched 8001 "" --shared-memory system; fi
-    if want kiln-batched-fp16-shm; then sweep kiln-batched-fp16-shm resnet50_batched_fp16 8001 "" --shared-memory system; fi
-    if want kiln-batched-noprof-shm; then sweep kiln-batched-noprof-shm resnet50_batched_noprof 8001 "" --shared-memory system; fi
-    if want kiln-batched-fp16-noprof-shm; then sweep kiln-batched-fp16-noprof-shm resnet50_batched_fp16_noprof 8001 "" --shared-memory system; fi
-    if want kiln-batched-loadgen; then loadgen_sweep kiln-batched-loadgen resnet50_batched 8001; fi
-    if want kiln-small; then sweep kiln-small-gpu add_sub_gpu 8001 "1"; fi
-    kill -TERM $kiln; wait $kiln || true
+    wait_ready 8000 $kiln "$raw/kiln.log"; server=$kiln
+    grep -E "captured CUDA graphs|TF32|WARN|ERROR" "$raw/kiln.log" | cut -c1-300 | tee "$out/kiln-load.txt" || true
+    # Correctness of the GPU paths (pinned staging, batch gathering, padded
+    # graph replays, FP16) first; a failed check is reported, not fatal.
+    for model in $(ls /tmp/kiln); do
+      [[ $model == resnet50* ]] || continue
+      precision=fp32; [[ $model == *fp16* ]] && precision=fp16
+      python3 bench/gpu/check_batched.py $pt localhost:8001 "$model" $precision 2>&1 | tee -a "$out/check.txt" || true
+    done
+    for part in $PARTS; do
+      [[ $part == kiln* ]] || continue
+      model=$(kiln_model "$part")
+      if [[ $part == kiln-small ]]; then
+        CONCURRENCY=1 sweep kiln-small-gpu add_sub_gpu 8001
+      elif [[ $part == *-shm ]]; then
+        sweep "$part" "$model" 8001 --shared-memory system
+      else
+        sweep "$part" "$model" 8001
+      fi
+    done
+    kill -TERM $kiln; wait $kiln || echo "kiln exit status $?"
     tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"
   fi
 
-  if want triton || want triton-shm || want triton-loadgen; then
+  if want triton || want triton-shm; then
     echo "== c. Triton 2.51, Python backend"
     KILN_TRITON_GPUS=0 KILN_RESNET_PT=$pt KILN_TORCH_SITE=$site bash "$triton_run" /tmp/tr 18000 18001 18002 > "$raw/triton.log" 2>&1 &
     triton=$!
-    wait_ready 18000 $triton "$raw/triton.log"
+    wait_ready 18000 $triton "$raw/triton.log"; server=$triton
     if want triton; then sweep triton-python triton_resnet50 18001; fi
-    if want triton-shm; then sweep triton-python-shm triton_resnet50 18001 "" --shared-memory system; fi
-    if want triton-loadgen; then loadgen_sweep triton-python-loadgen triton_resnet50 18001; fi
+    if want triton-shm; then sweep triton-python-shm triton_resnet50 18001 --shared-memory system; fi
     kill -TERM $triton; wait $triton || true
   fi
   echo; cat "$out/table.md"

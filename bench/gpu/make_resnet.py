@@ -40,6 +40,8 @@ def main():
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--batching", default="", help="dynamic_batching block body, e.g. 'max_queue_delay_microseconds: 500'")
     p.add_argument("--model-pt", type=pathlib.Path, help="reuse this TorchScript file instead of tracing a new one")
+    p.add_argument("--graphs", action="store_true",
+                   help="optimization { cuda { graphs: true } }: capture CUDA graphs at load")
     p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
                    help="a config.pbtxt parameter, e.g. precision=fp16 (repeatable)")
     args = p.parse_args()
@@ -57,6 +59,8 @@ def main():
     config = config.replace("max_batch_size: 8", f"max_batch_size: {args.max_batch}")
     if args.batching:
         config += f"dynamic_batching {{ {args.batching} }}\n"
+    if args.graphs:
+        config += "optimization { cuda { graphs: true } }\n"
     for kv in args.parameter:
         key, value = kv.split("=", 1)
         config += f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
