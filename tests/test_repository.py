@@ -382,21 +382,26 @@ def test_check_accepts_triton_docs_configs(tmp_path):
     assert not parse_error.search(out), out
 
 
+def identity_variants(model_repo, repo, extras):
+    """A repository of identity_fp32 copies, one per name, each with its text appended to the config."""
+    repo.mkdir()
+    config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
+    for name, extra in extras.items():
+        shutil.copytree(model_repo / "identity_fp32", repo / name)
+        (repo / name / "config.pbtxt").write_text(config.replace('"identity_fp32"', f'"{name}"') + extra + "\n")
+    return repo
+
+
 def test_precision_and_jit_parameters_are_validated_at_load(model_repo, kiln, tmp_path):
     """`precision` (fp32, fp16, bf16) converts a TorchScript model's floating-point
     weights for GPU instances. fp32 serves anywhere; a reduced precision on a CPU
     instance, or an unknown value, fails that model's load with the parameter named
     while the others serve. (Reduced precision on the GPU: bench/gpu_proof.sh.)"""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
-    for name, key, value in [("as_fp32", "precision", "fp32"), ("as_fp16", "precision", "fp16"),
-                             ("as_fp8", "precision", "fp8"), ("no_profiling", "ENABLE_JIT_PROFILING", "false"),
-                             ("profiling_maybe", "ENABLE_JIT_PROFILING", "maybe")]:
-        shutil.copytree(model_repo / "identity_fp32", repo / name)
-        (repo / name / "config.pbtxt").write_text(
-            config.replace('"identity_fp32"', f'"{name}"')
-            + f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n')
+    repo = identity_variants(model_repo, tmp_path / "repo", {
+        name: f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
+        for name, key, value in [("as_fp32", "precision", "fp32"), ("as_fp16", "precision", "fp16"),
+                                 ("as_fp8", "precision", "fp8"), ("no_profiling", "ENABLE_JIT_PROFILING", "false"),
+                                 ("profiling_maybe", "ENABLE_JIT_PROFILING", "maybe")]})
     srv = kiln(repo, name="precision")
     x = f32(2, 3)
     np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="as_fp32"), x)
@@ -439,20 +444,14 @@ def test_cuda_graphs_config_is_validated_and_cpu_instances_run_eagerly(model_rep
     past max_batch_size, fails that model's load naming the field. A CPU instance has nothing
     to capture: it serves eagerly and the load log says so. (Capture and replay on a GPU,
     padded batches included: bench/gpu_vs_triton.sh, which checks every answer against PyTorch.)"""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    config = (model_repo / "identity_fp32" / "config.pbtxt").read_text()
     spec = 'graph_spec [ { batch_size: 4 input { key: "INPUT__0" value { dim: [ 3 ] } } } ]'
-    for name, optimization in [
-        ("graphs_cpu", f"cuda {{ graphs: true {spec} }}"),
-        ("graphs_variable", "cuda { graphs: true }"),
-        ("graphs_batch_9", f"cuda {{ graphs: true {spec.replace('batch_size: 4', 'batch_size: 9')} }}"),
-        ("graphs_busy_wait", "cuda { graphs: false busy_wait_events: true }"),
-    ]:
-        shutil.copytree(model_repo / "identity_fp32", repo / name)
-        (repo / name / "config.pbtxt").write_text(
-            config.replace('"identity_fp32"', f'"{name}"')
-            + f"optimization {{ {optimization} }}\n")
+    repo = identity_variants(model_repo, tmp_path / "repo", {
+        name: f"optimization {{ {optimization} }}" for name, optimization in [
+            ("graphs_cpu", f"cuda {{ graphs: true {spec} }}"),
+            ("graphs_variable", "cuda { graphs: true }"),
+            ("graphs_batch_9", f"cuda {{ graphs: true {spec.replace('batch_size: 4', 'batch_size: 9')} }}"),
+            ("graphs_busy_wait", "cuda { graphs: false busy_wait_events: true }"),
+        ]})
     srv = kiln(repo, name="graphs")
     x = f32(2, 3)
     np.testing.assert_array_equal(identity_infer(srv.grpc, x, model="graphs_cpu"), x)
