@@ -270,9 +270,7 @@ extern "C" {
 pub fn set_tf32(on: bool) -> Result<(bool, bool), String> {
     let (mut cublas, mut cudnn): (c_int, c_int) = (0, 0);
     // SAFETY: plain FFI call writing two ints we own.
-    if unsafe { kiln_cuda_set_tf32(on as c_int, &mut cublas, &mut cudnn) } != 0 {
-        return Err(cuda_error());
-    }
+    checked(unsafe { kiln_cuda_set_tf32(on as c_int, &mut cublas, &mut cudnn) })?;
     Ok((cublas != 0, cudnn != 0))
 }
 
@@ -317,6 +315,16 @@ pub struct CudaStream {
 #[cfg(feature = "cuda")]
 unsafe impl Send for CudaStream {}
 
+/// Ok, or the edge's error message, for one of its 0 / -1 return codes.
+#[cfg(feature = "cuda")]
+fn checked(rc: c_int) -> Result<(), String> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(cuda_error())
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_error() -> String {
     // SAFETY: a NUL-terminated thread-local string owned by the C++ side,
@@ -346,9 +354,7 @@ impl CudaStream {
     pub fn make_current(&self) -> Result<(), String> {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
-        if unsafe { kiln_cuda_stream_make_current(self.raw) } != 0 {
-            return Err(cuda_error());
-        }
+        checked(unsafe { kiln_cuda_stream_make_current(self.raw) })?;
         Ok(())
     }
 
@@ -356,9 +362,7 @@ impl CudaStream {
     pub fn synchronize(&self) -> Result<(), String> {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live handle from kiln_cuda_stream_new.
-        if unsafe { kiln_cuda_stream_synchronize(self.raw) } != 0 {
-            return Err(cuda_error());
-        }
+        checked(unsafe { kiln_cuda_stream_synchronize(self.raw) })?;
         Ok(())
     }
 }
@@ -410,9 +414,7 @@ impl CudaGraph {
         {
             let pool = share_pool_of.map_or(std::ptr::null_mut(), |g| g.raw);
             // SAFETY: both handles are live graphs from kiln_cuda_graph_new.
-            if unsafe { kiln_cuda_graph_capture_begin(self.raw, pool) } != 0 {
-                return Err(cuda_error());
-            }
+            checked(unsafe { kiln_cuda_graph_capture_begin(self.raw, pool) })?;
         }
         #[cfg(not(feature = "cuda"))]
         let _ = share_pool_of;
@@ -425,9 +427,7 @@ impl CudaGraph {
     pub fn capture_end(&mut self) -> Result<(), String> {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live graph from kiln_cuda_graph_new.
-        if unsafe { kiln_cuda_graph_capture_end(self.raw) } != 0 {
-            return Err(cuda_error());
-        }
+        checked(unsafe { kiln_cuda_graph_capture_end(self.raw) })?;
         Ok(())
     }
 
@@ -436,9 +436,7 @@ impl CudaGraph {
         #[cfg(feature = "cuda")]
         // SAFETY: `raw` is a live, captured graph (replaying an uncaptured
         // one is an error libtorch reports, not undefined behaviour).
-        if unsafe { kiln_cuda_graph_replay(self.raw) } != 0 {
-            return Err(cuda_error());
-        }
+        checked(unsafe { kiln_cuda_graph_replay(self.raw) })?;
         Ok(())
     }
 }
