@@ -95,26 +95,30 @@ pub fn graph_shapes(
             .map(|(name, shape)| (name.clone(), shape.dim.clone()))
             .collect();
         named.sort();
+        if let Some((name, _)) = named
+            .iter()
+            .find(|(name, _)| !inputs.iter().any(|t| &t.name == name))
+        {
+            return Err(format!(
+                "field 'optimization.cuda.graph_spec': input '{name}' is not an input of the model"
+            ));
+        }
         wanted.push((batch as usize, named));
+    }
+    if let Some(t) = inputs
+        .iter()
+        .find(|t| crate::backend::torchscript::kind_of(t.datatype).is_none())
+    {
+        return Err(format!(
+            "field 'optimization.cuda.graphs': input '{}' is {}, which a captured graph cannot take",
+            t.name, t.datatype
+        ));
     }
 
     let mut shapes = Vec::new();
     for (batch, named) in wanted {
         let mut full = Vec::with_capacity(inputs.len());
-        for (name, _) in &named {
-            if !inputs.iter().any(|t| &t.name == name) {
-                return Err(format!(
-                    "field 'optimization.cuda.graph_spec': input '{name}' is not an input of the model"
-                ));
-            }
-        }
         for t in inputs {
-            if crate::backend::torchscript::kind_of(t.datatype).is_none() {
-                return Err(format!(
-                    "field 'optimization.cuda.graphs': input '{}' is {}, which a captured graph cannot take",
-                    t.name, t.datatype
-                ));
-            }
             let declared = t.reshape.as_ref().unwrap_or(&t.dims);
             let given = named.iter().find(|(n, _)| n == &t.name).map(|(_, d)| d);
             let dims = match given {
