@@ -167,12 +167,10 @@ async fn statistics_at(url: String, model: String, at: Instant) -> Result<ModelS
     for m in stats.model_stats {
         sum.inference_count += m.inference_count;
         sum.execution_count += m.execution_count;
-        let (Some(from), to) = (
-            m.inference_stats,
-            sum.inference_stats.get_or_insert_default(),
-        ) else {
+        let Some(from) = m.inference_stats else {
             continue;
         };
+        let to = sum.inference_stats.get_or_insert_default();
         for (f, t) in [
             (from.success, &mut to.success),
             (from.queue, &mut to.queue),
