@@ -85,7 +85,7 @@ if ((${#rust[@]})); then
         built+=("$dst")
     done
     # Each file must be a component (version 0d 00 01 00), not a core module.
-    python3 "$root/plugins/component_info.py" --check-component --summary "${built[@]}"
+    python3 "$root/sdk/tools/component_info.py" --check-component --summary "${built[@]}"
 fi
 
 for lang in "${other[@]}"; do

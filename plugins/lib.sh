@@ -48,8 +48,8 @@ up_to_date() {
 # command module), then moves it to target/plugins/NAME.wasm and records the stamp.
 publish() {
     local name="$1" file="$2" stamp="$3"
-    python3 "$root/plugins/component_info.py" --check-component --check-kiln-imports "$file" >/dev/null || {
-        python3 "$root/plugins/component_info.py" "$file" >&2
+    python3 "$root/sdk/tools/component_info.py" --check-component --check-kiln-imports "$file" >/dev/null || {
+        python3 "$root/sdk/tools/component_info.py" "$file" >&2
         log "$name: not a plugin that kiln would load (see the imports and exports above)"
         exit 1
     }

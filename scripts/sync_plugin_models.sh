@@ -34,7 +34,7 @@ rm -rf "$BUILD_DIR"
 mkdir -p "$BUILD_DIR/plugins" "$BUILD_DIR/sdk"
 # What plugins/build.sh needs for these plugins (no build outputs, no node_modules).
 tar -C "$root" --exclude=target --exclude=node_modules -cf - \
-    plugins/build.sh plugins/component_info.py plugins/rust plugins/c sdk/rust sdk/wit sdk/c \
+    plugins/build.sh plugins/rust plugins/c sdk/rust sdk/wit sdk/c sdk/tools/component_info.py \
     $(cd "$root" && ls plugins/lib.sh 2>/dev/null) | tar -C "$BUILD_DIR" -xf -
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo" \

@@ -293,7 +293,7 @@ def test_plugin_built_against_an_older_abi_keeps_loading(plugins, kiln, tmp_path
     np.testing.assert_array_equal(srv.grpc.infer("old_scale", [fp32_input(x)]).as_numpy("OUTPUT"), x * 4)
 
 
-RENAME_EXPORTS = ROOT / "plugins" / "assemblyscript" / "rename_exports.py"
+RENAME_EXPORTS = ROOT / "sdk" / "assemblyscript" / "rename_exports.py"
 CORE_PLUGIN = "normalize_zig"  # a core module of the core-module ABI, marker kiln_abi_version_1_0_0
 
 

@@ -102,8 +102,8 @@ for name in "${names[@]}"; do
     if grep -q "kiln_abi_version_" "$dir"/*.c; then
         # A core module of the core-module ABI (it exports the version
         # marker): kiln wraps it at load, so it is published as it is.
-        python3 plugins/component_info.py --check-kiln-imports "$core" >/dev/null || {
-            python3 plugins/component_info.py "$core" >&2
+        python3 sdk/tools/component_info.py --check-kiln-imports "$core" >/dev/null || {
+            python3 sdk/tools/component_info.py "$core" >&2
             echo "$name: not a core module that kiln would load (see above)" >&2
             exit 1
         }
@@ -119,8 +119,8 @@ for name in "${names[@]}"; do
     "$wasm_tools" component new "$core" "${adapt[@]}" -o "$comp"
     # A component, importing nothing kiln refuses (stdio streams through the
     # adapter would import wasi:filesystem: log with kiln_log, not printf).
-    python3 plugins/component_info.py --check-component --check-kiln-imports "$comp" >/dev/null || {
-        python3 plugins/component_info.py "$comp" >&2
+    python3 sdk/tools/component_info.py --check-component --check-kiln-imports "$comp" >/dev/null || {
+        python3 sdk/tools/component_info.py "$comp" >&2
         echo "$name: not a component that kiln would load (see its imports above)" >&2
         exit 1
     }
@@ -131,4 +131,4 @@ for name in "${names[@]}"; do
     built+=("$dst")
 done
 
-python3 "$root/plugins/component_info.py" --check-component --summary "${built[@]}"
+python3 "$root/sdk/tools/component_info.py" --check-component --summary "${built[@]}"

@@ -92,8 +92,8 @@ for name in "${names[@]}"; do
     (cd "$src" && GOOS=wasip1 GOARCH=wasm "$go" build -trimpath -o "$tmp" .)
     # A command module that kiln serves through the command protocol:
     # exports _start, no kiln_abi_version_* marker, imports only WASI preview 1.
-    python3 "$root/plugins/component_info.py" --check-command "$tmp" >/dev/null || {
-        python3 "$root/plugins/component_info.py" "$tmp" >&2
+    python3 "$root/sdk/tools/component_info.py" --check-command "$tmp" >/dev/null || {
+        python3 "$root/sdk/tools/component_info.py" "$tmp" >&2
         log "$name: not a command module that kiln would load (see above)"
         exit 1
     }

@@ -3,7 +3,7 @@ target/plugins/normalize_go.wasm, without kiln: the protocol's framing, BYTES in
 request parameters, errors and malformed requests. Each test runs twice: the .wasm in
 wasmtime (pip install wasmtime==50.0.1; skipped without it), and the same Go program built
 for this machine and fed the same bytes on stdin (skipped without Go >= 1.23; plugins/go/build.sh
-installs it). Requests are framed by command_protocol.py, written from the spec.
+installs it). Requests are framed by sdk/tools/command_protocol.py, written from the spec.
 
     python3 -m pytest plugins/tests/test_guest_command.py -q
 """
@@ -14,12 +14,14 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from command_protocol import METADATA, PROCESS, decode_response, encode_request
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "tools"))
+from command_protocol import METADATA, PROCESS, decode_response, encode_request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "target" / "plugins" / "normalize_go.wasm"

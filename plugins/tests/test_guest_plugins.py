@@ -33,10 +33,9 @@ import pytest
 wasmtime = pytest.importorskip("wasmtime")
 from wasmtime import component as wc  # noqa: E402
 
-import command_protocol  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import component_info  # noqa: E402  (plugins/component_info.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "tools"))
+import command_protocol  # noqa: E402  (sdk/tools/command_protocol.py)
+import component_info  # noqa: E402  (sdk/tools/component_info.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "target" / "plugins"
@@ -407,6 +406,10 @@ def test_hostile_wrong_output_modes(engine):
     (c,) = p.process(fp32("INPUT", [3]))
     assert (c.name, c.shape) == ("NOT_DECLARED", [1])
     assert p.process(fp32("INPUT", [4])) == []
+    d1, d2 = p.process(fp32("INPUT", [5]))
+    assert d1.name == d2.name == "OUTPUT"
+    (e,) = p.process(fp32("INPUT", [6]))
+    assert (e.name, e.datatype, len(e.data), e.elements) == ("OUTPUT", "bytes", 5, [])
 
 
 def test_hostile_fs_cannot_read_without_preopens(engine):

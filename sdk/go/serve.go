@@ -70,8 +70,9 @@ func runProcess(process ProcessFunc, r *Request) (outputs []Tensor, err error) {
 }
 
 // Log writes a line to stderr, which kiln logs (target kiln::plugin, level
-// info, one event per line, at most 64 KiB per call). Arguments are
-// formatted as by fmt.Sprint.
+// info, one event per line, at most the model's wasm_log_bytes per call,
+// 64 KiB by default; kiln drops the rest). Arguments are formatted as by
+// fmt.Sprint.
 func Log(args ...any) { logLine(fmt.Sprint(args...)) }
 
 // Logf is Log with a format, as fmt.Sprintf.

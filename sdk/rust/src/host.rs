@@ -22,8 +22,8 @@ pub mod log {
     pub use imports::LogLevel as Level;
 
     /// Whether a message at `level` would be recorded by the host, so a
-    /// plugin can skip building messages nobody reads (ABI 1.1.0; a plugin
-    /// using it needs a kiln that speaks 1.1).
+    /// plugin can skip building messages nobody reads (`host.log-enabled`,
+    /// new in ABI 1.1.0, which every plugin of this SDK is built against).
     pub fn enabled(level: Level) -> bool {
         imports::log_enabled(level)
     }

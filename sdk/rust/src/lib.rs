@@ -1,4 +1,4 @@
-//! Rust SDK for **kiln** WebAssembly plugins, ABI `kiln:plugin@1.0.0`.
+//! Rust SDK for **kiln** WebAssembly plugins, ABI `kiln:plugin@1.1.0`.
 //!
 //! A kiln plugin is a WebAssembly component that kiln serves as a model
 //! (`backend: "wasm"`, `<version>/model.wasm` in the model repository). It
@@ -100,10 +100,27 @@ pub use tensor::Element;
 /// elements (FP16 and BF16 tensors).
 pub use half;
 
-/// The ABI version this SDK targets (the WIT package `kiln:plugin@1.0.0`).
-pub const ABI_VERSION: &str = "1.0.0";
+/// The ABI version this SDK targets (the WIT package `kiln:plugin@1.1.0`).
+pub const ABI_VERSION: &str = "1.1.0";
 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::plugin::{metadata, process};
+}
+
+#[cfg(test)]
+mod tests {
+    /// `ABI_VERSION` and the `Cargo.toml` description name the WIT package
+    /// the bindings are generated from (sdk/wit/plugin.wit).
+    #[test]
+    fn abi_version_is_the_wit_package_version() {
+        let wit = include_str!("../../wit/plugin.wit");
+        let package = format!("package kiln:plugin@{};", super::ABI_VERSION);
+        assert!(
+            wit.lines().any(|l| l.trim() == package),
+            "{package} not in sdk/wit/plugin.wit"
+        );
+        let abi = format!("kiln:plugin@{}", super::ABI_VERSION);
+        assert!(env!("CARGO_PKG_DESCRIPTION").contains(&abi));
+    }
 }

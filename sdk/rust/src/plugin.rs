@@ -15,9 +15,9 @@ pub trait Plugin {
     fn metadata() -> Metadata;
 
     /// One request. `inputs` have been checked against `config.pbtxt`;
-    /// return every output `config.pbtxt` declares, with its declared
-    /// datatype and a shape that matches its dims (kiln checks, and fails
-    /// the request with INTERNAL otherwise).
+    /// return every output `config.pbtxt` declares (declared datatype, shape
+    /// matching its dims), each once, and only names `metadata` declares
+    /// (kiln drops declared ones the config does not use; INTERNAL otherwise).
     fn process(inputs: Inputs, params: &Params) -> Result<Vec<Tensor>, Error>;
 }
 

@@ -7,7 +7,10 @@
 //!   bytes of data.
 //! * `3 <= INPUT[0] < 4`: a correct FP32 tensor named `NOT_DECLARED`
 //!   instead of `OUTPUT`.
-//! * `INPUT[0] >= 4`: no outputs at all.
+//! * `4 <= INPUT[0] < 5`: no outputs at all.
+//! * `5 <= INPUT[0] < 6`: `OUTPUT` twice (both correct).
+//! * `INPUT[0] >= 6`: `OUTPUT` as BYTES `[1]` carrying its element in
+//!   `data` (which BYTES must leave empty) instead of `elements`.
 //!
 //! Otherwise returns `INPUT` as `OUTPUT`.
 
@@ -36,8 +39,18 @@ impl Plugin for HostileWrongOutput {
             )]
         } else if x < 4.0 {
             vec![Tensor::from_f32("NOT_DECLARED", &[1], &[x])]
-        } else {
+        } else if x < 5.0 {
             Vec::new()
+        } else if x < 6.0 {
+            let out = Tensor::from_f32("OUTPUT", &[1, 1], &[x]);
+            vec![out.clone(), out]
+        } else {
+            vec![Tensor::new(
+                "OUTPUT",
+                Datatype::Bytes,
+                &[1],
+                [1u8, 0, 0, 0, b'x'].to_vec(),
+            )]
         })
     }
 }

@@ -3,10 +3,14 @@ frames a call for a command module's stdin and decodes the answer on its stdout.
 from the spec, independently of the Go SDK (sdk/go) and of kiln (host/src/backend/wasm/wire.rs).
 
 Tensors are SimpleNamespace(name, datatype, shape, data, elements), datatype a WIT case
-name ("fp32", "bytes", ...), as in test_guest_plugins.py; BYTES elements are framed and
-unframed here (KServe's 4-byte lengths), so callers see `elements`, as with components.
+name ("fp32", "bytes", ...), as in plugins/tests/test_guest_plugins.py; BYTES elements are
+framed and unframed here (KServe's 4-byte lengths), so callers see `elements`, as with
+components.
 
-    python3 plugins/tests/command_protocol.py COMMAND...   # runs COMMAND natively on a sample
+    python3 sdk/tools/command_protocol.py COMMAND...   # runs COMMAND natively on a sample
+
+Standard library only: it can be copied out of kiln's repository on its own
+(sdk/tools/README.md). plugins/tests imports it for the guest tests.
 """
 
 import struct

@@ -2,9 +2,12 @@
 """Renames (and duplicates) exports of a core WebAssembly module.
 
 AssemblyScript can export only identifiers, but the canonical ABI names its
-exports `kiln:plugin/processor@1.0.0#process` and the like. This rewrites the
-export section: each OLD=NEW[,NEW2...] replaces export OLD by one export per
-NEW name (same function); other exports are kept.
+exports `kiln:plugin/processor@1.0.0#process` and the like (sdk/ABI.md,
+"Core-module ABI"; the version is the one the module's kiln_abi_version_*
+marker names). This rewrites the export section: each OLD=NEW[,NEW2...]
+replaces export OLD by one export per NEW name (same function); other
+exports are kept. Standard library only; part of the AssemblyScript SDK
+(sdk/assemblyscript/README.md), which plugins/assemblyscript/build.sh uses.
 
     python3 rename_exports.py in.wasm out.wasm metadata=kiln:plugin/processor@1.0.0#metadata ...
 """

@@ -2,22 +2,25 @@
 """Tells whether .wasm files are components or core modules, and lists the
 top-level imports of each (what a host must provide to instantiate it).
 
-    python3 plugins/component_info.py target/plugins/*.wasm
-    python3 plugins/component_info.py --check-component --summary target/plugins/*.wasm
+    python3 sdk/tools/component_info.py target/plugins/*.wasm
+    python3 sdk/tools/component_info.py --check-component --summary target/plugins/*.wasm
 
 --check-component exits 1 if any file is not a component; --check-kiln-imports
 exits 1 if a file is something kiln would refuse at load: a component that
 imports wasi:filesystem, wasi:sockets or wasi:http (sdk/ABI.md, "Grants"),
 or a core module that is neither a marked core module without WASI imports
-(sdk/ABI.md, "Core-module ABI") nor a command module; --check-command exits 1
+whose kiln:plugin names carry the marker's version (sdk/ABI.md,
+"Core-module ABI") nor a command module; --check-command exits 1
 unless every file is a WASI command module that kiln serves through the
 command protocol (a core module exporting `_start`, no `kiln_abi_version_*`
 marker, importing only `wasi_snapshot_preview1`; sdk/ABI.md, "Command
 protocol 1"); --summary prints one line per file (size, kind, imports
 grouped by package). No dependencies
-(wasm-tools is not needed): it reads the binary format directly.
+(wasm-tools is not needed): it reads the binary format directly, so it can
+be copied out of kiln's repository on its own (sdk/tools/README.md).
 """
 
+import re
 import sys
 
 MAGIC = b"\0asm"
@@ -168,7 +171,7 @@ def command_problem(data):
     markers = [n for n in exports if n.startswith("kiln_abi_version_")]
     if markers:
         return f"exports {markers[0]}: kiln would serve it through the core-module ABI"
-    other = sorted({n.split(".")[0] for n, _ in core_imports_all(data)} - {"wasi_snapshot_preview1"})
+    other = sorted({n.rsplit(".", 1)[0] for n, _ in core_imports_all(data)} - {"wasi_snapshot_preview1"})
     if other:
         return f"imports from {', '.join(other)} (a command module may import only wasi_snapshot_preview1)"
     return None
@@ -188,6 +191,13 @@ def core_module_problem(data):
     wasi = [n for n, _ in core_imports_all(data) if n.startswith("wasi_snapshot_preview1.")]
     if wasi:
         return f"imports {wasi[0]} (core-module plugins may not import WASI)"
+    # Every kiln:plugin/... import and export name carries the marker's version.
+    version = markers[0][len("kiln_abi_version_"):].replace("_", ".")
+    names = [f"import {n}" for n, _ in core_imports_all(data)] + [f"export {n}" for n, _ in core_exports(data)]
+    for name in names:
+        m = re.search(r"kiln:plugin/[a-z0-9-]+@([0-9][0-9.]*[0-9])", name)
+        if m and m.group(1) != version:
+            return f"{name} is of ABI {m.group(1)}, but the marker {markers[0]} says {version}"
     return None
 
 
@@ -242,7 +252,7 @@ def main(argv):
             if k == "component":
                 imports = grouped(n for n, _ in component_imports(data))
             elif k == "core module":
-                imports = " ".join(sorted({n.split(".")[0] for n, _ in core_imports_all(data)}))
+                imports = " ".join(sorted({n.rsplit(".", 1)[0] for n, _ in core_imports_all(data)}))
             else:
                 imports = ""
             print(f"{path.rsplit('/', 1)[-1]:<28} {len(data):>9} bytes  {k}  imports: {imports}")
