@@ -12,6 +12,7 @@ plugins from plugins/build.sh (target/plugins/*.wasm).
 import io
 import os
 import struct
+import zlib
 
 import pytest
 
@@ -188,11 +189,97 @@ def test_bad_images_are_invalid_argument_naming_the_input(engine):
     assert wrong.kind == "invalid-argument" and "last dimension 1" in wrong.message
 
 
-def test_oversized_images_are_refused_before_decoding(engine):
-    p = Plugin(engine, "image_preprocess", parameters={**DIGITS_8X8, "max_pixels": "1000"})
-    result = p.process(images(image_bytes(np.zeros((40, 30), dtype=np.uint8))))
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width, height):
+    """A valid 1-bit grayscale PNG of zeros: a few KB per 10^8 pixels, and a
+    byte per pixel once the decoder has expanded it."""
+    row = b"\0" * (1 + (width + 7) // 8)  # filter type 0, then the packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width, height):
+    """A small JPEG whose frame header (SOF0) is patched to declare width x height."""
+    blob = bytearray(image_bytes(np.zeros((8, 8), dtype=np.uint8), fmt="JPEG"))
+    sof = blob.index(b"\xff\xc0")  # length (2), precision (1), height (2), width (2)
+    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(blob)
+
+
+@pytest.fixture(scope="module")
+def png_20000():
+    blob = png_bomb(20000, 20000)
+    assert len(blob) < 100_000
+    return blob
+
+
+def test_oversized_images_are_refused_before_decoding(engine, png_20000):
+    # The default budget, 4096 x 4096: decoding the PNG would take 400 MB (the
+    # plugin has 256 MiB), the JPEG is all header.
+    p = Plugin(engine, "image_preprocess", parameters=DIGITS_8X8)
+    budget = "more than max_pixels (16777216)"
+    for blob, declared in [
+        (png_20000, "20000x20000 = 400000000"),
+        (jpeg_declaring(20000, 20000), "20000x20000 = 400000000"),
+        (jpeg_declaring(65535, 65535), "65535x65535 = 4294836225"),
+        (jpeg_declaring(4097, 4096), "4097x4096 = 16781312"),
+    ]:
+        result = p.process(images(blob, shape=[1]))
+        assert is_error(result) and result.kind == "invalid-argument", result
+        assert result.message == f"input 'IMAGE': image declares {declared} pixels, {budget}"
+    # Header only (no image data, IEND right after IHDR), RGBA 16-bit: the
+    # size is checked first, before the decoder's own checks and chunks.
+    ihdr = struct.pack(">IIBBBBB", 100000, 30000, 16, 6, 0, 0, 0)
+    header_only = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+    result = p.process(images(header_only, shape=[1]))
+    assert result.message == f"input 'IMAGE': image declares 100000x30000 = 3000000000 pixels, {budget}"
+    # A batch of 64 bombs (JPEG headers after the PNG: the harness copies
+    # inputs in slowly) fails at the first, named; the instance keeps working.
+    good = image_bytes(np.full((16, 16), 255, dtype=np.uint8))
+    result = p.process(images(good, png_20000, *[jpeg_declaring(30000, 30000)] * 62))
     assert result.kind == "invalid-argument"
-    assert result.message == "input 'IMAGE': image is 30x40 pixels, more than max_pixels (1000)"
+    assert result.message == f"input 'IMAGE' element 1: image declares 20000x20000 = 400000000 pixels, {budget}"
+    np.testing.assert_array_equal(pixels(p.process(images(good, good))), np.ones((2, 1, 8, 8), np.float32))
+
+
+def test_max_pixels_sets_the_budget(engine):
+    png16 = image_bytes(np.full((16, 16), 255, dtype=np.uint8))
+    jpeg16 = image_bytes(np.full((16, 16), 255, dtype=np.uint8), fmt="JPEG")
+    for budget, accepted in [(100, False), (255, False), (256, True), (1000, True)]:
+        p = Plugin(engine, "image_preprocess", parameters={**DIGITS_8X8, "max_pixels": f" {budget} "})
+        for blob in (png16, jpeg16):
+            result = p.process(images(blob, shape=[1]))
+            if accepted:
+                np.testing.assert_allclose(pixels(result), np.ones((1, 8, 8)), atol=2 / 255)
+            else:
+                assert (result.kind, result.message) == (
+                    "invalid-argument",
+                    f"input 'IMAGE': image declares 16x16 = 256 pixels, more than max_pixels ({budget})")
+    # Raised above the default: a 4097 x 4097 PNG is refused by default, decoded with the override.
+    big = png_bomb(4097, 4097)
+    assert "16785409 pixels" in Plugin(engine, "image_preprocess", parameters=DIGITS_8X8).process(
+        images(big, shape=[1])).message
+    raised = Plugin(engine, "image_preprocess", parameters={**DIGITS_8X8, "max_pixels": "16785409"}, timeout_ms=10000)
+    np.testing.assert_array_equal(pixels(raised.process(images(big, shape=[1]))), np.zeros((1, 8, 8), np.float32))
+
+
+def test_tall_images_within_budget_need_only_the_outputs_memory(engine):
+    """1 x 1048576 pixels (within the default budget) to 3 x 16 x 8, in 32 MiB:
+    the resize keeps one input row and the output, not every input row
+    resized horizontally (that would be 1048576 x 8 x 3 floats, 96 MiB)."""
+    h = 1 << 20
+    column = (np.arange(h) * 256 // h).astype(np.uint8)[:, None]  # 256 bands of 4096 rows: 0 ... 255
+    blob = image_bytes(column)
+    p = Plugin(engine, "image_preprocess", parameters={"height": "16", "width": "8"}, memory_mb=32, timeout_ms=10000)
+    out = pixels(p.process(images(blob, shape=[1])))
+    # Output row i averages bands 16 i .. 16 i + 15 (65536 FP32 taps: not to 1e-5).
+    expected = (16 * np.arange(16) + 7.5) / 255
+    np.testing.assert_allclose(out, np.broadcast_to(expected[None, :, None], (3, 16, 8)), atol=1e-3)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -202,11 +289,18 @@ def test_oversized_images_are_refused_before_decoding(engine):
     ({**DIGITS_8X8, "channels": "3", "mean": "1,2"}, "config parameter 'mean': 2 values for 3 channel(s) (give 1 or 3)"),
     ({**DIGITS_8X8, "resize": "cubic"}, "config parameter 'resize': 'cubic' is not supported (area or bilinear)"),
     ({**DIGITS_8X8, "invert": "yes"}, "config parameter 'invert'"),
+    ({**DIGITS_8X8, "max_pixels": "0"}, "config parameter 'max_pixels': 0 is not a positive integer"),
+    ({**DIGITS_8X8, "max_pixels": "lots"}, "config parameter 'max_pixels': cannot parse 'lots' as usize"),
+    ({**DIGITS_8X8, "max_pixels": "1.5e6"}, "config parameter 'max_pixels': cannot parse '1.5e6' as usize"),
+    ({**DIGITS_8X8, "max_pixels": "-1"}, "config parameter 'max_pixels': cannot parse '-1' as usize"),
+    ({**DIGITS_8X8, "max_pixels": ""}, "config parameter 'max_pixels': cannot parse '' as usize"),
 ])
 def test_bad_config_is_unavailable(engine, params, message):
-    result = Plugin(engine, "image_preprocess", parameters=params).process(images(b"x"))
-    assert is_error(result) and result.kind == "unavailable"
-    assert result.message.startswith(message), result.message
+    p = Plugin(engine, "image_preprocess", parameters=params)
+    for _ in range(2):  # every request fails, not just the first
+        result = p.process(images(b"x"))
+        assert is_error(result) and result.kind == "unavailable"
+        assert result.message.startswith(message), result.message
 
 
 # --- classify_postprocess ---------------------------------------------------

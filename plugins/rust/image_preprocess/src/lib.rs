@@ -22,10 +22,15 @@
 //! | `invert` | `false` | `true` for dark-on-light images (ink becomes 1) |
 //! | `resize` | `area` | `area` (box average, best for shrinking) or `bilinear` |
 //! | `background` | `0`, `1` with `invert` | gray level in [0, 1] that transparent pixels are composited over (before `invert`), so transparency reads as empty by default |
-//! | `max_pixels` | `16777216` | largest accepted image (width x height); larger ones are refused before decoding |
+//! | `max_pixels` | `16777216` | pixel budget per image (a positive integer): an image whose header (PNG IHDR, JPEG SOF) declares more than `max_pixels` pixels (width x height) is refused before any of it is decoded |
 //!
 //! Bad image bytes are an `invalid-argument` error naming the input and the
-//! element; a bad config parameter is `unavailable`, naming the key.
+//! element; a bad config parameter is `unavailable`, naming the key. An image
+//! over budget is `invalid-argument` too, e.g. `input 'IMAGE' element 3:
+//! image declares 30000x30000 = 900000000 pixels, more than max_pixels
+//! (16777216)`, so a decompression bomb costs a header read, not its pixels.
+//! The memory needed is then bounded by `max_pixels` and the output size,
+//! whatever the image's shape.
 //!
 //! The computation is in [`preprocess`], which builds for any target; the
 //! plugin glue (`plugin.rs`, kiln-plugin SDK) is built for WebAssembly only,

@@ -11,6 +11,8 @@ use crate::preprocess::{decode, render, Resize, Settings};
 const INPUT: &str = "IMAGE";
 const OUTPUT: &str = "PIXELS";
 const MAX_SIDE: usize = 16384;
+/// Default `max_pixels`: 4096 x 4096.
+const DEFAULT_MAX_PIXELS: usize = 4096 * 4096;
 
 fn required(key: &str) -> Result<usize, Error> {
     let v: usize = config::parse(key)?
@@ -83,7 +85,12 @@ fn settings() -> Result<Settings, Error> {
             "config parameter 'background': {background} is outside [0, 1]"
         )));
     }
-    let max_pixels: usize = config::get_or("max_pixels", 1 << 24)?;
+    let max_pixels: usize = config::get_or("max_pixels", DEFAULT_MAX_PIXELS)?;
+    if max_pixels == 0 {
+        return Err(Error::unavailable(
+            "config parameter 'max_pixels': 0 is not a positive integer",
+        ));
+    }
     Ok(Settings {
         height,
         width,

@@ -84,26 +84,36 @@ impl Decoded {
     }
 }
 
-fn too_large(w: usize, h: usize, max: usize) -> Option<String> {
-    (w.saturating_mul(h) > max)
-        .then(|| format!("image is {w}x{h} pixels, more than max_pixels ({max})"))
+/// The refusal of an image whose header declares more than `max` pixels.
+/// Computed in u64: on wasm32, `usize` cannot hold 65535 x 65535.
+fn too_large(w: u32, h: u32, max: usize) -> Option<String> {
+    let pixels = u64::from(w) * u64::from(h);
+    (pixels > max as u64)
+        .then(|| format!("image declares {w}x{h} = {pixels} pixels, more than max_pixels ({max})"))
 }
 
 fn decode_png(bytes: &[u8], max_pixels: usize) -> Result<Decoded, String> {
-    // The decoder's own allocations (row buffers, zlib window) are small; the
-    // image buffer is ours and bounded by max_pixels.
+    // The decoder's own allocations (row buffers, zlib window, text and ICC
+    // chunks) are bounded by its limit; the image buffer is ours and bounded
+    // by max_pixels.
     let mut decoder =
         png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: 64 << 20 });
+    // The size check comes first, on the IHDR chunk alone: read_info also
+    // reads every chunk up to the image data, and refuses (as "limits are
+    // exceeded") sizes whose buffer would not fit a wasm32 usize.
+    let (w, h) = decoder
+        .read_header_info()
+        .map_err(|e| format!("invalid PNG: {e}"))?
+        .size();
+    if let Some(msg) = too_large(w, h, max_pixels) {
+        return Err(msg);
+    }
+    let (w, h) = (w as usize, h as usize);
     // Palettes, low bit depths and tRNS become plain 8-bit gray/RGB(+alpha).
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder
         .read_info()
         .map_err(|e| format!("invalid PNG: {e}"))?;
-    let (w, h) = reader.info().size();
-    let (w, h) = (w as usize, h as usize);
-    if let Some(msg) = too_large(w, h, max_pixels) {
-        return Err(msg);
-    }
     let (color, depth) = reader.output_color_type();
     let size = reader.output_buffer_size().ok_or("PNG too large")?;
     let mut data = vec![0; size];
@@ -147,11 +157,12 @@ fn decode_jpeg(bytes: &[u8], max_pixels: usize) -> Result<Decoded, String> {
     decoder
         .read_info()
         .map_err(|e| format!("invalid JPEG: {e}"))?;
+    // read_info stops at the first scan: no pixel has been decoded yet.
     let info = decoder.info().ok_or("invalid JPEG: no frame header")?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    if let Some(msg) = too_large(w, h, max_pixels) {
+    if let Some(msg) = too_large(info.width.into(), info.height.into(), max_pixels) {
         return Err(msg);
     }
+    let (w, h) = (info.width as usize, info.height as usize);
     let (samples, sample_bytes) = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => (1, 1),
         jpeg_decoder::PixelFormat::L16 => (1, 2),
@@ -160,6 +171,8 @@ fn decode_jpeg(bytes: &[u8], max_pixels: usize) -> Result<Decoded, String> {
             return Err("CMYK JPEG images are not supported (convert to RGB or grayscale)".into())
         }
     };
+    // A second line of defence, though jpeg-decoder checks it only once the
+    // scans are decoded, before its colour conversion.
     decoder.set_max_decoding_buffer_size(max_pixels.saturating_mul(4));
     let data = decoder.decode().map_err(|e| format!("invalid JPEG: {e}"))?;
     let d = Decoded {
@@ -261,12 +274,36 @@ pub fn render(img: &Decoded, s: &Settings, out: &mut [f32]) {
     let color = img.samples >= 3;
     let bg = s.background;
 
-    // Pass 1, per input row: samples -> `c` channels in [0, 1], then the
-    // horizontal resize into `mid` (input rows x output columns x c).
+    // Pass 1, per input row: samples -> `c` channels in [0, 1]; the
+    // horizontal resize into `mid` (output columns x c); then the vertical
+    // resize: `mid`, weighted, added into each output row of `acc` whose taps
+    // include this input row. Each output sample gets the same products added
+    // in the same order (its taps, top to bottom) as a sum over a whole
+    // horizontally resized image would give, bit for bit, but the memory
+    // needed is the output's, however tall the input (a 1 x 16777216 image is
+    // within the default max_pixels).
     let mut row = vec![0f32; img.width * c];
-    let mut mid = vec![0f32; img.height * ow * c];
+    let mut mid = vec![0f32; ow * c];
+    let mut acc = vec![0f32; oh * ow * c];
+    // The first output row whose taps do not end above the current input row.
+    let mut first_out = 0;
     let rb = img.row_bytes();
     for y in 0..img.height {
+        // Output rows' taps start in input order (never decreasing).
+        while first_out < oh && yt.start[first_out] + yt.weights[first_out].len() <= y {
+            first_out += 1;
+        }
+        let taps_of = |i: usize| {
+            y.checked_sub(yt.start[i])
+                .and_then(|k| yt.weights[i].get(k))
+        };
+        // A row that no output row's taps reach (bilinear shrinking) is skipped.
+        if !(first_out..oh)
+            .take_while(|&i| yt.start[i] <= y)
+            .any(|i| taps_of(i).is_some())
+        {
+            continue;
+        }
         let src = &img.data[y * rb..(y + 1) * rb];
         for x in 0..img.width {
             let base = x * img.samples;
@@ -299,27 +336,31 @@ pub fn render(img: &Decoded, s: &Settings, out: &mut [f32]) {
                 row[x * 3 + 2] = over(b);
             }
         }
-        let dst = &mut mid[y * ow * c..(y + 1) * ow * c];
         for (j, (&first, w)) in xt.start.iter().zip(&xt.weights).enumerate() {
             for ch in 0..c {
-                let mut acc = 0f32;
+                let mut sum = 0f32;
                 for (k, wk) in w.iter().enumerate() {
-                    acc += wk * row[(first + k) * c + ch];
+                    sum += wk * row[(first + k) * c + ch];
                 }
-                dst[j * c + ch] = acc;
+                mid[j * c + ch] = sum;
+            }
+        }
+        for i in (first_out..oh).take_while(|&i| yt.start[i] <= y) {
+            let Some(&wk) = taps_of(i) else {
+                continue;
+            };
+            let dst = &mut acc[i * ow * c..(i + 1) * ow * c];
+            for (a, m) in dst.iter_mut().zip(&mid) {
+                *a += wk * m;
             }
         }
     }
 
-    // Pass 2: vertical resize, invert, normalise, write planar.
-    for (i, (&first, w)) in yt.start.iter().zip(&yt.weights).enumerate() {
+    // Pass 2: clamp, invert, normalise, write planar.
+    for i in 0..oh {
         for j in 0..ow {
             for ch in 0..c {
-                let mut v = 0f32;
-                for (k, wk) in w.iter().enumerate() {
-                    v += wk * mid[((first + k) * ow + j) * c + ch];
-                }
-                let v = v.clamp(0.0, 1.0);
+                let v = acc[(i * ow + j) * c + ch].clamp(0.0, 1.0);
                 let v = if s.invert { 1.0 - v } else { v };
                 out[(ch * oh + i) * ow + j] = (v - s.mean[ch]) / s.std[ch];
             }
