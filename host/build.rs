@@ -25,9 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_reflect_build::Builder::new()
         .descriptor_pool("crate::protocol::proto::DESCRIPTOR_POOL")
         .configure(&mut config, &protos, &["proto"])?;
-    tonic_build::configure()
+    tonic_prost_build::configure()
         .build_client(false)
-        .compile_protos_with_config(config, &protos, &["proto"])?;
+        // prost plus the checks a server facing hostile clients needs before
+        // decoding (protocol/grpc_codec.rs).
+        .codec_path("crate::protocol::grpc_codec::KilnCodec")
+        .compile_with_config(config, &protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -125,6 +125,24 @@ def test_hostile_plugin_fails_only_its_own_request(plugin_server, model):
     np.testing.assert_array_equal(client.infer("scale", [fp32_input(a)]).as_numpy("OUTPUT"), a * 3)
 
 
+@pytest.mark.parametrize("trigger,expected", [
+    (3.0, "plugin returned output 'NOT_DECLARED', which its metadata does not declare"),
+    (4.0, "plugin did not return output 'OUTPUT'"),
+    (5.0, "plugin returned output 'OUTPUT' more than once"),
+    (6.0, "a BYTES output must leave 'data' empty"),
+])
+def test_plugin_outputs_are_checked_as_the_abi_says(plugin_server, trigger, expected):
+    """sdk/ABI.md: an undeclared name, a missing or twice-returned output, a BYTES output with
+    `data` fail the call with INTERNAL naming the output (they were answered 200)."""
+    bad = np.full((1, 1), trigger, dtype=np.float32)
+    with pytest.raises(InferenceServerException) as exc:
+        plugin_server.grpc.infer("wrong", [fp32_input(bad)])
+    assert exc.value.status() == "StatusCode.INTERNAL", exc.value
+    assert expected in exc.value.message(), exc.value.message()
+    ok = np.zeros((1, 4), dtype=np.float32)
+    assert plugin_server.grpc.infer("wrong", [fp32_input(ok)]).as_numpy("OUTPUT").shape == (1, 4)
+
+
 def test_plugin_importing_filesystem_is_refused_at_load(plugin_server):
     index = {m["name"]: m for m in plugin_server.grpc.get_model_repository_index(as_json=True)["models"]}
     fs = index["fs"]

@@ -141,8 +141,9 @@ def test_explicit_grpc_load_unload(model_repo, kiln):
     assert c.is_model_ready("add_sub") is False
     with pytest.raises(InferenceServerException) as exc:
         add_sub_infer(c, a, b)
-    assert exc.value.status() == "StatusCode.UNAVAILABLE", exc.value
-    assert "add_sub" in exc.value.message()
+    # Triton's answer for an unloaded model: NOT_FOUND, no available versions.
+    assert exc.value.status() == "StatusCode.NOT_FOUND", exc.value
+    assert "'add_sub' has no available versions" in exc.value.message()
     entries = index_entries(c, "add_sub")
     assert entries and all(m.state == "UNAVAILABLE" for m in entries), entries
     assert any("unloaded" in m.reason.lower() for m in entries), entries

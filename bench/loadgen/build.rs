@@ -4,9 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "../../host/proto/grpc_service.proto";
     let mut config = prost_build::Config::new();
     config.bytes(["."]);
-    tonic_build::configure()
+    tonic_prost_build::configure()
         .build_server(false)
-        .compile_protos_with_config(config, &[proto], &["../../host/proto"])?;
+        .compile_with_config(config, &[proto], &["../../host/proto"])?;
     println!("cargo:rerun-if-changed={proto}");
     Ok(())
 }

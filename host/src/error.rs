@@ -22,6 +22,12 @@ pub enum KilnError {
     /// The feature exists in the protocol but not in kiln yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// A bounded resource is used up (a count of registrations, a quota).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The request is larger than the server accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// A bug or a backend failure that is not the caller's fault.
     #[error("{0}")]
     Internal(String),
@@ -48,6 +54,12 @@ impl KilnError {
     pub fn unimplemented(msg: impl Into<String>) -> Self {
         Self::Unimplemented(msg.into())
     }
+    pub fn resource_exhausted(msg: impl Into<String>) -> Self {
+        Self::ResourceExhausted(msg.into())
+    }
+    pub fn too_large(msg: impl Into<String>) -> Self {
+        Self::TooLarge(msg.into())
+    }
 
     pub fn message(&self) -> &str {
         match self {
@@ -56,6 +68,8 @@ impl KilnError {
             | Self::Unavailable(m)
             | Self::AlreadyExists(m)
             | Self::Unimplemented(m)
+            | Self::ResourceExhausted(m)
+            | Self::TooLarge(m)
             | Self::Internal(m) => m,
         }
     }
@@ -67,21 +81,48 @@ impl KilnError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
+impl KilnError {
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::Unimplemented(_) => Code::Unimplemented,
+            Self::ResourceExhausted(_) | Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The message as a protocol answer carries it: bounded, whatever went
+    /// into it (see `limits::bound_message`).
+    pub fn into_message(self) -> String {
+        let message = match self {
+            Self::InvalidArgument(m)
+            | Self::NotFound(m)
+            | Self::Unavailable(m)
+            | Self::AlreadyExists(m)
+            | Self::Unimplemented(m)
+            | Self::ResourceExhausted(m)
+            | Self::TooLarge(m)
+            | Self::Internal(m) => m,
+        };
+        crate::limits::bound_message(message)
+    }
+}
+
 impl From<KilnError> for tonic::Status {
     fn from(e: KilnError) -> Self {
-        match e {
-            KilnError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            KilnError::NotFound(m) => tonic::Status::not_found(m),
-            KilnError::Unavailable(m) => tonic::Status::unavailable(m),
-            KilnError::AlreadyExists(m) => tonic::Status::already_exists(m),
-            KilnError::Unimplemented(m) => tonic::Status::unimplemented(m),
-            KilnError::Internal(m) => tonic::Status::internal(m),
-        }
+        let code = e.grpc_code();
+        tonic::Status::new(code, e.into_message())
     }
 }
 
@@ -106,10 +147,22 @@ mod tests {
                 501,
             ),
             (KilnError::internal("x"), tonic::Code::Internal, 500),
+            (
+                KilnError::resource_exhausted("x"),
+                tonic::Code::ResourceExhausted,
+                429,
+            ),
+            (
+                KilnError::too_large("x"),
+                tonic::Code::ResourceExhausted,
+                413,
+            ),
         ];
         for (err, code, http) in cases {
             assert_eq!(err.http_status().as_u16(), http);
             assert_eq!(tonic::Status::from(err).code(), code);
         }
+        let huge = tonic::Status::from(KilnError::invalid("x".repeat(1 << 20)));
+        assert!(huge.message().len() <= crate::limits::MAX_ERROR_BYTES + 16);
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::context::RequestContext;
 use crate::error::{KilnError, Result};
+use crate::limits::clip;
 use crate::repository::config::ModelSpec;
 use crate::repository::ModelRegistry;
 use crate::scheduler::stats::RequestTiming;
@@ -21,8 +22,9 @@ use crate::tensor::{encode_bytes_elements, DataType, Tensor};
 pub struct RequestedOutput {
     pub name: String,
     /// The classification extension: answer the top `n` classes as BYTES
-    /// `"score:index[:label]"` instead of the raw tensor (0 = off).
-    pub class_count: u32,
+    /// `"score:index[:label]"` instead of the raw tensor (0 = off). As many
+    /// as the output has when larger (64 bits: a count is never truncated).
+    pub class_count: u64,
     /// Write the output into the caller's shared-memory region instead of
     /// the response.
     pub shared_memory: Option<OutputPlacement>,
@@ -170,7 +172,7 @@ async fn run(
 fn check_requested_outputs(
     spec: &ModelSpec,
     requested: Vec<RequestedOutput>,
-) -> Result<Vec<(usize, u32, Option<OutputPlacement>)>> {
+) -> Result<Vec<(usize, u64, Option<OutputPlacement>)>> {
     if requested.is_empty() {
         return Ok((0..spec.outputs.len()).map(|i| (i, 0, None)).collect());
     }
@@ -181,7 +183,7 @@ fn check_requested_outputs(
             let (index, _) = spec.output(&r.name).ok_or_else(|| {
                 KilnError::invalid(format!(
                     "unexpected inference output '{}' for model '{}'; the model's outputs are [{}]",
-                    r.name,
+                    clip(&r.name),
                     spec.name,
                     names(&spec.outputs)
                 ))
@@ -189,7 +191,7 @@ fn check_requested_outputs(
             if !seen.insert(index) {
                 return Err(KilnError::invalid(format!(
                     "output '{}' is requested more than once",
-                    r.name
+                    clip(&r.name)
                 )));
             }
             Ok((index, r.class_count, r.shared_memory))
@@ -232,7 +234,7 @@ pub fn arrange_inputs(spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<(Vec<Opti
         let (index, expected) = spec.input(&tensor.name).ok_or_else(|| {
             KilnError::invalid(format!(
                 "unexpected inference input '{}' for model '{}'; the model's inputs are [{}]",
-                tensor.name,
+                clip(&tensor.name),
                 spec.name,
                 names(&spec.inputs)
             ))
@@ -374,7 +376,7 @@ fn as_f64(t: &Tensor) -> Result<Vec<f64>> {
 
 /// Triton's classification extension: top `k` of each batch item as
 /// `"score:index:label"` strings (label omitted without `label_filename`).
-fn classify(spec: &ModelSpec, index: usize, tensor: &Tensor, k: u32) -> Result<Tensor> {
+fn classify(spec: &ModelSpec, index: usize, tensor: &Tensor, k: u64) -> Result<Tensor> {
     let values = as_f64(tensor)?;
     let (rows, leading) = if spec.batched() && !tensor.shape.is_empty() {
         (tensor.shape[0].max(1) as usize, vec![tensor.shape[0]])
@@ -382,7 +384,7 @@ fn classify(spec: &ModelSpec, index: usize, tensor: &Tensor, k: u32) -> Result<T
         (1, vec![])
     };
     let per_row = values.len() / rows.max(1);
-    let k = (k as usize).min(per_row);
+    let k = usize::try_from(k).unwrap_or(usize::MAX).min(per_row);
     let labels = spec.outputs[index].labels.as_deref();
     let mut strings = Vec::with_capacity(rows * k);
     for row in values.chunks(per_row.max(1)).take(rows) {

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a model repository.
-    Serve(kiln::settings::ServeArgs),
+    Serve(Box<kiln::settings::ServeArgs>),
     /// Validate a model repository and print a table of models and versions.
     Check {
         /// The model repository.
@@ -42,11 +42,15 @@ fn main() -> ExitCode {
                 Ok(n) => tracing::debug!(nofile = n, "open-file limit raised"),
                 Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
             }
-            let result = kiln::settings::Settings::resolve(args).and_then(|settings| {
-                tokio::runtime::Builder::new_multi_thread()
+            let result = kiln::settings::Settings::resolve(*args).and_then(|settings| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
-                    .build()?
-                    .block_on(kiln::server::serve(settings))
+                    .build()?;
+                let served = runtime.block_on(kiln::server::serve(settings));
+                // serve() bounded the drain already; what is still running
+                // (a model load, a stuck connection) must not hold the exit.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                served
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

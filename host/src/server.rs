@@ -1,21 +1,26 @@
 //! Wires the server together: registry, protocol listeners, poll loop,
 //! signals. Shutdown on SIGINT/SIGTERM: readiness goes false, listeners stop
-//! accepting, in-flight requests finish, then the process exits 0.
+//! accepting, idle connections and streams close, in-flight requests finish,
+//! model instances stop, then the process exits 0; all of it within
+//! `--exit-timeout-secs`, after which it exits anyway. A second signal exits
+//! at once.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::protocol::{grpc, http};
+use crate::protocol::{grpc, http, restricted};
 use crate::repository::{ControlMode, ModelRegistry};
 use crate::settings::Settings;
 use crate::shared_memory::SharedMemory;
+use crate::transport::Listener;
 
 /// State shared by every protocol handler.
 pub struct ServerState {
@@ -25,21 +30,43 @@ pub struct ServerState {
     pub shared_memory: SharedMemory,
     /// Start-up loading finished and not shutting down.
     ready: AtomicBool,
+    /// Turns true when shutdown begins.
+    stop: watch::Receiver<bool>,
 }
 
 impl ServerState {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        metrics: Arc<Metrics>,
+        shared_memory: SharedMemory,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            metrics,
+            shared_memory,
+            ready: AtomicBool::new(false),
+            stop,
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// Completes when shutdown begins (long-lived streams end on it).
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
 }
 
-/// Nagle's algorithm against the client's delayed ACKs costs ~40 ms per
-/// request/response exchange of a few hundred KB (measured on the H100 box
-/// with ResNet-50 inputs: 43 ms p50 with it, see BENCHMARKS.md).
-const NODELAY: bool = true;
-
-/// How long shutdown waits for in-flight requests and open streams.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Instances get at least this long to stop, even when the exit timeout
+/// was spent on draining connections: a GPU instance freed after CUDA's exit
+/// handlers ran aborts the process.
+const MIN_INSTANCE_STOP: Duration = Duration::from_secs(5);
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     let addr: SocketAddr = format!("{host}:{port}")
@@ -51,6 +78,7 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::limits::set(settings.limits.clone());
     if let Some(on) = settings.cuda_tf32 {
         // Before any model loads: the switches are process-wide.
         let (cublas, cudnn) =
@@ -67,62 +95,59 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
     let metrics = Arc::new(Metrics::new());
     let registry = ModelRegistry::new(repo.clone(), settings.model_control_mode, metrics.clone());
-    let state = Arc::new(ServerState {
-        registry: registry.clone(),
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = Arc::new(ServerState::new(
+        registry.clone(),
         metrics,
-        shared_memory: SharedMemory::default(),
-        ready: AtomicBool::new(false),
-    });
+        SharedMemory::new(settings.shared_memory),
+        stop_rx.clone(),
+    ));
 
     // Bind everything first: a busy port fails the start, not a request later.
-    let http_listener = bind(&settings.host, settings.http_port, "HTTP").await?;
-    let grpc_listener = bind(&settings.host, settings.grpc_port, "gRPC").await?;
-    let metrics_listener = bind(&settings.host, settings.metrics_port, "metrics").await?;
+    let http_listener = Listener::new(
+        "HTTP",
+        bind(&settings.host, settings.http_port, "HTTP").await?,
+        settings.http_connections.clone(),
+    );
+    let grpc_listener = Listener::new(
+        "gRPC",
+        bind(&settings.host, settings.grpc_port, "gRPC").await?,
+        settings.grpc_connections.clone(),
+    );
+    let metrics_listener = Listener::new(
+        "metrics",
+        bind(&settings.host, settings.metrics_port, "metrics").await?,
+        settings.http_connections.clone(),
+    );
     tracing::info!(
         http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, metrics = %metrics_listener.local_addr()?,
         repository = %repo.display(), mode = ?settings.model_control_mode, "kiln listening"
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    const GRPC_STREAM_WINDOW: u32 = 16 << 20;
-    const GRPC_CONNECTION_WINDOW: u32 = 64 << 20;
-    const GRPC_MAX_FRAME: u32 = 1 << 20;
-    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    // HTTP/2 flow control: h2's default 64 KiB windows make a client stop
-    // and wait for a WINDOW_UPDATE every 64 KiB, i.e. ten round trips for
-    // one 600 KB image. Windows large enough for a whole batch of tensors in
-    // flight, and frames up to 1 MiB, let a request arrive in one go.
-    let grpc_server = tonic::transport::Server::builder()
-        .initial_stream_window_size(GRPC_STREAM_WINDOW)
-        .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
-        .max_frame_size(GRPC_MAX_FRAME)
-        .add_service(health_service)
+    let grpc_router = tonic::service::Routes::new(health_service)
         .add_service(grpc::service(state.clone()))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from_listener(grpc_listener, NODELAY, None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            stopped(stop_rx.clone()),
-        );
-    let http_server = axum::serve(http_listener, http::router(state.clone()))
-        .tcp_nodelay(NODELAY)
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let metrics_server = axum::serve(metrics_listener, http::metrics_router(state.clone()))
-        .tcp_nodelay(NODELAY)
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let servers = tokio::spawn(async move {
-        tokio::try_join!(
-            async { grpc_server.await.map_err(anyhow::Error::from) },
-            async { http_server.await.map_err(anyhow::Error::from) },
-            async { metrics_server.await.map_err(anyhow::Error::from) }
-        )
-    });
+        .prepare()
+        .into_axum_router();
+    let grpc_router = restricted::apply(grpc_router, settings.grpc_restricted.clone());
+    let http_router = restricted::apply(
+        http::router(state.clone()),
+        settings.http_restricted.clone(),
+    );
+    let metrics_router = http::metrics_router(state.clone());
+    let servers = {
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            tokio::join!(
+                grpc_listener.serve(grpc_router, stop.clone()),
+                http_listener.serve(http_router, stop.clone()),
+                metrics_listener.serve(metrics_router, stop),
+            );
+        })
+    };
 
     let startup = {
         let registry = registry.clone();
@@ -146,7 +171,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = startup => {}
-        _ = shutdown_signal() => return finish(state, stop_tx, servers).await,
+        _ = shutdown_signal() => return finish(state, stop_tx, servers, settings.exit_timeout).await,
     }
     state.ready.store(true, Ordering::Release);
     health
@@ -157,17 +182,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.model_control_mode == ControlMode::Poll {
         let registry = registry.clone();
         let every = Duration::from_secs(settings.repository_poll_secs.max(1));
-        let mut stop = stop_rx.clone();
+        let stopping = state.stopping();
         tokio::spawn(async move {
+            tokio::pin!(stopping);
             loop {
-                let stopping = tokio::select! {
-                    _ = tokio::time::sleep(every) => false,
-                    _ = stop.wait_for(|s| *s) => true,
-                };
-                if stopping {
-                    break;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => registry.poll_once().await,
+                    _ = &mut stopping => break,
                 }
-                registry.poll_once().await;
             }
         });
     }
@@ -176,40 +198,64 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    finish(state, stop_tx, servers).await
+    finish(state, stop_tx, servers, settings.exit_timeout).await
 }
 
 async fn finish(
     state: Arc<ServerState>,
     stop: watch::Sender<bool>,
-    servers: tokio::task::JoinHandle<anyhow::Result<((), (), ())>>,
+    servers: tokio::task::JoinHandle<()>,
+    exit_timeout: Duration,
 ) -> anyhow::Result<()> {
-    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    tracing::info!(
+        "shutting down: no new requests, finishing in-flight ones (at most {exit_timeout:?}; a second signal exits now)"
+    );
+    let deadline = Instant::now() + exit_timeout;
     state.ready.store(false, Ordering::Release);
     let _ = stop.send(true);
-    match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
-        Ok(Ok(Ok(_))) => tracing::info!("requests finished; stopping model instances"),
-        Ok(Ok(Err(e))) => return Err(e),
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second shutdown signal: exiting now");
+        std::process::exit(1);
+    });
+    // As Triton: a drain cut short by the timeout exits non-zero.
+    let mut clean = true;
+    match tokio::time::timeout_at(deadline.into(), servers).await {
+        Ok(Ok(())) => tracing::info!("requests finished; stopping model instances"),
         Ok(Err(e)) => return Err(e.into()),
-        Err(_) => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
+        Err(_) => {
+            clean = false;
+            tracing::warn!(
+                "connections still busy after the exit timeout of {exit_timeout:?}; exiting anyway"
+            )
+        }
     }
     // Instances release their models and GPU memory before the process exits.
     let registry = state.registry.clone();
     let stopped = tokio::task::spawn_blocking(move || registry.stop_all());
-    match tokio::time::timeout(SHUTDOWN_GRACE, stopped).await {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(MIN_INSTANCE_STOP);
+    match tokio::time::timeout(left, stopped).await {
         Ok(_) => tracing::info!("shutdown complete"),
         Err(_) => {
-            tracing::warn!("model instances still busy after {SHUTDOWN_GRACE:?}; exiting anyway")
+            clean = false;
+            tracing::warn!("model instances still busy after {left:?}; exiting anyway")
         }
     }
+    anyhow::ensure!(
+        clean,
+        "the exit timeout of {exit_timeout:?} expired before everything in flight finished"
+    );
     Ok(())
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }

@@ -1,19 +1,28 @@
 //! Server settings: command-line flags over a TOML file (`--config`) over
-//! Triton's defaults (HTTP 8000, gRPC 8001, metrics 8002).
+//! defaults (Triton's where Triton has the setting: ports 8000/8001/8002,
+//! `--exit-timeout-secs`, `--http-max-input-size`, the gRPC keepalive
+//! flags, the restricted-API flags).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::limits::RequestLimits;
+use crate::protocol::restricted::{Restrictions, Wire as RestrictedWire};
 use crate::repository::ControlMode;
+use crate::shared_memory::RegionLimits;
+use crate::transport::{ConnectionPolicy, Http2Settings, Wire};
 
 /// `kiln serve` flags. Every one can also be set in the TOML file under the
-/// same name (with underscores).
-#[derive(Debug, Clone, Default, clap::Args)]
+/// same name (with underscores); a flag given on the command line wins.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML server config; flags given on the command line win over it.
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// The Triton-layout model repository to serve.
     #[arg(long)]
@@ -35,6 +44,7 @@ pub struct ServeArgs {
     pub repository_poll_secs: Option<u64>,
     /// Models to load at start in explicit mode ("*" for all); repeatable.
     #[arg(long)]
+    #[serde(default)]
     pub load_model: Vec<String>,
     /// TF32 tensor-core math for FP32 matmuls (cuBLAS) and convolutions
     /// (cuDNN), for every GPU model: libtorch keeps these switches process-wide,
@@ -42,22 +52,154 @@ pub struct ServeArgs {
     /// defaults (cuDNN on, cuBLAS off). Needs a kiln built with `cuda`.
     #[arg(long)]
     pub cuda_tf32: Option<bool>,
+
+    // ---- shutdown
+    /// How long shutdown waits for in-flight requests to answer (and then for
+    /// model instances to stop) before exiting anyway. A second SIGINT or
+    /// SIGTERM exits at once. Triton's flag; default 30.
+    #[arg(long)]
+    pub exit_timeout_secs: Option<u64>,
+
+    // ---- restricted APIs (Triton's flags and syntax)
+    /// `<api>[,<api>...]:<header>=<value>`: requests to these gRPC API groups
+    /// must carry the header with that value. Groups: health, metadata,
+    /// inference, shared-memory, model-config, model-repository, statistics,
+    /// trace, logging. Repeatable.
+    #[arg(long)]
+    #[serde(default)]
+    pub grpc_restricted_protocol: Vec<String>,
+    /// The same for the HTTP API.
+    #[arg(long)]
+    #[serde(default)]
+    pub http_restricted_api: Vec<String>,
+
+    // ---- request size and shape limits
+    /// Largest HTTP request body, after decompression (bytes). Triton's flag;
+    /// default 64 MiB.
+    #[arg(long)]
+    pub http_max_input_size: Option<u64>,
+    /// Largest gRPC request message, after decompression (bytes). Default
+    /// 2147483647, what gRPC clients allow.
+    #[arg(long)]
+    pub grpc_max_input_size: Option<u64>,
+    /// Inputs (and raw_input_contents entries) per request. Default 1024.
+    #[arg(long)]
+    pub max_request_inputs: Option<usize>,
+    /// Requested outputs per request. Default 1024.
+    #[arg(long)]
+    pub max_request_outputs: Option<usize>,
+    /// Entries of one parameters map (request, tensor). Default 256.
+    #[arg(long)]
+    pub max_request_parameters: Option<usize>,
+    /// Dimensions of one tensor. Default 64.
+    #[arg(long)]
+    pub max_tensor_dims: Option<usize>,
+    /// Elements of one tensor. Default 2^31.
+    #[arg(long)]
+    pub max_tensor_elements: Option<u64>,
+    /// Nesting depth of an HTTP tensor's JSON `data`. Default 65.
+    #[arg(long)]
+    pub max_json_depth: Option<usize>,
+
+    // ---- connections
+    /// Open connections per listener; one more is closed at once. Default 4096.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// An HTTP/1 request head must arrive within this. Default 10.
+    #[arg(long)]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Largest request head (HTTP/1) or header list (HTTP/2), bytes. Default 65536.
+    #[arg(long)]
+    pub max_header_bytes: Option<usize>,
+    /// A connection with nothing in flight and no traffic for this long is
+    /// closed gracefully. Default 120.
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+    /// A reply the client does not read for this long fails its connection.
+    /// Default 30.
+    #[arg(long)]
+    pub write_timeout_secs: Option<u64>,
+    /// gRPC: HTTP/2 ping interval on a connection, ms. Triton's flag; default
+    /// 7200000 (2 h).
+    #[arg(long)]
+    pub grpc_keepalive_time: Option<u64>,
+    /// gRPC: a ping unanswered for this long closes the connection, ms.
+    /// Triton's flag; default 20000.
+    #[arg(long)]
+    pub grpc_keepalive_timeout: Option<u64>,
+    /// gRPC: concurrent streams per connection. Default 1024.
+    #[arg(long)]
+    pub grpc_max_concurrent_streams: Option<u32>,
+    /// gRPC: a connection older than this (ms) is asked to close (GOAWAY), so
+    /// clients rebalance. Triton's flag; default: never.
+    #[arg(long)]
+    pub grpc_max_connection_age: Option<u64>,
+    /// gRPC: how long (ms) an aged connection may finish its calls before it
+    /// is closed. Triton's flag; default: as long as they take.
+    #[arg(long)]
+    pub grpc_max_connection_age_grace: Option<u64>,
+
+    // ---- shared memory
+    /// System shared-memory regions one caller may register. Default 256.
+    #[arg(long)]
+    pub shared_memory_max_regions: Option<usize>,
+    /// Regions all callers together may register (each holds an open file).
+    /// Default 4096.
+    #[arg(long)]
+    pub shared_memory_max_regions_total: Option<usize>,
 }
 
-/// The TOML file: the same settings, all optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    model_repository: Option<PathBuf>,
-    host: Option<String>,
-    http_port: Option<u16>,
-    grpc_port: Option<u16>,
-    metrics_port: Option<u16>,
-    model_control_mode: Option<ControlMode>,
-    repository_poll_secs: Option<u64>,
-    #[serde(default)]
-    load_model: Vec<String>,
-    cuda_tf32: Option<bool>,
+/// Fills every unset field of `args` from `file`.
+macro_rules! or_file {
+    ($args:ident, $file:ident, [$($opt:ident),* $(,)?], [$($list:ident),* $(,)?]) => {
+        ServeArgs {
+            config: $args.config,
+            $($opt: $args.$opt.or($file.$opt),)*
+            $($list: if $args.$list.is_empty() { $file.$list } else { $args.$list },)*
+        }
+    };
+}
+
+impl ServeArgs {
+    fn or_file(self, file: ServeArgs) -> ServeArgs {
+        let args = self;
+        or_file!(
+            args,
+            file,
+            [
+                model_repository,
+                host,
+                http_port,
+                grpc_port,
+                metrics_port,
+                model_control_mode,
+                repository_poll_secs,
+                cuda_tf32,
+                exit_timeout_secs,
+                http_max_input_size,
+                grpc_max_input_size,
+                max_request_inputs,
+                max_request_outputs,
+                max_request_parameters,
+                max_tensor_dims,
+                max_tensor_elements,
+                max_json_depth,
+                max_connections,
+                header_read_timeout_secs,
+                max_header_bytes,
+                idle_timeout_secs,
+                write_timeout_secs,
+                grpc_keepalive_time,
+                grpc_keepalive_timeout,
+                grpc_max_concurrent_streams,
+                grpc_max_connection_age,
+                grpc_max_connection_age_grace,
+                shared_memory_max_regions,
+                shared_memory_max_regions_total,
+            ],
+            [load_model, grpc_restricted_protocol, http_restricted_api]
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,50 +213,124 @@ pub struct Settings {
     pub repository_poll_secs: u64,
     pub load_model: Vec<String>,
     pub cuda_tf32: Option<bool>,
+    pub exit_timeout: Duration,
+    pub limits: RequestLimits,
+    pub grpc_connections: ConnectionPolicy,
+    pub http_connections: ConnectionPolicy,
+    pub grpc_restricted: Restrictions,
+    pub http_restricted: Restrictions,
+    pub shared_memory: RegionLimits,
 }
+
+/// gRPC HTTP/2 flow control: h2's default 64 KiB windows make a client stop
+/// and wait for a WINDOW_UPDATE every 64 KiB, i.e. ten round trips for one
+/// 600 KB image. Windows large enough for a whole batch of tensors in
+/// flight, and frames up to 1 MiB, let a request arrive in one go.
+const GRPC_STREAM_WINDOW: u32 = 16 << 20;
+const GRPC_CONNECTION_WINDOW: u32 = 64 << 20;
+const GRPC_MAX_FRAME: u32 = 1 << 20;
 
 impl Settings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
+        let (file, file_dir) = match &args.config {
+            Some(path) => (
+                read_file(path)?,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None => (ServeArgs::default(), PathBuf::new()),
         };
         // Relative paths in the file are relative to the file.
-        let file_dir = args
-            .config
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let model_repository = args
-            .model_repository
-            .or_else(|| file.model_repository.map(|p| file_dir.join(p)))
-            .context("no model repository: pass --model-repository DIR or set model_repository in the config file")?;
+        let file = ServeArgs {
+            model_repository: file.model_repository.map(|p| file_dir.join(p)),
+            ..file
+        };
+        let a = args.or_file(file);
+        let model_repository = a.model_repository.context(
+            "no model repository: pass --model-repository DIR or set model_repository in the config file",
+        )?;
+        let defaults = RequestLimits::default();
+        let limits = RequestLimits {
+            max_inputs: a.max_request_inputs.unwrap_or(defaults.max_inputs),
+            max_outputs: a.max_request_outputs.unwrap_or(defaults.max_outputs),
+            max_parameters: a.max_request_parameters.unwrap_or(defaults.max_parameters),
+            max_dims: a.max_tensor_dims.unwrap_or(defaults.max_dims),
+            max_tensor_elements: a
+                .max_tensor_elements
+                .unwrap_or(defaults.max_tensor_elements),
+            max_json_depth: a.max_json_depth.unwrap_or(defaults.max_json_depth),
+            http_max_input_size: size(a.http_max_input_size, defaults.http_max_input_size)
+                .context("http_max_input_size")?,
+            grpc_max_input_size: size(a.grpc_max_input_size, defaults.grpc_max_input_size)
+                .context("grpc_max_input_size")?,
+            ..defaults
+        };
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
+        let http_connections = ConnectionPolicy {
+            wire: Wire::Http1,
+            max_connections: a.max_connections.unwrap_or(4096).max(1),
+            header_read_timeout: secs(a.header_read_timeout_secs, 10),
+            max_header_bytes: a.max_header_bytes.unwrap_or(64 << 10).max(8 << 10),
+            idle_timeout: secs(a.idle_timeout_secs, 120),
+            write_timeout: secs(a.write_timeout_secs, 30),
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            http2: Http2Settings {
+                keepalive_interval: Some(Duration::from_millis(
+                    a.grpc_keepalive_time.unwrap_or(7_200_000).max(1000),
+                )),
+                keepalive_timeout: Duration::from_millis(
+                    a.grpc_keepalive_timeout.unwrap_or(20_000).max(100),
+                ),
+                max_concurrent_streams: a.grpc_max_concurrent_streams.unwrap_or(1024).max(1),
+                stream_window: GRPC_STREAM_WINDOW,
+                connection_window: GRPC_CONNECTION_WINDOW,
+                max_frame_size: GRPC_MAX_FRAME,
+            },
+        };
+        let grpc_connections = ConnectionPolicy {
+            wire: Wire::Http2,
+            max_connection_age: a.grpc_max_connection_age.map(Duration::from_millis),
+            max_connection_age_grace: a.grpc_max_connection_age_grace.map(Duration::from_millis),
+            ..http_connections.clone()
+        };
         Ok(Self {
             model_repository,
-            host: args.host.or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
-            http_port: args.http_port.or(file.http_port).unwrap_or(8000),
-            grpc_port: args.grpc_port.or(file.grpc_port).unwrap_or(8001),
-            metrics_port: args.metrics_port.or(file.metrics_port).unwrap_or(8002),
-            model_control_mode: args
-                .model_control_mode
-                .or(file.model_control_mode)
-                .unwrap_or_default(),
-            repository_poll_secs: args
-                .repository_poll_secs
-                .or(file.repository_poll_secs)
-                .unwrap_or(15),
-            load_model: if args.load_model.is_empty() {
-                file.load_model
-            } else {
-                args.load_model
+            host: a.host.unwrap_or_else(|| "0.0.0.0".into()),
+            http_port: a.http_port.unwrap_or(8000),
+            grpc_port: a.grpc_port.unwrap_or(8001),
+            metrics_port: a.metrics_port.unwrap_or(8002),
+            model_control_mode: a.model_control_mode.unwrap_or_default(),
+            repository_poll_secs: a.repository_poll_secs.unwrap_or(15),
+            load_model: a.load_model,
+            cuda_tf32: a.cuda_tf32,
+            exit_timeout: Duration::from_secs(a.exit_timeout_secs.unwrap_or(30)),
+            limits,
+            grpc_connections,
+            http_connections,
+            grpc_restricted: Restrictions::parse(RestrictedWire::Grpc, &a.grpc_restricted_protocol)
+                .context("--grpc-restricted-protocol")?,
+            http_restricted: Restrictions::parse(RestrictedWire::Http, &a.http_restricted_api)
+                .context("--http-restricted-api")?,
+            shared_memory: RegionLimits {
+                per_caller: a.shared_memory_max_regions.unwrap_or(256),
+                total: a.shared_memory_max_regions_total.unwrap_or(4096),
             },
-            cuda_tf32: args.cuda_tf32.or(file.cuda_tf32),
         })
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+/// A byte size setting: at least 1 KiB, at most what a 32-bit gRPC/HTTP
+/// length and the address space allow.
+fn size(value: Option<u64>, default: usize) -> anyhow::Result<usize> {
+    let v = value.unwrap_or(default as u64);
+    anyhow::ensure!(
+        (1024..=i32::MAX as u64).contains(&v),
+        "must be between 1024 and 2147483647 bytes, got {v}"
+    );
+    Ok(v as usize)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
@@ -128,10 +344,11 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("kiln.toml");
-        std::fs::write(&file, "model_repository = \"models\"\nhttp_port = 9000\ngrpc_port = 9001\nmodel_control_mode = \"poll\"\n").unwrap();
+        std::fs::write(&file, "model_repository = \"models\"\nhttp_port = 9000\ngrpc_port = 9001\nmodel_control_mode = \"poll\"\nmax_request_inputs = 7\nhttp_restricted_api = [\"shared-memory:admin=s3cret\"]\n").unwrap();
         let s = Settings::resolve(ServeArgs {
             config: Some(file),
             grpc_port: Some(7001),
+            idle_timeout_secs: Some(5),
             ..Default::default()
         })
         .unwrap();
@@ -141,10 +358,16 @@ mod tests {
             (9000, 7001, 8002)
         );
         assert_eq!(s.model_control_mode, ControlMode::Poll);
+        assert_eq!(s.limits.max_inputs, 7);
+        assert_eq!(s.limits.max_outputs, RequestLimits::default().max_outputs);
+        assert_eq!(s.http_connections.idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.exit_timeout, Duration::from_secs(30));
+        assert!(!s.http_restricted.is_empty());
+        assert!(s.grpc_restricted.is_empty());
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
+    fn unknown_keys_and_bad_values_are_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("kiln.toml");
         std::fs::write(&file, "htp_port = 1\n").unwrap();
@@ -154,5 +377,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("htp_port"), "{e:#}");
+        let e = Settings::resolve(ServeArgs {
+            model_repository: Some("m".into()),
+            http_max_input_size: Some(10),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("http_max_input_size"), "{e:#}");
     }
 }

@@ -19,6 +19,18 @@
 //! execution of a model that names them, as Triton does, so models that
 //! disagree should not share a server.
 //!
+//! Threads: `INTRA_OP_THREAD_COUNT` (Triton's PyTorch backend's name) is the
+//! size of the OpenMP team each instance's operators use, set on the
+//! instance's own thread, so instances do not share it; default **1**.
+//! libtorch's default (one thread per core, spinning while they wait)
+//! collapses as soon as anything else wants a core: BENCHMARKS.md recorded
+//! the digits pipeline falling from about 2,500 to 54 inferences/s when
+//! another process held one of two cores. Serve more instances, or raise
+//! the count for a large CPU model, to use more cores. `INTER_OP_THREAD_COUNT`
+//! sizes libtorch's inter-op pool (TorchScript `fork`), which is
+//! process-wide: the first model that sets it wins, later different values
+//! are named in the load log.
+//!
 //! CUDA graphs: with `optimization { cuda { graphs: true } }`, each GPU
 //! instance captures its forward pass at load for the shapes
 //! `repository::cuda_graphs` lists, and replays a captured graph for every
@@ -56,6 +68,9 @@ pub struct TorchScriptInstance {
     /// Captured forward passes, smallest batch first (GPU instances of
     /// models with `optimization.cuda.graphs` only).
     graphs: Vec<CapturedForward>,
+    /// `INTRA_OP_THREAD_COUNT`, and the thread it was last applied on.
+    intra_op_threads: i32,
+    threads_on: Option<std::thread::ThreadId>,
 }
 
 /// One forward pass captured as a CUDA graph: replaying it reruns the
@@ -197,6 +212,10 @@ impl TorchScriptInstance {
             // for it, so the copies must be done before the first execution.
             tch::Cuda::synchronize(i as i64);
         }
+        let intra_op_threads = thread_count(spec, "INTRA_OP_THREAD_COUNT")?.unwrap_or(1);
+        if let Some(n) = thread_count(spec, "INTER_OP_THREAD_COUNT")? {
+            apply_inter_op_threads(n, &spec.name);
+        }
         let arg_position = positions(&spec.inputs);
         if let Some(max) = arg_position.iter().max() {
             if *max >= spec.inputs.len() {
@@ -221,6 +240,8 @@ impl TorchScriptInstance {
             output_position: positions(&spec.outputs),
             outputs: spec.outputs.clone(),
             graphs: Vec::new(),
+            intra_op_threads,
+            threads_on: None,
         };
         if !spec.cuda_graphs.is_empty() {
             if instance.stream.is_some() {
@@ -395,6 +416,7 @@ impl TorchScriptInstance {
         start: Instant,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
+        self.apply_intra_op_threads();
         let infer_start = Instant::now();
         timings.input = infer_start - start;
         let produced = match self.graph_for(&inputs) {
@@ -522,6 +544,53 @@ fn is_floating(kind: Kind) -> bool {
         kind,
         Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double
     )
+}
+
+impl TorchScriptInstance {
+    /// Sizes the calling thread's OpenMP team (once per thread: warm-up runs
+    /// on the loading thread, requests on the instance's worker).
+    fn apply_intra_op_threads(&mut self) {
+        let me = std::thread::current().id();
+        if self.threads_on != Some(me) {
+            // The first parallel region of a thread initialises its team
+            // from a process-wide value that other instances write; trigger
+            // that first, then set this thread's own.
+            tch::get_num_threads();
+            tch::set_num_threads(self.intra_op_threads);
+            self.threads_on = Some(me);
+        }
+    }
+}
+
+/// A positive thread count parameter, if set.
+fn thread_count(spec: &ModelSpec, key: &str) -> Result<Option<i32>, BackendError> {
+    let Some(value) = parameter_word(spec, key) else {
+        return Ok(None);
+    };
+    match value.parse::<i32>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(BackendError::Load(format!(
+            "parameter '{key}': expected a whole number of threads, at least 1, got '{value}'"
+        ))),
+    }
+}
+
+/// libtorch's inter-op pool exists once per process and can be sized once.
+fn apply_inter_op_threads(n: i32, model: &str) {
+    static SET: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| {
+        // libtorch refuses once inter-op work has started; tch panics then.
+        std::panic::catch_unwind(|| tch::set_num_interop_threads(n))
+            .ok()
+            .map(|()| n)
+    });
+    if *set != Some(n) {
+        tracing::warn!(
+            model,
+            "INTER_OP_THREAD_COUNT {n} not applied: libtorch's inter-op pool is process-wide and was sized already{}",
+            set.map(|s| format!(" ({s} threads)")).unwrap_or_default()
+        );
+    }
 }
 
 /// A config parameter's value, trimmed and lower-cased, if set.

@@ -209,6 +209,8 @@ async fn run_step(
                 KilnError::NotFound(_) | KilnError::Unavailable(_) => KilnError::Unavailable(msg),
                 KilnError::Unimplemented(_) => KilnError::Unimplemented(msg),
                 KilnError::AlreadyExists(_) => KilnError::AlreadyExists(msg),
+                KilnError::ResourceExhausted(_) => KilnError::ResourceExhausted(msg),
+                KilnError::TooLarge(_) => KilnError::TooLarge(msg),
                 KilnError::Internal(_) => KilnError::Internal(msg),
             }
         })?;

@@ -16,12 +16,10 @@ use super::proto::{
 use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
+use crate::limits::clip;
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
 use crate::tensor::{encode_bytes_elements, DataType, Tensor};
-
-/// Clients (tritonclient, perf_analyzer) allow messages up to INT32_MAX.
-pub const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
 pub struct GrpcService {
     state: Arc<ServerState>,
@@ -30,13 +28,18 @@ pub struct GrpcService {
 pub fn service(
     state: Arc<ServerState>,
 ) -> proto::grpc_inference_service_server::GrpcInferenceServiceServer<GrpcService> {
+    let limits = crate::limits::get();
     proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(GrpcService { state })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        // tritonclient's compression_algorithm="gzip". Replies stay
-        // uncompressed (Triton's default): grpc clients advertise gzip on every
-        // call, and compressing every tensor would cost CPU on the hot path.
+        // After decompression (tonic >= 0.14.3 checks the inflated size).
+        .max_decoding_message_size(limits.grpc_max_input_size)
+        // Clients (tritonclient, perf_analyzer) accept up to INT32_MAX.
+        .max_encoding_message_size(i32::MAX as usize)
+        // tritonclient's compression_algorithm="gzip" / "deflate". Replies
+        // stay uncompressed (Triton's default): grpc clients advertise gzip
+        // on every call, and compressing every tensor would cost CPU on the
+        // hot path.
         .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
 }
 
 fn context<T>(request: &Request<T>) -> RequestContext {
@@ -69,8 +72,9 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
         DataType::Bytes => "bytes_contents",
         DataType::Fp16 | DataType::Bf16 => {
             return Err(KilnError::invalid(format!(
-            "input '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
-        )))
+                "input '{}': {datatype} has no typed contents field; send it in raw_input_contents",
+                clip(name)
+            )))
         }
     };
     let used = [
@@ -85,7 +89,8 @@ fn typed_contents(name: &str, datatype: DataType, c: proto::InferTensorContents)
     ];
     if let Some((wrong, _)) = used.iter().find(|(f, n)| *n > 0 && *f != field) {
         return Err(KilnError::invalid(format!(
-            "input '{name}' of datatype {datatype} must use '{field}', not '{wrong}'"
+            "input '{}' of datatype {datatype} must use '{field}', not '{wrong}'",
+            clip(name)
         )));
     }
     Ok(match datatype {
@@ -116,7 +121,8 @@ fn shared_memory_reference(
         Some(ParameterChoice::Int64Param(n)) if n >= 0 => Ok(n as u64),
         Some(ParameterChoice::Uint64Param(n)) => Ok(n),
         _ => Err(KilnError::invalid(format!(
-            "tensor '{name}': parameter '{key}' must be a non-negative integer"
+            "tensor '{}': parameter '{key}' must be a non-negative integer",
+            clip(name)
         ))),
     };
     let mut r = Reference::default();
@@ -126,7 +132,8 @@ fn shared_memory_reference(
                 Some(ParameterChoice::StringParam(region)) => r.region = Some(region.clone()),
                 _ => {
                     return Err(KilnError::invalid(format!(
-                        "tensor '{name}': parameter 'shared_memory_region' must be a string"
+                        "tensor '{}': parameter 'shared_memory_region' must be a string",
+                        clip(name)
                     )))
                 }
             },
@@ -155,7 +162,7 @@ pub fn to_infer_request(
         if let Some(typed) = req.inputs.iter().find(|i| i.contents.is_some()) {
             return Err(KilnError::invalid(format!(
                 "contents field must not be specified when using raw_input_contents for input '{}'",
-                typed.name
+                clip(&typed.name)
             )));
         }
         if raw.len() != in_band {
@@ -171,17 +178,19 @@ pub fn to_infer_request(
         let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
             KilnError::invalid(format!(
                 "input '{}': unknown datatype '{}'",
-                input.name, input.datatype
+                clip(&input.name),
+                clip(&input.datatype)
             ))
         })?;
         let data = if reference.is_used() {
             if input.contents.is_some() {
                 return Err(KilnError::invalid(format!(
                     "input '{}' names a shared memory region and also carries contents; send one",
-                    input.name
+                    clip(&input.name)
                 )));
             }
-            shared_memory.input(&ctx.identity, &input.name, &reference)?
+            let max = crate::limits::get().grpc_max_input_size;
+            shared_memory.input(&ctx.identity, &input.name, &reference, max)?
         } else {
             match (raw.next(), input.contents) {
                 (Some(bytes), _) => bytes,
@@ -189,7 +198,7 @@ pub fn to_infer_request(
                 (None, None) => {
                     return Err(KilnError::invalid(format!(
                         "input '{}' has no data: set raw_input_contents, contents or a shared memory region",
-                        input.name
+                        clip(&input.name)
                     )))
                 }
             }
@@ -202,13 +211,26 @@ pub fn to_infer_request(
         .map(|o| {
             let reference = shared_memory_reference(&o.name, &o.parameters)?;
             let shared_memory = shared_memory.output(&ctx.identity, &o.name, &reference)?;
-            let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
+            let class_count = match o
+                .parameters
+                .get("classification")
+                .and_then(|p| p.parameter_choice.as_ref())
+            {
                 None => 0,
-                Some(ParameterChoice::Int64Param(n)) if *n >= 0 => *n as u32,
-                Some(ParameterChoice::Uint64Param(n)) => *n as u32,
-                Some(other) => return Err(KilnError::invalid(format!("output '{}': parameter 'classification' must be a non-negative integer, got {other:?}", o.name))),
+                Some(ParameterChoice::Int64Param(n)) if *n >= 0 => *n as u64,
+                Some(ParameterChoice::Uint64Param(n)) => *n,
+                Some(_) => {
+                    return Err(KilnError::invalid(format!(
+                        "output '{}': parameter 'classification' must be a non-negative integer",
+                        clip(&o.name)
+                    )))
+                }
             };
-            Ok(RequestedOutput { name: o.name, class_count, shared_memory })
+            Ok(RequestedOutput {
+                name: o.name,
+                class_count,
+                shared_memory,
+            })
         })
         .collect::<Result<_>>()?;
     let parameters = req
@@ -339,22 +361,31 @@ impl GrpcInferenceService for GrpcService {
     ) -> std::result::Result<Response<InferStream>, Status> {
         let ctx = context(&r);
         let state = self.state.clone();
+        // At shutdown the stream stops taking requests; those already read
+        // are answered, then it ends, so an idle stream does not hold the
+        // server's exit.
+        let stopping = self.state.stopping();
         let answers = r
             .into_inner()
+            .take_until(stopping)
             .map(move |msg| {
                 let state = state.clone();
                 let mut ctx = ctx.clone();
                 ctx.received_at = std::time::Instant::now();
                 async move {
-                    // Errors travel in-band so one bad request does not end the stream.
-                    let result = match msg {
-                        Ok(req) => match to_infer_request(&state.shared_memory, ctx, req) {
-                            Ok(request) => inference::infer(&state.registry, request)
-                                .await
-                                .map(to_infer_response),
-                            Err(e) => Err(e),
-                        },
-                        Err(status) => return Err(status),
+                    let req = msg?;
+                    // Errors travel in-band so one bad request does not end
+                    // the stream; like Triton's, they carry the request's id
+                    // (and nothing else) so that a client can match them.
+                    let echo = proto::ModelInferResponse {
+                        id: req.id.clone(),
+                        ..Default::default()
+                    };
+                    let result = match to_infer_request(&state.shared_memory, ctx, req) {
+                        Ok(request) => inference::infer(&state.registry, request)
+                            .await
+                            .map(to_infer_response),
+                        Err(e) => Err(e),
                     };
                     Ok(match result {
                         Ok(resp) => proto::ModelStreamInferResponse {
@@ -362,8 +393,8 @@ impl GrpcInferenceService for GrpcService {
                             infer_response: Some(resp),
                         },
                         Err(e) => proto::ModelStreamInferResponse {
-                            error_message: e.to_string(),
-                            infer_response: None,
+                            error_message: e.into_message(),
+                            infer_response: Some(echo),
                         },
                     })
                 }

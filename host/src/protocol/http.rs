@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,14 +14,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prost_reflect::{ReflectMessage, SerializeOptions};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
+use crate::limits::clip;
+use crate::protocol::json;
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
-use crate::tensor::{bytes_elements, element_count, encode_bytes_elements, DataType, Tensor};
+use crate::tensor::{element_count, DataType, Tensor};
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -37,12 +40,27 @@ impl From<KilnError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (
-            self.0.http_status(),
-            Json(json!({ "error": self.0.message() })),
-        )
-            .into_response()
+        let status = self.0.http_status();
+        (status, Json(json!({ "error": self.0.into_message() }))).into_response()
     }
+}
+
+/// The body of a request, or the error it gets: over
+/// `--http-max-input-size` (after decompression) is 413, a body that cannot
+/// be read or decompressed is 400, both as `{"error": ...}`.
+fn body_or_error(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    body.map_err(|rejection| {
+        let limit = crate::limits::get().http_max_input_size;
+        let too_large = matches!(&rejection, BytesRejection::FailedToBufferBody(f)
+            if matches!(f, axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)));
+        if too_large {
+            KilnError::too_large(format!(
+                "request body is larger than the {limit} bytes this server accepts (--http-max-input-size)"
+            ))
+        } else {
+            KilnError::invalid(format!("cannot read the request body: {}", clip(&rejection.body_text())))
+        }
+    })
 }
 
 type HttpResult<T> = std::result::Result<T, HttpError>;
@@ -53,48 +71,50 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v2/health/ready", get(server_ready))
         .route("/v2", get(server_metadata))
         .route("/v2/models/stats", get(all_stats))
-        .route("/v2/models/:model", get(model_metadata))
-        .route("/v2/models/:model/versions/:version", get(model_metadata))
-        .route("/v2/models/:model/ready", get(model_ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
         .route(
-            "/v2/models/:model/versions/:version/ready",
+            "/v2/models/{model}/versions/{version}/ready",
             get(model_ready),
         )
-        .route("/v2/models/:model/config", get(model_config))
+        .route("/v2/models/{model}/config", get(model_config))
         .route(
-            "/v2/models/:model/versions/:version/config",
+            "/v2/models/{model}/versions/{version}/config",
             get(model_config),
         )
-        .route("/v2/models/:model/stats", get(model_stats))
+        .route("/v2/models/{model}/stats", get(model_stats))
         .route(
-            "/v2/models/:model/versions/:version/stats",
+            "/v2/models/{model}/versions/{version}/stats",
             get(model_stats),
         )
-        .route("/v2/models/:model/infer", post(infer))
-        .route("/v2/models/:model/versions/:version/infer", post(infer))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route(
             "/v2/repository/index",
             post(repository_index).get(repository_index),
         )
-        .route("/v2/repository/models/:model/load", post(load))
-        .route("/v2/repository/models/:model/unload", post(unload))
+        .route("/v2/repository/models/{model}/load", post(load))
+        .route("/v2/repository/models/{model}/unload", post(unload))
         .route("/v2/systemsharedmemory/status", get(shm_status))
         .route(
-            "/v2/systemsharedmemory/region/:region/status",
+            "/v2/systemsharedmemory/region/{region}/status",
             get(shm_status),
         )
         .route(
-            "/v2/systemsharedmemory/region/:region/register",
+            "/v2/systemsharedmemory/region/{region}/register",
             post(shm_register),
         )
         .route("/v2/systemsharedmemory/unregister", post(shm_unregister))
         .route(
-            "/v2/systemsharedmemory/region/:region/unregister",
+            "/v2/systemsharedmemory/region/{region}/unregister",
             post(shm_unregister),
         )
         .fallback(|uri: axum::http::Uri| async move { HttpError(unrouted(uri.path())) })
-        // Tensors can be large (the gRPC side allows 2 GiB, so does this one).
-        .layer(DefaultBodyLimit::max(i32::MAX as usize))
+        // After decompression: the limit applies to the inflated body.
+        .layer(DefaultBodyLimit::max(
+            crate::limits::get().http_max_input_size,
+        ))
         // tritonclient's request_compression_algorithm (gzip / deflate).
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
@@ -162,9 +182,17 @@ async fn server_metadata() -> Json<Value> {
     )
 }
 
-async fn model_ready(State(s): AppState, Path(p): Path<HashMap<String, String>>) -> StatusCode {
+/// 200 when ready; otherwise 400 with `{"error": ...}` saying why (unknown,
+/// unloaded, failed, loading), as Triton answers.
+async fn model_ready(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+) -> HttpResult<StatusCode> {
     let (model, version) = path_parts(&p);
-    ok_or_400(s.registry.is_ready(model, version))
+    match s.registry.resolve(model, version) {
+        Ok(_) => Ok(StatusCode::OK),
+        Err(e) => Err(KilnError::invalid(e.into_message()).into()),
+    }
 }
 
 /// Renders a generated message as Triton's JSON: proto field names, 64-bit
@@ -224,18 +252,34 @@ struct IndexRequest {
     ready: bool,
 }
 
-async fn repository_index(State(s): AppState, body: Bytes) -> HttpResult<Json<Value>> {
-    let req: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        IndexRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| KilnError::invalid(format!("malformed repository index request: {e}")))?
-    };
+/// A small JSON request body (the control-plane routes): empty means
+/// defaults; serde's message is clipped, it can quote the body.
+fn parse_small_body<T: serde::de::DeserializeOwned + Default>(
+    body: std::result::Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T> {
+    let body = body_or_error(body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        KilnError::invalid(format!(
+            "malformed {what} request: {}",
+            clip(&e.to_string())
+        ))
+    })
+}
+
+async fn repository_index(
+    State(s): AppState,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> HttpResult<Json<Value>> {
+    let req: IndexRequest = parse_small_body(body, "repository index")?;
     let rows = s.registry.index(req.ready)?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|r| {
-                let mut o = Map::new();
+                let mut o = serde_json::Map::new();
                 o.insert("name".into(), r.name.into());
                 for (k, v) in [
                     ("version", r.version),
@@ -255,26 +299,20 @@ async fn repository_index(State(s): AppState, body: Bytes) -> HttpResult<Json<Va
 #[derive(Deserialize, Default)]
 struct LoadRequest {
     #[serde(default)]
-    parameters: Map<String, Value>,
-}
-
-fn parse_load_body(body: &[u8]) -> Result<LoadRequest> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(LoadRequest::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| KilnError::invalid(format!("malformed load/unload request: {e}")))
+    parameters: json::Parameters,
 }
 
 async fn load(
     State(s): AppState,
     Path(model): Path<String>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
     super::check_explicit(&s)?;
-    if let Some(key) = parse_load_body(&body)?.parameters.keys().next() {
+    let req: LoadRequest = parse_small_body(body, "load")?;
+    if let Some((key, _)) = req.parameters.0.first() {
         return Err(KilnError::unimplemented(format!(
-            "load parameter '{key}' (config override / inline files) is not supported yet"
+            "load parameter '{}' (config override / inline files) is not supported yet",
+            clip(key)
         ))
         .into());
     }
@@ -285,10 +323,10 @@ async fn load(
 async fn unload(
     State(s): AppState,
     Path(model): Path<String>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
     super::check_explicit(&s)?;
-    parse_load_body(&body)?;
+    let _: LoadRequest = parse_small_body(body, "unload")?;
     s.registry.unload(&model).await?;
     Ok(StatusCode::OK)
 }
@@ -329,12 +367,14 @@ async fn shm_register(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
     let ctx = caller(&headers);
+    let body = body_or_error(body)?;
     let b: ShmRegisterBody = serde_json::from_slice(&body).map_err(|e| {
         KilnError::invalid(format!(
-            "malformed system shared memory register request (expected key, offset, byte_size): {e}"
+            "malformed system shared memory register request (expected key, offset, byte_size): {}",
+            clip(&e.to_string())
         ))
     })?;
     s.shared_memory.register(
@@ -358,14 +398,15 @@ async fn shm_unregister(
 }
 
 /// A tensor's `shared_memory_*` parameters.
-fn shared_memory_reference(name: &str, params: &Map<String, Value>) -> Result<Reference> {
+fn shared_memory_reference(name: &str, params: &json::Parameters) -> Result<Reference> {
     let count = |key: &str| -> Result<Option<u64>> {
         params
             .get(key)
             .map(|v| {
                 v.as_u64().ok_or_else(|| {
                     KilnError::invalid(format!(
-                        "tensor '{name}': parameter '{key}' must be a non-negative integer"
+                        "tensor '{}': parameter '{key}' must be a non-negative integer",
+                        clip(name)
                     ))
                 })
             })
@@ -376,7 +417,8 @@ fn shared_memory_reference(name: &str, params: &Map<String, Value>) -> Result<Re
         .map(|v| {
             v.as_str().map(str::to_string).ok_or_else(|| {
                 KilnError::invalid(format!(
-                    "tensor '{name}': parameter 'shared_memory_region' must be a string"
+                    "tensor '{}': parameter 'shared_memory_region' must be a string",
+                    clip(name)
                 ))
             })
         })
@@ -388,51 +430,41 @@ fn shared_memory_reference(name: &str, params: &Map<String, Value>) -> Result<Re
     })
 }
 
-#[derive(Deserialize)]
-struct JsonInferRequest {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    inputs: Vec<JsonInput>,
-    #[serde(default)]
-    outputs: Vec<JsonOutput>,
-}
-
-#[derive(Deserialize)]
-struct JsonInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct JsonOutput {
-    name: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-}
-
 async fn infer(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<Response> {
+    let body = body_or_error(body)?;
     let (model, version) = path_parts(&p);
     let ctx = caller(&headers);
-    let (request, binary_outputs) =
-        parse_infer(&s.shared_memory, ctx, model, version, &headers, body)?;
+    let (request, binary_outputs) = off_the_runtime(body.len(), || {
+        parse_infer(&s.shared_memory, ctx, model, version, &headers, body)
+    })?;
     let response = inference::infer(&s.registry, request).await?;
-    Ok(render_infer(response, &binary_outputs))
+    Ok(off_the_runtime(response_size(&response), || {
+        render_infer(response, &binary_outputs)
+    }))
 }
 
-fn param_bool(params: &Map<String, Value>, key: &str) -> Option<bool> {
-    params.get(key).and_then(Value::as_bool)
+/// Parsing or printing this many bytes of JSON moves off the async worker
+/// (block_in_place), so that health checks and small requests on the same
+/// runtime never wait behind it.
+const BLOCKING_THRESHOLD: usize = 1 << 20;
+
+fn off_the_runtime<T>(bytes: usize, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if bytes >= BLOCKING_THRESHOLD && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+fn response_size(r: &InferResponse) -> usize {
+    r.outputs.iter().map(|o| o.tensor.data.len()).sum()
 }
 
 /// Parses a JSON or JSON+binary inference request. Returns the request and,
@@ -445,17 +477,44 @@ fn parse_infer(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<(InferRequest, OutputEncoding)> {
-    let (json_part, mut binary) = match headers.get(HEADER_LENGTH) {
-        Some(v) => {
-            let n: usize = v
-                .to_str()
+    let header_length = headers
+        .get(HEADER_LENGTH)
+        .map(|v| {
+            v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or_else(|| {
                     KilnError::invalid(format!(
-                        "header '{HEADER_LENGTH}' must be a byte count, got {v:?}"
+                        "header '{HEADER_LENGTH}' must be a byte count, got {:?}",
+                        clip(&String::from_utf8_lossy(v.as_bytes()))
                     ))
-                })?;
+                })
+        })
+        .transpose()?;
+    parse_body(shared_memory, ctx, model, version, header_length, body)
+}
+
+/// The body of an inference request with its JSON head's length (the
+/// `Inference-Header-Content-Length` header), for the fuzz targets.
+pub fn parse_infer_body(
+    shared_memory: &SharedMemory,
+    ctx: RequestContext,
+    header_length: Option<usize>,
+    body: Bytes,
+) -> Result<InferRequest> {
+    parse_body(shared_memory, ctx, "", "", header_length, body).map(|(r, _)| r)
+}
+
+fn parse_body(
+    shared_memory: &SharedMemory,
+    ctx: RequestContext,
+    model: &str,
+    version: &str,
+    header_length: Option<usize>,
+    body: Bytes,
+) -> Result<(InferRequest, OutputEncoding)> {
+    let (json_part, mut binary) = match header_length {
+        Some(n) => {
             if n > body.len() {
                 return Err(KilnError::invalid(format!(
                     "header '{HEADER_LENGTH}' is {n} but the body has only {} bytes",
@@ -466,54 +525,63 @@ fn parse_infer(
         }
         None => (body.clone(), Bytes::new()),
     };
-    let req: JsonInferRequest = serde_json::from_slice(&json_part)
-        .map_err(|e| KilnError::invalid(format!("malformed inference request JSON: {e}")))?;
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    for input in req.inputs {
-        let reference = shared_memory_reference(&input.name, &input.parameters)?;
+    let req = json::parse_request(&json_part)?;
+    let mut inputs = Vec::with_capacity(req.inputs.0.len());
+    for input in req.inputs.0 {
+        let name = input.name;
+        let reference = shared_memory_reference(&name, &input.parameters)?;
         let datatype = DataType::from_kserve(&input.datatype).ok_or_else(|| {
             KilnError::invalid(format!(
                 "input '{}': unknown datatype '{}'",
-                input.name, input.datatype
+                clip(&name),
+                clip(&input.datatype)
             ))
         })?;
+        let shape = input.shape.0;
         let data = match input.parameters.get("binary_data_size") {
             _ if reference.is_used() => {
-                if input.data.is_some() || input.parameters.contains_key("binary_data_size") {
+                if input.data.is_some() || input.parameters.get("binary_data_size").is_some() {
                     return Err(KilnError::invalid(format!(
                         "input '{}' names a shared memory region and also carries data; send one",
-                        input.name
+                        clip(&name)
                     )));
                 }
-                shared_memory.input(&ctx.identity, &input.name, &reference)?
+                let max = crate::limits::get().http_max_input_size;
+                shared_memory.input(&ctx.identity, &name, &reference, max)?
             }
             Some(size) => {
                 let size = size.as_u64().ok_or_else(|| {
                     KilnError::invalid(format!(
-                        "input '{}': parameter 'binary_data_size' must be an integer",
-                        input.name
+                        "input '{}': parameter 'binary_data_size' must be a non-negative integer",
+                        clip(&name)
                     ))
-                })? as usize;
-                if size > binary.len() {
+                })?;
+                if size > binary.len() as u64 {
                     return Err(KilnError::invalid(format!(
                         "input '{}': binary_data_size {size} exceeds the {} binary bytes left in the body",
-                        input.name,
+                        clip(&name),
                         binary.len()
                     )));
                 }
-                binary.split_to(size)
+                binary.split_to(size as usize)
             }
             None => {
-                let data = input.data.as_ref().ok_or_else(|| {
+                let data = input.data.ok_or_else(|| {
                     KilnError::invalid(format!(
                         "input '{}' has neither 'data' nor a 'binary_data_size' parameter",
-                        input.name
+                        clip(&name)
                     ))
                 })?;
-                json_to_bytes(&input.name, datatype, &input.shape, data)?
+                let expected = element_count(&shape).ok_or_else(|| {
+                    KilnError::invalid(format!(
+                        "input '{}': invalid shape {shape:?}: dims must be non-negative and their product must fit in 64 bits",
+                        clip(&name)
+                    ))
+                })?;
+                Bytes::from(json::decode_data(&name, datatype, expected, data)?)
             }
         };
-        inputs.push(Tensor::new(input.name, datatype, input.shape, data));
+        inputs.push(Tensor::new(name, datatype, shape, data));
     }
     if !binary.is_empty() {
         return Err(KilnError::invalid(format!(
@@ -526,8 +594,8 @@ fn parse_infer(
         default_binary: all_binary,
         per_output: HashMap::new(),
     };
-    let mut outputs = Vec::with_capacity(req.outputs.len());
-    for o in req.outputs {
+    let mut outputs = Vec::with_capacity(req.outputs.0.len());
+    for o in req.outputs.0 {
         let reference = shared_memory_reference(&o.name, &o.parameters)?;
         let shared_memory = shared_memory.output(&ctx.identity, &o.name, &reference)?;
         let class_count = match o.parameters.get("classification") {
@@ -535,9 +603,9 @@ fn parse_infer(
             Some(v) => v.as_u64().ok_or_else(|| {
                 KilnError::invalid(format!(
                     "output '{}': parameter 'classification' must be a non-negative integer",
-                    o.name
+                    clip(&o.name)
                 ))
-            })? as u32,
+            })?,
         };
         if let Some(b) = param_bool(&o.parameters, "binary_data") {
             encoding.per_output.insert(o.name.clone(), b);
@@ -550,17 +618,18 @@ fn parse_infer(
     }
     let parameters = req
         .parameters
+        .0
         .into_iter()
         .filter(|(k, _)| k != "binary_data_output")
-        .filter_map(|(key, v)| {
+        .map(|(key, v)| {
             let value = match v {
-                Value::Bool(b) => ParamValue::Bool(b),
-                Value::Number(n) if n.is_i64() => ParamValue::Int(n.as_i64()?),
-                Value::Number(n) => ParamValue::Double(n.as_f64()?),
-                Value::String(t) => ParamValue::Text(t),
-                _ => return None,
+                json::Scalar::Bool(b) => ParamValue::Bool(b),
+                json::Scalar::Int(i) => ParamValue::Int(i),
+                json::Scalar::Uint(u) => ParamValue::Int(i64::try_from(u).unwrap_or(i64::MAX)),
+                json::Scalar::Double(d) => ParamValue::Double(d),
+                json::Scalar::Text(t) => ParamValue::Text(t),
             };
-            Some((key, value))
+            (key, value)
         })
         .collect();
     let request = InferRequest {
@@ -575,158 +644,77 @@ fn parse_infer(
     Ok((request, encoding))
 }
 
+fn param_bool(params: &json::Parameters, key: &str) -> Option<bool> {
+    params.get(key).and_then(json::Scalar::as_bool)
+}
+
 struct OutputEncoding {
     default_binary: bool,
     per_output: HashMap<String, bool>,
 }
 
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
-    }
+/// The JSON head of an inference response.
+#[derive(serde::Serialize)]
+struct ResponseHead<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    id: &'a str,
+    outputs: Vec<OutputHead<'a>>,
 }
 
-fn json_to_bytes(name: &str, datatype: DataType, shape: &[i64], data: &Value) -> Result<Bytes> {
-    let mut values = Vec::new();
-    flatten(data, &mut values);
-    let expected = element_count(shape)
-        .ok_or_else(|| KilnError::invalid(format!("input '{name}': invalid shape {shape:?}")))?;
-    if values.len() != expected {
-        return Err(KilnError::invalid(format!(
-            "input '{name}': shape {shape:?} needs {expected} elements, 'data' has {}",
-            values.len()
-        )));
-    }
-    let bad = |v: &Value| {
-        KilnError::invalid(format!(
-            "input '{name}': value {v} is not a valid {datatype}"
-        ))
-    };
-    let mut out = Vec::with_capacity(values.len() * datatype.element_size().unwrap_or(8));
-    macro_rules! ints {
-        ($t:ty) => {
-            for v in &values {
-                let x = v
-                    .as_i64()
-                    .and_then(|x| <$t>::try_from(x).ok())
-                    .or_else(|| v.as_u64().and_then(|x| <$t>::try_from(x).ok()))
-                    .ok_or_else(|| bad(v))?;
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        };
-    }
-    match datatype {
-        DataType::Bool => {
-            for v in &values {
-                out.push(v.as_bool().ok_or_else(|| bad(v))? as u8);
-            }
-        }
-        DataType::Uint8 => ints!(u8),
-        DataType::Uint16 => ints!(u16),
-        DataType::Uint32 => ints!(u32),
-        DataType::Uint64 => ints!(u64),
-        DataType::Int8 => ints!(i8),
-        DataType::Int16 => ints!(i16),
-        DataType::Int32 => ints!(i32),
-        DataType::Int64 => ints!(i64),
-        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64 => {
-            for v in &values {
-                let x = v.as_f64().ok_or_else(|| bad(v))?;
-                match datatype {
-                    DataType::Fp16 => out.extend_from_slice(&half::f16::from_f64(x).to_le_bytes()),
-                    DataType::Bf16 => out.extend_from_slice(&half::bf16::from_f64(x).to_le_bytes()),
-                    DataType::Fp32 => out.extend_from_slice(&(x as f32).to_le_bytes()),
-                    _ => out.extend_from_slice(&x.to_le_bytes()),
-                }
-            }
-        }
-        DataType::Bytes => {
-            let strings: Vec<&str> = values
-                .iter()
-                .map(|v| v.as_str().ok_or_else(|| bad(v)))
-                .collect::<Result<_>>()?;
-            out = encode_bytes_elements(strings.iter().map(|s| s.as_bytes()));
-        }
-    }
-    Ok(Bytes::from(out))
+#[derive(serde::Serialize)]
+struct OutputHead<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<json::DataJson<'a>>,
 }
 
-fn bytes_to_json(t: &Tensor) -> Value {
-    let d = &t.data;
-    macro_rules! nums {
-        ($t:ty, $n:expr) => {
-            d.chunks_exact($n)
-                .map(|c| json!(<$t>::from_le_bytes(c.try_into().unwrap())))
-                .collect()
-        };
-    }
-    let values: Vec<Value> = match t.datatype {
-        DataType::Bool => d.iter().map(|&b| json!(b != 0)).collect(),
-        DataType::Uint8 => nums!(u8, 1),
-        DataType::Uint16 => nums!(u16, 2),
-        DataType::Uint32 => nums!(u32, 4),
-        DataType::Uint64 => nums!(u64, 8),
-        DataType::Int8 => nums!(i8, 1),
-        DataType::Int16 => nums!(i16, 2),
-        DataType::Int32 => nums!(i32, 4),
-        DataType::Int64 => nums!(i64, 8),
-        DataType::Fp16 => d
-            .chunks_exact(2)
-            .map(|c| json!(half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
-            .collect(),
-        DataType::Bf16 => d
-            .chunks_exact(2)
-            .map(|c| json!(half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
-            .collect(),
-        DataType::Fp32 => nums!(f32, 4),
-        DataType::Fp64 => nums!(f64, 8),
-        DataType::Bytes => bytes_elements(d)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| json!(String::from_utf8_lossy(e)))
-            .collect(),
-    };
-    Value::Array(values)
+#[derive(serde::Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
 }
 
 fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
-    let mut outputs = Vec::with_capacity(r.outputs.len());
-    let mut blobs: Vec<bytes::Bytes> = Vec::new();
-    for output in r.outputs {
-        let t = output.tensor;
-        if output.in_shared_memory {
-            outputs.push(
-                json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape }),
-            );
-            continue;
-        }
-        let binary = encoding
-            .per_output
-            .get(&t.name)
-            .copied()
-            .unwrap_or(encoding.default_binary);
-        let mut o =
-            json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape });
+    let mut blobs: Vec<Bytes> = Vec::new();
+    let mut heads = Vec::with_capacity(r.outputs.len());
+    for output in &r.outputs {
+        let t = &output.tensor;
+        let binary = !output.in_shared_memory
+            && encoding
+                .per_output
+                .get(&t.name)
+                .copied()
+                .unwrap_or(encoding.default_binary);
         if binary {
-            o["parameters"] = json!({ "binary_data_size": t.data.len() });
-            blobs.push(t.data);
-        } else {
-            o["data"] = bytes_to_json(&t);
+            blobs.push(t.data.clone());
         }
-        outputs.push(o);
+        heads.push(OutputHead {
+            name: &t.name,
+            datatype: t.datatype.kserve_name(),
+            shape: &t.shape,
+            parameters: binary.then(|| BinarySize {
+                binary_data_size: t.data.len(),
+            }),
+            data: (!binary && !output.in_shared_memory).then_some(json::DataJson(t)),
+        });
     }
-    let mut head =
-        json!({ "model_name": r.model_name, "model_version": r.model_version, "outputs": outputs });
-    if !r.id.is_empty() {
-        head["id"] = json!(r.id);
-    }
-    let head = serde_json::to_vec(&head).expect("JSON values serialize");
+    let head = ResponseHead {
+        model_name: &r.model_name,
+        model_version: &r.model_version,
+        id: &r.id,
+        outputs: heads,
+    };
+    let head = serde_json::to_vec(&head).expect("a response head serializes");
     if blobs.is_empty() {
         return ([(header::CONTENT_TYPE, "application/json")], head).into_response();
     }
     let head_len = head.len();
-    let mut parts = vec![bytes::Bytes::from(head)];
+    let mut parts = vec![Bytes::from(head)];
     parts.extend(blobs);
     let stream = futures::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(Body::from_stream(stream));
@@ -742,24 +730,6 @@ fn render_infer(r: InferResponse, encoding: &OutputEncoding) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_data_accepts_nested_and_flat_arrays() {
-        let b = json_to_bytes("x", DataType::Int32, &[2, 2], &json!([[1, 2], [3, -4]])).unwrap();
-        assert_eq!(b.len(), 16);
-        assert_eq!(i32::from_le_bytes(b[12..16].try_into().unwrap()), -4);
-        let e = json_to_bytes("x", DataType::Int8, &[1], &json!([300])).unwrap_err();
-        assert!(e.message().contains("'x'"));
-        let e = json_to_bytes("x", DataType::Fp32, &[3], &json!([1.0])).unwrap_err();
-        assert!(e.message().contains("3 elements"), "{e}");
-    }
-
-    #[test]
-    fn bytes_round_trip_through_json() {
-        let b = json_to_bytes("s", DataType::Bytes, &[2], &json!(["", "héllo"])).unwrap();
-        let t = Tensor::new("s", DataType::Bytes, vec![2], b);
-        assert_eq!(bytes_to_json(&t), json!(["", "héllo"]));
-    }
 
     #[test]
     fn binary_inputs_are_sliced_from_the_body() {
@@ -790,5 +760,42 @@ mod tests {
             Bytes::from(body)
         )
         .is_err());
+    }
+
+    #[test]
+    fn json_inputs_and_outputs_round_trip() {
+        let body = br#"{"id":"7","inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["","h\u00e9llo"]},{"name":"f","shape":[1,2],"datatype":"FP32","data":[[0.1,2]]}]}"#;
+        let (req, enc) = parse_infer(
+            &SharedMemory::default(),
+            RequestContext::internal(),
+            "m",
+            "",
+            &HeaderMap::new(),
+            Bytes::from_static(body),
+        )
+        .unwrap();
+        let outputs = req
+            .inputs
+            .into_iter()
+            .map(|tensor| inference::ResponseOutput {
+                tensor,
+                in_shared_memory: false,
+            })
+            .collect();
+        let response = InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: req.id,
+            outputs,
+        };
+        let rendered = render_infer(response, &enc);
+        assert_eq!(rendered.status(), StatusCode::OK);
+        let body = futures::executor::block_on(axum::body::to_bytes(rendered.into_body(), 1 << 20))
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "7");
+        assert_eq!(v["outputs"][0]["data"], json!(["", "héllo"]));
+        assert_eq!(v["outputs"][1]["data"], json!([0.1, 2.0]));
+        assert!(std::str::from_utf8(&body).unwrap().contains("[0.1,2.0]"));
     }
 }

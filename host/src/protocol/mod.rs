@@ -3,7 +3,11 @@
 //! [`crate::context::RequestContext`] and answer from the same core.
 
 pub mod grpc;
+pub mod grpc_codec;
+pub mod grpc_wire;
 pub mod http;
+pub mod json;
+pub mod restricted;
 
 /// Types generated from `host/proto` (package `inference`).
 #[allow(clippy::all, clippy::pedantic)]

@@ -22,6 +22,7 @@ use parking_lot::RwLock;
 
 use crate::backend;
 use crate::error::{KilnError, Result};
+use crate::limits::clip;
 use crate::metrics::Metrics;
 use crate::scheduler::stats::ModelStats;
 use crate::scheduler::ModelRunner;
@@ -101,6 +102,9 @@ pub struct IndexEntry {
     pub reason: String,
 }
 
+/// The reason an unloaded version shows in the index.
+const UNLOADED: &str = "unloaded";
+
 pub struct ModelRegistry {
     root: PathBuf,
     mode: ControlMode,
@@ -145,7 +149,10 @@ impl ModelRegistry {
         let wanted = parse_version(name, version)?;
         let models = self.models.read();
         let entry = models.get(name).ok_or_else(|| {
-            KilnError::not_found(format!("Request for unknown model: '{name}' is not found"))
+            KilnError::not_found(format!(
+                "Request for unknown model: '{}' is not found",
+                clip(name)
+            ))
         })?;
         if let Some(runner) = entry.ready_runner(wanted) {
             return Ok(runner.clone());
@@ -159,6 +166,19 @@ impl ModelRegistry {
                 e.state.as_str(),
                 e.reason
             ))),
+            // Unloaded (or being unloaded): gone as far as the client can
+            // tell, as Triton answers.
+            None if entry
+                .versions
+                .values()
+                .all(|e| e.state == ModelState::Unloading || e.reason == UNLOADED)
+                && entry.error.is_none() =>
+            {
+                Err(KilnError::not_found(format!(
+                    "Request for unknown model: '{}' has no available versions",
+                    clip(name)
+                )))
+            }
             None => {
                 let reason = entry
                     .error
@@ -282,13 +302,16 @@ impl ModelRegistry {
 
     fn load_blocking(&self, name: &str) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(KilnError::invalid(format!("invalid model name '{name}'")));
+            return Err(KilnError::invalid(format!(
+                "invalid model name '{}'",
+                clip(name)
+            )));
         }
         let dir = self.root.join(name);
         if !dir.is_dir() {
             return Err(KilnError::not_found(format!(
-                "failed to load '{name}': no model directory {}",
-                dir.display()
+                "failed to load '{}': no such model directory in the repository",
+                clip(name)
             )));
         }
         let seen = layout::fingerprint(&dir, true);
@@ -454,7 +477,10 @@ impl ModelRegistry {
         let versions: Vec<i64> = {
             let mut models = self.models.write();
             let entry = models.get_mut(name).ok_or_else(|| {
-                KilnError::not_found(format!("failed to unload '{name}': model is not loaded"))
+                KilnError::not_found(format!(
+                    "failed to unload '{}': model is not loaded",
+                    clip(name)
+                ))
             })?;
             for e in entry.versions.values_mut().filter(|e| e.runner.is_some()) {
                 e.state = ModelState::Unloading;
@@ -474,7 +500,7 @@ impl ModelRegistry {
         if let Some(entry) = models.get_mut(name) {
             for e in entry.versions.values_mut() {
                 e.state = ModelState::Unavailable;
-                e.reason = "unloaded".into();
+                e.reason = UNLOADED.into();
             }
         }
         tracing::info!(model = %name, "model unloaded");
@@ -525,7 +551,9 @@ fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
     }
     version.parse::<i64>().map(Some).map_err(|_| {
         KilnError::invalid(format!(
-            "invalid version '{version}' for model '{name}': versions are integers"
+            "invalid version '{}' for model '{}': versions are integers",
+            clip(version),
+            clip(name)
         ))
     })
 }

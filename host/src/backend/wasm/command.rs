@@ -20,9 +20,6 @@ use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::repository::config::ModelSpec;
 use crate::tensor::Tensor;
 
-/// stderr kept per call (for the log and the error message).
-const STDERR_CAP: usize = 64 << 10;
-
 /// Store data of one call.
 pub struct CommandState {
     pub wasi: WasiP1Ctx,
@@ -74,11 +71,11 @@ impl CommandInstance {
                     path.display()
                 ))
             })?;
-        let instance = Self {
+        let mut instance = Self {
             pre,
             settings,
             model: Arc::from(spec.name.as_str()),
-            outputs: OutputContract::new(spec),
+            outputs: OutputContract::default(),
         };
         let started = Instant::now();
         let meta = match instance.call(Call::Metadata, &[], &[]) {
@@ -91,7 +88,7 @@ impl CommandInstance {
             }
         };
         tracing::debug!(model = %spec.name, cached, metadata_us = started.elapsed().as_micros() as u64, plugin = %meta.name, "command plugin ready");
-        contract::check_metadata(spec, &meta)?;
+        instance.outputs = contract::check_metadata(spec, &meta)?;
         Ok(instance)
     }
 
@@ -141,7 +138,8 @@ impl CommandInstance {
 
     fn run(&self, stdin: Vec<u8>) -> Run {
         let stdout = MemoryOutputPipe::new(self.settings.memory_bytes);
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        // stderr goes to the log: bounded like a component's host.log.
+        let stderr = MemoryOutputPipe::new(self.settings.log_bytes.max(1024));
         let wasi = wasi_builder(self.settings.grants)
             .stdin(MemoryInputPipe::new(stdin))
             .stdout(stdout.clone())

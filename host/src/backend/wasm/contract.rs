@@ -1,7 +1,14 @@
 //! What config.pbtxt promises about a plugin, checked the same way for
 //! every kind of plugin binary: at load, the plugin's declared tensors must
-//! cover the config's; per call, its outputs must match the config.
+//! cover the config's; per call, its outputs must match the config
+//! (sdk/ABI.md, "Errors"): each config output exactly once, with its
+//! datatype, dims and size; an output the plugin declared in `metadata()`
+//! but the config does not use is dropped; a name the plugin never declared,
+//! or one returned twice, fails the call.
 
+use std::collections::HashSet;
+
+use crate::limits::clip;
 use crate::repository::config::{ModelSpec, TensorSpec};
 use crate::tensor::{DataType, Tensor};
 
@@ -18,7 +25,11 @@ pub struct PluginMetadata {
 }
 
 /// The plugin must declare every tensor config.pbtxt declares, same types.
-pub fn check_metadata(spec: &ModelSpec, meta: &PluginMetadata) -> Result<(), BackendError> {
+/// Returns what each of its answers will be checked against.
+pub fn check_metadata(
+    spec: &ModelSpec,
+    meta: &PluginMetadata,
+) -> Result<OutputContract, BackendError> {
     let check = |kind: &str,
                  declared: &[TensorSpec],
                  offered: &[(String, DataType, Vec<i64>)]|
@@ -49,35 +60,47 @@ pub fn check_metadata(spec: &ModelSpec, meta: &PluginMetadata) -> Result<(), Bac
         Ok(())
     };
     check("input", &spec.inputs, &meta.inputs)?;
-    check("output", &spec.outputs, &meta.outputs)
+    check("output", &spec.outputs, &meta.outputs)?;
+    Ok(OutputContract {
+        outputs: spec.outputs.clone(),
+        declared: meta.outputs.iter().map(|(n, _, _)| n.clone()).collect(),
+        batched: spec.batched(),
+    })
 }
 
-/// The outputs config.pbtxt declares, which every answer must match.
-#[derive(Clone)]
+/// The outputs config.pbtxt declares, which every answer must match, and
+/// the names the plugin itself declared.
+#[derive(Clone, Default)]
 pub struct OutputContract {
     outputs: Vec<TensorSpec>,
+    declared: HashSet<String>,
     batched: bool,
 }
 
 impl OutputContract {
-    pub fn new(spec: &ModelSpec) -> Self {
-        Self {
-            outputs: spec.outputs.clone(),
-            batched: spec.batched(),
-        }
-    }
-
-    /// Orders a plugin's outputs as config.pbtxt declares them. A plugin may
-    /// offer more outputs than the config uses (ABI.md): those are dropped;
-    /// declared ones must match the config exactly.
+    /// Orders a plugin's outputs as config.pbtxt declares them (see the
+    /// module docs for what is refused).
     pub fn collect(
         &self,
         produced: impl IntoIterator<Item = Tensor>,
     ) -> Result<Vec<Tensor>, BackendError> {
         let mut outputs: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
+        let mut seen = HashSet::new();
         for t in produced {
+            if !self.declared.contains(&t.name) {
+                return Err(BackendError::Execution(format!(
+                    "plugin returned output '{}', which its metadata does not declare",
+                    clip(&t.name)
+                )));
+            }
+            if !seen.insert(t.name.clone()) {
+                return Err(BackendError::Execution(format!(
+                    "plugin returned output '{}' more than once",
+                    clip(&t.name)
+                )));
+            }
             let Some(index) = self.outputs.iter().position(|o| o.name == t.name) else {
-                continue;
+                continue; // declared by the plugin, not used by the config
             };
             self.check(&t, &self.outputs[index])
                 .map_err(BackendError::Execution)?;

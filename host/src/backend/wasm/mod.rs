@@ -19,7 +19,7 @@ mod command;
 mod contract;
 mod core_module;
 pub mod policy;
-mod wire;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::inference::ParamValue;
+use crate::limits::clip;
 use crate::repository::config::ModelSpec;
 use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use binary::PluginBinary;
@@ -53,6 +54,9 @@ use self::kiln::plugin::types as wit;
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MEMORY_MB: u64 = 256;
+/// Log bytes (`host.log` messages and fields, a command's stderr) one call
+/// may write.
+pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
 /// Upper bound of any plugin's linear memory (the pool's slot size).
 const MAX_MEMORY_MB: u64 = 4096;
 
@@ -64,6 +68,9 @@ pub struct PluginSettings {
     /// Instructions budget per call (None: unlimited, deadline only).
     pub fuel: Option<u64>,
     pub grants: Grants,
+    /// Bytes of log a call may write (`wasm_log_bytes`); the rest is dropped
+    /// and counted.
+    pub log_bytes: usize,
     /// All config parameters, visible to the plugin through `get-parameter`.
     pub parameters: Arc<BTreeMap<String, String>>,
 }
@@ -104,11 +111,13 @@ impl PluginSettings {
             .map(|_| number("wasm_fuel", 0))
             .transpose()?;
         let grants = Grants::parse(parameters.get("wasm_grants").map_or("", String::as_str))?;
+        let log_bytes = number("wasm_log_bytes", DEFAULT_LOG_BYTES)?.min(64 << 20) as usize;
         Ok(Self {
             timeout: Duration::from_millis(timeout_ms),
             memory_bytes: (memory_mb as usize) << 20,
             fuel,
             grants,
+            log_bytes,
             parameters: Arc::new(parameters),
         })
     }
@@ -229,6 +238,52 @@ pub struct PluginState {
     limits: StoreLimits,
     parameters: Arc<BTreeMap<String, String>>,
     model: Arc<str>,
+    log: LogBudget,
+}
+
+/// What is left of a call's log allowance (`wasm_log_bytes`), and what was
+/// dropped beyond it: a plugin cannot flood the server's log.
+pub struct LogBudget {
+    allowance: usize,
+    left: usize,
+    dropped: u64,
+}
+
+impl LogBudget {
+    pub fn new(allowance: usize) -> Self {
+        Self {
+            allowance,
+            left: allowance,
+            dropped: 0,
+        }
+    }
+
+    /// Takes `bytes` from the allowance; false (and counted) when over it.
+    pub fn take(&mut self, bytes: usize) -> bool {
+        if bytes > self.left {
+            self.dropped += bytes as u64;
+            self.left = 0;
+            return false;
+        }
+        self.left -= bytes;
+        true
+    }
+
+    /// Ends a call: one warning if anything was dropped; a full allowance
+    /// for the next call.
+    pub fn settle(&mut self, model: &str) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                target: "kiln::plugin",
+                model,
+                dropped_bytes = self.dropped,
+                "plugin log output over wasm_log_bytes ({} bytes per call); the rest was dropped",
+                self.allowance
+            );
+        }
+        self.left = self.allowance;
+        self.dropped = 0;
+    }
 }
 
 impl WasiView for PluginState {
@@ -297,6 +352,10 @@ impl self::kiln::plugin::host::Host for PluginState {
         fields: Vec<(String, String)>,
     ) {
         use self::kiln::plugin::host::LogLevel as L;
+        let cost = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if !self.log.take(cost) {
+            return;
+        }
         let model = &*self.model;
         let fields = fields
             .iter()
@@ -386,14 +445,29 @@ fn to_wit(t: &Tensor) -> wit::Tensor {
     }
 }
 
-fn from_wit(t: wit::Tensor) -> Tensor {
+/// A plugin's output as a tensor; `data` and `elements` must be used as the
+/// datatype says (sdk/ABI.md, "tensor"), never both.
+fn from_wit(t: wit::Tensor) -> Result<Tensor, BackendError> {
     let datatype = from_wit_datatype(t.datatype);
+    let misused = if datatype == DataType::Bytes {
+        (!t.data.is_empty()).then_some("a BYTES output must leave 'data' empty and use 'elements'")
+    } else {
+        (!t.elements.is_empty()).then_some("only BYTES outputs may use 'elements'")
+    };
+    if let Some(rule) = misused {
+        return Err(BackendError::Execution(format!(
+            "plugin returned output '{}' as {datatype} with {} bytes of 'data' and {} 'elements': {rule}",
+            clip(&t.name),
+            t.data.len(),
+            t.elements.len()
+        )));
+    }
     let data = if datatype == DataType::Bytes {
         Bytes::from(encode_bytes_elements(t.elements.iter().map(Vec::as_slice)))
     } else {
         Bytes::from(t.data)
     };
-    Tensor::new(t.name, datatype, t.shape, data)
+    Ok(Tensor::new(t.name, datatype, t.shape, data))
 }
 
 fn to_wit_parameter((key, value): &(String, ParamValue)) -> wit::Parameter {
@@ -446,7 +520,7 @@ impl WasmInstance {
             pre,
             settings,
             model: Arc::from(spec.name.as_str()),
-            outputs: OutputContract::new(spec),
+            outputs: OutputContract::default(),
             live: None,
         };
         let started = Instant::now();
@@ -468,6 +542,7 @@ impl WasmInstance {
                 .build(),
             parameters: self.settings.parameters.clone(),
             model: self.model.clone(),
+            log: LogBudget::new(self.settings.log_bytes),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -501,7 +576,8 @@ impl WasmInstance {
             inputs: specs(meta.inputs),
             outputs: specs(meta.outputs),
         };
-        contract::check_metadata(spec, &meta)
+        self.outputs = contract::check_metadata(spec, &meta)?;
+        Ok(())
     }
 }
 
@@ -565,6 +641,7 @@ impl Backend for WasmInstance {
         let result = plugin
             .kiln_plugin_processor()
             .call_process(&mut *store, &args, &params);
+        store.data_mut().log.settle(&self.model);
         let output_start = Instant::now();
         timings.infer = output_start - infer_start;
         let produced = match result {
@@ -589,7 +666,11 @@ impl Backend for WasmInstance {
                 return Err(BackendError::Execution(message));
             }
         };
-        let outputs = self.outputs.collect(produced.into_iter().map(from_wit))?;
+        let produced = produced
+            .into_iter()
+            .map(from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = self.outputs.collect(produced)?;
         timings.output = output_start.elapsed();
         Ok(outputs)
     }
