@@ -5,6 +5,35 @@
 //! (feature `cuda`) compiles the small C++ edge to libtorch's CUDA stream, TF32 and graph APIs,
 //! `csrc/cuda.cpp`, against the torch install's headers.
 
+/// The fuzz workspace (host/fuzz) instruments every unit of this package for
+/// libFuzzer, this build script too (cargo's per-package rustflags cannot
+/// tell them apart); the script runs without libFuzzer, so the coverage hooks
+/// its instrumented code calls are no-ops here.
+#[cfg(kiln_fuzz)]
+#[allow(unsafe_code)]
+mod coverage_hooks {
+    macro_rules! no_op {
+        ($($name:ident($($arg:ty),*);)*) => {$(
+            #[no_mangle]
+            pub extern "C" fn $name($(_: $arg),*) {}
+        )*};
+    }
+    no_op! {
+        __sanitizer_cov_8bit_counters_init(*const u8, *const u8);
+        __sanitizer_cov_pcs_init(*const usize, *const usize);
+        __sanitizer_cov_trace_pc_indir(usize);
+        __sanitizer_cov_trace_cmp1(u8, u8);
+        __sanitizer_cov_trace_cmp2(u16, u16);
+        __sanitizer_cov_trace_cmp4(u32, u32);
+        __sanitizer_cov_trace_cmp8(u64, u64);
+        __sanitizer_cov_trace_const_cmp1(u8, u8);
+        __sanitizer_cov_trace_const_cmp2(u16, u16);
+        __sanitizer_cov_trace_const_cmp4(u32, u32);
+        __sanitizer_cov_trace_const_cmp8(u64, u64);
+        __sanitizer_cov_trace_switch(u64, *const u64);
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         // RUNPATH (not RPATH) so LD_LIBRARY_PATH can still point the binary at

@@ -16,3 +16,7 @@ echo "== unit tests"
 cargo test --release --locked --workspace
 echo "== integration tests"
 KILN_BIN="$PWD/target/release/kiln" .venv/bin/python -m pytest "$@"
+echo "== fuzz targets (bounded slice: host/fuzz/run.sh SECONDS for longer runs)"
+bash host/fuzz/run.sh "${KILN_FUZZ_SECONDS:-20}"
+echo "== reliability (quick slice: bench/reliability.py for the full attacks, soak and reloads)"
+.venv/bin/python bench/reliability.py --quick

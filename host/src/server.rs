@@ -131,7 +131,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let grpc_router = tonic::service::Routes::new(health_service)
         .add_service(grpc::service(state.clone()))
         .prepare()
-        .into_axum_router();
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(
+            crate::protocol::grpc_compression::inflate_requests,
+        ));
     let grpc_router = restricted::apply(grpc_router, settings.grpc_restricted.clone());
     let http_router = restricted::apply(
         http::router(state.clone()),

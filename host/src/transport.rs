@@ -158,8 +158,9 @@ struct GuardedIo {
 
 impl GuardedIo {
     /// Maps one poll of a write-side operation through the stall timer.
-    /// Only bytes written count as activity: hyper flushes on every poll,
-    /// and the watchdog's own polls must not keep a connection alive.
+    /// Only bytes written count as progress (and activity): hyper flushes on
+    /// every poll, and neither a flush nor the watchdog's own polls may reset
+    /// the timer of a client that reads nothing.
     fn guard_write<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -168,8 +169,8 @@ impl GuardedIo {
     ) -> Poll<io::Result<T>> {
         match polled {
             Poll::Ready(result) => {
-                self.write_stall = None;
                 if result.as_ref().is_ok_and(wrote) {
+                    self.write_stall = None;
                     self.state.touch();
                 }
                 Poll::Ready(result)
@@ -180,10 +181,16 @@ impl GuardedIo {
                     .write_stall
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 match stall.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("client read nothing for {timeout:?} (write timeout)"),
-                    ))),
+                    Poll::Ready(()) => {
+                        // Reset rather than close: the kernel drops what is
+                        // still queued for this client instead of holding it.
+                        #[allow(deprecated)]
+                        let _ = self.inner.set_linger(Some(Duration::ZERO));
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("client read nothing for {timeout:?} (write timeout)"),
+                        )))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cuda_shared_memory_unimplemented;
@@ -33,13 +32,12 @@ pub fn service(
         // After decompression (tonic >= 0.14.3 checks the inflated size).
         .max_decoding_message_size(limits.grpc_max_input_size)
         // Clients (tritonclient, perf_analyzer) accept up to INT32_MAX.
+        // Compressed requests (tritonclient's compression_algorithm) are
+        // inflated before they get here (grpc_compression.rs); replies stay
+        // uncompressed (Triton's default): grpc clients advertise gzip on
+        // every call, and compressing every tensor would cost CPU on the hot
+        // path.
         .max_encoding_message_size(i32::MAX as usize)
-        // tritonclient's compression_algorithm="gzip" / "deflate". Replies
-        // stay uncompressed (Triton's default): grpc clients advertise gzip
-        // on every call, and compressing every tensor would cost CPU on the
-        // hot path.
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Deflate)
 }
 
 fn context<T>(request: &Request<T>) -> RequestContext {
@@ -143,6 +141,32 @@ fn shared_memory_reference(
         }
     }
     Ok(r)
+}
+
+/// Roughly the bytes `to_infer_request` copies: typed contents become new
+/// buffers, shared-memory windows are read (raw contents are not copied).
+fn conversion_cost(req: &proto::ModelInferRequest) -> usize {
+    req.inputs
+        .iter()
+        .map(|i| {
+            let typed = i.contents.as_ref().map_or(0, |c| {
+                c.bool_contents.len()
+                    + 4 * (c.int_contents.len() + c.uint_contents.len() + c.fp32_contents.len())
+                    + 8 * (c.int64_contents.len() + c.uint64_contents.len() + c.fp64_contents.len())
+                    + c.bytes_contents.iter().map(|b| b.len() + 4).sum::<usize>()
+            });
+            let shared = match i.parameters.get("shared_memory_byte_size") {
+                Some(proto::InferParameter {
+                    parameter_choice: Some(ParameterChoice::Int64Param(n)),
+                }) => usize::try_from(*n).unwrap_or(0),
+                Some(proto::InferParameter {
+                    parameter_choice: Some(ParameterChoice::Uint64Param(n)),
+                }) => usize::try_from(*n).unwrap_or(0),
+                _ => 0,
+            };
+            typed + shared
+        })
+        .sum()
 }
 
 pub fn to_infer_request(
@@ -348,7 +372,10 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelInferRequest>,
     ) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
         let ctx = context(&r);
-        let request = to_infer_request(&self.state.shared_memory, ctx, r.into_inner())?;
+        let req = r.into_inner();
+        let request = super::off_the_runtime(conversion_cost(&req), || {
+            to_infer_request(&self.state.shared_memory, ctx, req)
+        })?;
         let response = inference::infer(&self.state.registry, request).await?;
         Ok(Response::new(to_infer_response(response)))
     }
@@ -381,7 +408,11 @@ impl GrpcInferenceService for GrpcService {
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    let result = match to_infer_request(&state.shared_memory, ctx, req) {
+                    let cost = conversion_cost(&req);
+                    let converted = super::off_the_runtime(cost, || {
+                        to_infer_request(&state.shared_memory, ctx, req)
+                    });
+                    let result = match converted {
                         Ok(request) => inference::infer(&state.registry, request)
                             .await
                             .map(to_infer_response),

@@ -5,9 +5,9 @@
 //!   count in it can make decoding allocate more than its limits allow.
 //! - Every other message is control plane and small: one larger than
 //!   `max_control_message_bytes` is refused before it is decoded.
-//! - Decoding a large message runs under `block_in_place`, so the async
-//!   worker it would occupy is handed back to the runtime and health checks
-//!   never wait behind a 2 GiB tensor.
+//! - Decoding or encoding a large message runs under `block_in_place`
+//!   (`super::off_the_runtime`), so health checks never wait behind a 2 GiB
+//!   tensor.
 //!
 //! The generated server uses it through `codec_path` (build.rs).
 
@@ -15,10 +15,10 @@ use std::marker::PhantomData;
 
 use bytes::Buf;
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
-use super::proto;
+use super::{off_the_runtime, proto};
 use crate::limits;
 
 /// Messages decoded through [`KilnCodec`], with the check each gets first.
@@ -70,9 +70,6 @@ control_plane!(
     LogSettingsRequest,
 );
 
-/// Decoding at least this many bytes hands the async worker back first.
-const BLOCKING_THRESHOLD: usize = 1 << 20;
-
 /// prost encoding; checked decoding (see the module docs).
 pub struct KilnCodec<T, U>(PhantomData<(T, U)>);
 
@@ -89,15 +86,36 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Encoder = OffloadedEncoder<T>;
     type Decoder = CheckedDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstEncoder::new(BufferSettings::default())
+        OffloadedEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         CheckedDecoder(PhantomData)
+    }
+}
+
+/// prost encoding, off the async worker for large messages.
+pub struct OffloadedEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for OffloadedEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        let len = item.encoded_len();
+        off_the_runtime(len, || {
+            buf.reserve(len);
+            item.encode(buf)
+                .map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
     }
 }
 
@@ -108,7 +126,7 @@ impl<U: Checked> Decoder for CheckedDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        let large = buf.remaining() >= BLOCKING_THRESHOLD;
+        let len = buf.remaining();
         let decode = |buf: &mut DecodeBuf<'_>| {
             // A DecodeBuf is one contiguous message (tonic buffers it whole).
             if buf.chunk().len() != buf.remaining() {
@@ -123,20 +141,10 @@ impl<U: Checked> Decoder for CheckedDecoder<U> {
                 ))
             })
         };
-        if large && on_multi_thread_runtime() {
-            tokio::task::block_in_place(|| decode(buf))
-        } else {
-            decode(buf)
-        }
+        off_the_runtime(len, || decode(buf))
     }
 
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings::default()
     }
-}
-
-/// `block_in_place` panics on a current-thread runtime.
-pub fn on_multi_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

@@ -20,7 +20,7 @@ use crate::context::{Protocol, RequestContext, TENANT_HEADER};
 use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::limits::clip;
-use crate::protocol::json;
+use crate::protocol::{json, off_the_runtime};
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
 use crate::tensor::{element_count, DataType, Tensor};
@@ -446,21 +446,6 @@ async fn infer(
     Ok(off_the_runtime(response_size(&response), || {
         render_infer(response, &binary_outputs)
     }))
-}
-
-/// Parsing or printing this many bytes of JSON moves off the async worker
-/// (block_in_place), so that health checks and small requests on the same
-/// runtime never wait behind it.
-const BLOCKING_THRESHOLD: usize = 1 << 20;
-
-fn off_the_runtime<T>(bytes: usize, work: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if bytes >= BLOCKING_THRESHOLD && multi_thread {
-        tokio::task::block_in_place(work)
-    } else {
-        work()
-    }
 }
 
 fn response_size(r: &InferResponse) -> usize {

@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod grpc_codec;
+pub mod grpc_compression;
 pub mod grpc_wire;
 pub mod http;
 pub mod json;
@@ -26,6 +27,23 @@ pub mod proto {
 }
 
 use crate::server::ServerState;
+
+/// Work on at least this many bytes (decoding, converting or printing a
+/// request or response) moves off the async worker first.
+pub const BLOCKING_THRESHOLD: usize = 1 << 20;
+
+/// Runs `work` on `bytes` bytes; large work under `block_in_place`, which
+/// hands the async worker's other tasks to another thread first, so health
+/// checks and small requests never wait behind a large tensor.
+pub fn off_the_runtime<T>(bytes: usize, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if bytes >= BLOCKING_THRESHOLD && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
 
 /// Server metadata shared by both protocols.
 pub const SERVER_NAME: &str = "kiln";

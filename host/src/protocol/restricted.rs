@@ -314,12 +314,7 @@ mod tests {
             e,
             "This protocol is restricted, expecting header 'triton-grpc-protocol-key'"
         );
-        for bad in [
-            "shared-memory",
-            "bogus:k=v",
-            "inference:=v",
-            "inference:k=",
-        ] {
+        for bad in ["shared-memory", "bogus:k=v", "inference:=v", "inference:k="] {
             assert!(
                 Restrictions::parse(Wire::Grpc, &[bad.into()]).is_err(),
                 "{bad}"
