@@ -584,6 +584,22 @@ def test_replies_are_not_held_for_clients_that_never_read(strict):
     assert_healthy(strict)
 
 
+def test_grpc_connections_age_out(copy_repo, kiln):
+    """Triton's --grpc-max-connection-age / -grace: a connection past its age gets a GOAWAY and,
+    after the grace, is closed, so clients spread over replicas again."""
+    srv = kiln(copy_repo("add_sub"), "--grpc-max-connection-age", "1000", "--grpc-max-connection-age-grace", "1000",
+               name="age")
+    h2 = socket.create_connection(("127.0.0.1", srv.grpc_port))
+    h2.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    t0 = time.monotonic()
+    assert closed_within(h2, 6), "a connection past its maximum age stayed open"
+    assert time.monotonic() - t0 > 0.8, "closed before its age"
+    h2.close()
+    # New connections keep working.
+    a = np.zeros((1, 16), np.float32)
+    srv.grpc.infer("add_sub", add_sub_grpc_inputs(a, a))
+
+
 # ---------------------------------------------------------------- shutdown
 
 

@@ -24,7 +24,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import ROOT, copy_models
+from kilnutil import wait_until, ROOT, copy_models
 
 PLUGINS = ROOT / "target" / "plugins"  # built by the session fixture `plugins` (conftest.py)
 
@@ -66,6 +66,8 @@ def plugin_server(plugins, model_repo, module_kiln, tmp_path_factory):
     for name, (plugin, _) in HOSTILE.items():
         plugin_model(repo, name, plugin, {"wasm_timeout_ms": "300", "wasm_memory_mb": "64"})
     plugin_model(repo, "fs", "hostile_fs")
+    # The SDK logs a panic's message through host.log: 16 bytes are not enough for it.
+    plugin_model(repo, "trap_quiet", "hostile_trap", {"wasm_log_bytes": "16"})
     return module_kiln(repo, name="plugins")
 
 
@@ -141,6 +143,21 @@ def test_plugin_outputs_are_checked_as_the_abi_says(plugin_server, trigger, expe
     assert expected in exc.value.message(), exc.value.message()
     ok = np.zeros((1, 4), dtype=np.float32)
     assert plugin_server.grpc.infer("wrong", [fp32_input(ok)]).as_numpy("OUTPUT").shape == (1, 4)
+
+
+def test_plugin_log_volume_is_capped_per_call(plugin_server):
+    """Nothing capped host.log: wasm_log_bytes drops what a call logs past it, with one warning."""
+    bad = np.ones((1, 4), dtype=np.float32)
+    for model in ("trap", "trap_quiet"):
+        with pytest.raises(InferenceServerException):
+            plugin_server.grpc.infer(model, [fp32_input(bad)])
+    log = wait_until(lambda: "over wasm_log_bytes" in plugin_server.log() and plugin_server.log(), 10,
+                     what="the dropped-log warning")
+    quiet = [line for line in log.splitlines() if 'model="trap_quiet"' in line]
+    assert any("over wasm_log_bytes (16 bytes per call)" in line for line in quiet), quiet[-5:]
+    assert not any("deliberate panic" in line for line in quiet), "a message past the allowance was logged"
+    assert any("deliberate panic" in line for line in log.splitlines() if 'model="trap"' in line), \
+        "the uncapped model's panic message should be in the log"
 
 
 def test_plugin_importing_filesystem_is_refused_at_load(plugin_server):

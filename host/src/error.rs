@@ -105,17 +105,7 @@ impl KilnError {
     /// The message as a protocol answer carries it: bounded, whatever went
     /// into it (see `limits::bound_message`).
     pub fn into_message(self) -> String {
-        let message = match self {
-            Self::InvalidArgument(m)
-            | Self::NotFound(m)
-            | Self::Unavailable(m)
-            | Self::AlreadyExists(m)
-            | Self::Unimplemented(m)
-            | Self::ResourceExhausted(m)
-            | Self::TooLarge(m)
-            | Self::Internal(m) => m,
-        };
-        crate::limits::bound_message(message)
+        crate::limits::bound_message(self.message().to_string())
     }
 }
 

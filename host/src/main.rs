@@ -43,12 +43,12 @@ fn main() -> ExitCode {
                 Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
             }
             let result = kiln::settings::Settings::resolve(*args).and_then(|settings| {
-                // At least four workers, whatever the core count: a worker
-                // busy with one large request (an inflating gzip body)
-                // must not leave health checks without one.
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                // One worker per core (TOKIO_WORKER_THREADS overrides):
+                // work on large requests leaves the workers through
+                // block_in_place (protocol::off_the_runtime), so health
+                // checks keep a worker without extra threads, which cost
+                // every small request context switches on a small machine.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(cores.max(4))
                     .enable_all()
                     .build()?;
                 let served = runtime.block_on(kiln::server::serve(settings));

@@ -284,15 +284,45 @@ struct Tracked<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a listener serves: a tower service of HTTP requests (an axum
+/// router), answering with bodies of [`ResponseBody`].
+pub trait HttpService<B>:
+    tower::Service<
+        http::Request<Incoming>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body a listener can write.
+pub trait ResponseBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
+impl<B> ResponseBody for B where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+// `Response = ...<B>` again: it is what ties B to S for the compiler.
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for Tracked<S>
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    S: HttpService<B> + tower::Service<http::Request<Incoming>, Response = http::Response<B>>,
+    B: ResponseBody,
 {
     type Response = http::Response<TrackedBody<B>>;
     type Error = BoxError;
@@ -340,17 +370,11 @@ impl Listener {
 
     /// Accepts until `stop` turns true, then asks every connection to close
     /// and returns once all are gone.
-    pub async fn serve<S, B>(self, service: S, mut stop: watch::Receiver<bool>)
-    where
-        S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
+    pub async fn serve<S: HttpService<B>, B: ResponseBody>(
+        self,
+        service: S,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let Self {
             what,
             listener,
@@ -497,23 +521,14 @@ fn builder(policy: &ConnectionPolicy) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn run_connection<S, B>(
+async fn run_connection<S: HttpService<B>, B: ResponseBody>(
     builder: &auto::Builder<TokioExecutor>,
     io: GuardedIo,
     service: Tracked<S>,
     state: Arc<ConnState>,
     policy: &ConnectionPolicy,
     mut stop: watch::Receiver<bool>,
-) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+) {
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     // Coarse on purpose: thousands of idle connections each wake this often.
