@@ -115,8 +115,17 @@ fn colon_before_lists(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Line and column (1-based, in characters) of a byte offset. The offset
+/// comes from the normalized text, which may be a byte longer than the
+/// user's before it (`colon_before_lists`): it is taken at the nearest
+/// character boundary at or before it (the fuzzer found an offset inside a
+/// multi-byte character).
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -637,6 +646,20 @@ instance_group [ { kind: KIND_CPU } ]
         assert_eq!(spec.name, "seg");
         assert!(!spec.batched());
         assert_eq!(spec.instances, vec![Placement::Cpu]);
+    }
+
+    #[test]
+    fn an_error_inside_a_multibyte_character_is_located_not_a_panic() {
+        // Found by host/fuzz (config_pbtxt): the error offset, taken from
+        // the normalized text, fell inside U+031C.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/config_pbtxt/crash-offset-inside-char"
+        ))
+        .unwrap();
+        let e = parse_text(Path::new("config.pbtxt"), &text).unwrap_err();
+        assert!(e.0.starts_with("config.pbtxt:"), "{e}");
+        assert_eq!(line_col("aé", 2), (1, 2));
     }
 
     #[test]
