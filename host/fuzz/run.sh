@@ -5,6 +5,9 @@
 #
 #   host/fuzz/run.sh                 # every target, 30 s each
 #   host/fuzz/run.sh 600 kserve_json # one target, 10 minutes
+#   host/fuzz/run.sh merge           # fold what runs found into the committed corpus,
+#                                    # minimized (libFuzzer -merge=1: the smallest inputs
+#                                    # that keep every feature), then review and commit
 #
 # Stable Rust: libFuzzer's coverage instrumentation is applied per package with
 # cargo's `profile-rustflags`, which RUSTC_BOOTSTRAP=1 unlocks; the release
@@ -13,8 +16,8 @@
 # target/fuzz/artifacts/<target>/ and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")"
-secs=${1:-30}
-shift || true
+mode=run
+if [[ ${1:-} == merge ]]; then mode=merge; shift; secs=0; else secs=${1:-30}; shift || true; fi
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(config_pbtxt kserve_json binary_tensor grpc_infer_request bytes_elements plugin_wire)
@@ -25,6 +28,19 @@ export RUSTC_BOOTSTRAP=1
 cargo build --release --locked --bins
 # The targets link libtorch through the kiln library (no RUNPATH of their own).
 export LD_LIBRARY_PATH="$root/.venv/libtorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [[ $mode == merge ]]; then
+  for t in "${targets[@]}"; do
+    merged=$root/target/fuzz/merged/$t
+    rm -rf "$merged"; mkdir -p "$merged" "$root/target/fuzz/corpus/$t"
+    "$root/target/release/$t" -merge=1 -max_len=65536 -rss_limit_mb=4096 "$merged" "corpus/$t" \
+      "$root/target/fuzz/corpus/$t" >"$root/target/fuzz/$t.merge.log" 2>&1
+    # Hash-named inputs are replaced; hand-named ones (crash reproducers) always stay.
+    find "corpus/$t" -type f -regextype posix-extended -regex '.*/[0-9a-f]{16,40}' -delete
+    cp -n "$merged"/* "corpus/$t/"
+    echo "$t: $(ls "corpus/$t" | wc -l) inputs, $(du -sh --apparent-size "corpus/$t" | cut -f1)"
+  done
+  exit 0
+fi
 status=0
 for t in "${targets[@]}"; do
   work=$root/target/fuzz/corpus/$t
