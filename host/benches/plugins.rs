@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln::backend::wasm::WasmInstance;
 use kiln::backend::{Backend, BackendRequest, ExecTimings};
 use kiln::repository::config;
-use kiln::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

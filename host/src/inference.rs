@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::context::RequestContext;
-use crate::error::{KilnError, Result};
-use crate::limits::clip;
 use crate::repository::config::ModelSpec;
 use crate::repository::ModelRegistry;
 use crate::scheduler::stats::RequestTiming;
 use crate::scheduler::ModelRunner;
 use crate::shared_memory::OutputPlacement;
-use crate::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_types::context::RequestContext;
+use kiln_types::error::{KilnError, Result};
+pub use kiln_types::params::{ParamValue, Parameters};
+use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_types::text::clip;
 
 #[derive(Debug, Clone)]
 pub struct RequestedOutput {
@@ -29,18 +30,6 @@ pub struct RequestedOutput {
     /// the response.
     pub shared_memory: Option<OutputPlacement>,
 }
-
-/// A KServe request parameter value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamValue {
-    Bool(bool),
-    Int(i64),
-    Double(f64),
-    Text(String),
-}
-
-/// Request parameters in the order the client sent them.
-pub type Parameters = Vec<(String, ParamValue)>;
 
 #[derive(Debug)]
 pub struct InferRequest {
@@ -341,7 +330,7 @@ fn restore_output_shape(spec: &ModelSpec, index: usize, tensor: &mut Tensor) {
         vec![]
     };
     shape.extend_from_slice(&out.dims);
-    if crate::tensor::element_count(&shape) == tensor.element_count().ok() {
+    if kiln_types::tensor::element_count(&shape) == tensor.element_count().ok() {
         tensor.shape = shape;
     }
 }
@@ -448,7 +437,7 @@ mod tests {
     }
 
     fn fp32(name: &str, shape: Vec<i64>) -> Tensor {
-        let n = crate::tensor::element_count(&shape).unwrap();
+        let n = kiln_types::tensor::element_count(&shape).unwrap();
         Tensor::new(name, DataType::Fp32, shape, Bytes::from(vec![0u8; n * 4]))
     }
 
@@ -543,7 +532,7 @@ mod tests {
         let t = Tensor::new("OUTPUT1", DataType::Fp32, vec![2, 3], Bytes::from(vals));
         let c = classify(&s, 1, &t, 2).unwrap();
         assert_eq!(c.shape, vec![2, 2]);
-        let elems = crate::tensor::bytes_elements(&c.data).unwrap();
+        let elems = kiln_types::tensor::bytes_elements(&c.data).unwrap();
         assert_eq!(elems[0], b"0.700000:1:b");
         assert_eq!(elems[1], b"0.200000:2:c");
         assert_eq!(elems[2], b"0.900000:2:c");

@@ -8,8 +8,6 @@
 
 pub mod backend;
 pub mod check;
-pub mod context;
-pub mod error;
 pub mod inference;
 pub mod limits;
 pub mod metrics;
@@ -20,5 +18,4 @@ pub mod scheduler;
 pub mod server;
 pub mod settings;
 pub mod shared_memory;
-pub mod tensor;
 pub mod transport;

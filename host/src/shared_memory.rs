@@ -39,9 +39,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::context::Identity;
-use crate::error::{KilnError, Result};
-use crate::limits::clip;
+use kiln_types::context::Identity;
+use kiln_types::error::{KilnError, Result};
+use kiln_types::text::clip;
 
 /// Where POSIX shared-memory objects live on Linux (`shm_open` names).
 const SHM_DIR: &str = "/dev/shm";

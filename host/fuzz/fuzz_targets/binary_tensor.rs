@@ -2,7 +2,7 @@
 //! byte picks the `Inference-Header-Content-Length` split, the rest is the
 //! body (JSON head + binary tensors).
 #![no_main]
-use kiln::context::RequestContext;
+use kiln_types::context::RequestContext;
 use kiln::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
 

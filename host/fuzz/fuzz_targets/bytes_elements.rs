@@ -1,7 +1,7 @@
 //! BYTES tensor payloads (4-byte length + bytes, repeated): splitting,
 //! re-encoding and the shape check.
 #![no_main]
-use kiln::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
+use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A ModelInferRequest's protobuf bytes: the pre-scan, prost, then the
 //! conversion to kiln's request (typed contents, raw contents, parameters).
 #![no_main]
-use kiln::context::RequestContext;
+use kiln_types::context::RequestContext;
 use kiln::protocol::{grpc, grpc_wire, proto};
 use kiln::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;

@@ -2,7 +2,7 @@
 //! every datatype its shape allows.
 #![no_main]
 use kiln::protocol::json;
-use kiln::tensor::{element_count, DataType};
+use kiln_types::tensor::{element_count, DataType};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

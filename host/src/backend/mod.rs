@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::inference::Parameters;
 use crate::repository::config::{ModelSpec, Placement};
-use crate::tensor::Tensor;
+use kiln_types::tensor::Tensor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_int, c_void, CStr};
 
-use crate::tensor::DataType;
+use kiln_types::tensor::DataType;
 
 /// c10::ScalarType codes (stable since PyTorch 2.3).
 const UINT16: c_int = 27;
@@ -45,7 +45,7 @@ pub fn unsigned_tensor(
 ) -> Result<tch::Tensor, String> {
     let (code, size) =
         code(datatype).ok_or_else(|| format!("{datatype} is not an unsigned wide type"))?;
-    let numel = crate::tensor::element_count(shape).ok_or("invalid shape")?;
+    let numel = kiln_types::tensor::element_count(shape).ok_or("invalid shape")?;
     if numel.checked_mul(size) != Some(data.len()) {
         return Err(format!(
             "{} bytes do not match shape {shape:?} of {datatype}",
@@ -184,7 +184,7 @@ impl PinnedStaging {
         let mut total = 0usize;
         for u in uploads {
             let len: usize = u.parts.iter().map(|p| p.len()).sum();
-            let numel = crate::tensor::element_count(&u.shape).ok_or("invalid shape")?;
+            let numel = kiln_types::tensor::element_count(&u.shape).ok_or("invalid shape")?;
             if numel.checked_mul(u.kind.elt_size_in_bytes()) != Some(len) {
                 return Err(format!("{len} bytes do not match shape {:?}", u.shape));
             }

@@ -46,7 +46,7 @@ use tch::{CModule, Device, IValue, Kind};
 use super::{torch_ffi, Backend, BackendError, BackendRequest, ExecTimings};
 use crate::repository::config::{ModelSpec, Placement, TensorSpec};
 use crate::repository::cuda_graphs::GraphShape;
-use crate::tensor::{DataType, Tensor};
+use kiln_types::tensor::{DataType, Tensor};
 
 pub struct TorchScriptInstance {
     module: CModule,
@@ -335,7 +335,7 @@ impl TorchScriptInstance {
                 .map_err(|e| BackendError::InvalidInput(format!("tensor '{}': {e}", t.name)))?;
             return self.on_device(cpu);
         };
-        let numel = crate::tensor::element_count(shape).unwrap_or(usize::MAX);
+        let numel = kiln_types::tensor::element_count(shape).unwrap_or(usize::MAX);
         // tch does not check the length itself; the protocol layer already did,
         // this keeps an invariant violation from reading out of bounds.
         if numel.checked_mul(kind.elt_size_in_bytes()) != Some(t.data.len()) {

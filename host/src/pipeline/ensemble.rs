@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::future::join_all;
 
-use crate::error::{KilnError, Result};
 use crate::inference::{InferRequest, RequestedOutput};
 use crate::protocol::proto::model_ensembling::Step;
 use crate::repository::config::ModelSpec;
 use crate::repository::ModelRegistry;
-use crate::tensor::Tensor;
+use kiln_types::error::{KilnError, Result};
+use kiln_types::tensor::Tensor;
 
 /// Checks the step graph when the ensemble's config is loaded: every step
 /// input is an ensemble input or some step's output, no tensor is produced

@@ -12,13 +12,14 @@ use super::cuda_shared_memory_unimplemented;
 use super::proto::{
     self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
 };
-use crate::context::{Protocol, RequestContext, TENANT_HEADER};
-use crate::error::{KilnError, Result};
+use super::status::grpc_status;
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
-use crate::limits::clip;
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
-use crate::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
+use kiln_types::error::{KilnError, Result};
+use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_types::text::clip;
 
 pub struct GrpcService {
     state: Arc<ServerState>,
@@ -360,11 +361,9 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelMetadataRequest>,
     ) -> std::result::Result<Response<proto::ModelMetadataResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(super::model_metadata(
-            &self.state,
-            &r.name,
-            &r.version,
-        )?))
+        Ok(Response::new(
+            super::model_metadata(&self.state, &r.name, &r.version).map_err(grpc_status)?,
+        ))
     }
 
     async fn model_infer(
@@ -375,8 +374,11 @@ impl GrpcInferenceService for GrpcService {
         let req = r.into_inner();
         let request = super::off_the_runtime(conversion_cost(&req), || {
             to_infer_request(&self.state.shared_memory, ctx, req)
-        })?;
-        let response = inference::infer(&self.state.registry, request).await?;
+        })
+        .map_err(grpc_status)?;
+        let response = inference::infer(&self.state.registry, request)
+            .await
+            .map_err(grpc_status)?;
         Ok(Response::new(to_infer_response(response)))
     }
 
@@ -439,7 +441,11 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelConfigRequest>,
     ) -> std::result::Result<Response<proto::ModelConfigResponse>, Status> {
         let r = r.into_inner();
-        let runner = self.state.registry.resolve(&r.name, &r.version)?;
+        let runner = self
+            .state
+            .registry
+            .resolve(&r.name, &r.version)
+            .map_err(grpc_status)?;
         Ok(Response::new(proto::ModelConfigResponse {
             config: Some(runner.spec.config.clone()),
         }))
@@ -450,11 +456,9 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelStatisticsRequest>,
     ) -> std::result::Result<Response<proto::ModelStatisticsResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(super::model_statistics(
-            &self.state,
-            &r.name,
-            &r.version,
-        )?))
+        Ok(Response::new(
+            super::model_statistics(&self.state, &r.name, &r.version).map_err(grpc_status)?,
+        ))
     }
 
     async fn repository_index(
@@ -465,7 +469,8 @@ impl GrpcInferenceService for GrpcService {
         let models = self
             .state
             .registry
-            .index(r.ready)?
+            .index(r.ready)
+            .map_err(grpc_status)?
             .into_iter()
             .map(|e| proto::repository_index_response::ModelIndex {
                 name: e.name,
@@ -482,14 +487,17 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::RepositoryModelLoadRequest>,
     ) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
         let r = r.into_inner();
-        super::check_explicit(&self.state)?;
+        super::check_explicit(&self.state).map_err(grpc_status)?;
         if let Some(key) = r.parameters.keys().next() {
-            return Err(KilnError::unimplemented(format!(
+            return Err(grpc_status(KilnError::unimplemented(format!(
                 "load parameter '{key}' (config override / inline files) is not supported yet"
-            ))
-            .into());
+            ))));
         }
-        self.state.registry.load(&r.model_name).await?;
+        self.state
+            .registry
+            .load(&r.model_name)
+            .await
+            .map_err(grpc_status)?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }
 
@@ -498,8 +506,12 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::RepositoryModelUnloadRequest>,
     ) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
         let r = r.into_inner();
-        super::check_explicit(&self.state)?;
-        self.state.registry.unload(&r.model_name).await?;
+        super::check_explicit(&self.state).map_err(grpc_status)?;
+        self.state
+            .registry
+            .unload(&r.model_name)
+            .await
+            .map_err(grpc_status)?;
         Ok(Response::new(proto::RepositoryModelUnloadResponse {}))
     }
 
@@ -512,7 +524,8 @@ impl GrpcInferenceService for GrpcService {
         let regions = self
             .state
             .shared_memory
-            .status(&ctx.identity, &r.get_ref().name)?
+            .status(&ctx.identity, &r.get_ref().name)
+            .map_err(grpc_status)?
             .into_iter()
             .map(|region| {
                 let status = RegionStatus {
@@ -536,7 +549,8 @@ impl GrpcInferenceService for GrpcService {
         let r = r.into_inner();
         self.state
             .shared_memory
-            .register(&ctx.identity, &r.name, &r.key, r.offset, r.byte_size)?;
+            .register(&ctx.identity, &r.name, &r.key, r.offset, r.byte_size)
+            .map_err(grpc_status)?;
         Ok(Response::new(proto::SystemSharedMemoryRegisterResponse {}))
     }
     async fn system_shared_memory_unregister(
@@ -555,19 +569,19 @@ impl GrpcInferenceService for GrpcService {
         &self,
         _: Request<proto::CudaSharedMemoryStatusRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryStatusResponse>, Status> {
-        Err(cuda_shared_memory_unimplemented().into())
+        Err(grpc_status(cuda_shared_memory_unimplemented()))
     }
     async fn cuda_shared_memory_register(
         &self,
         _: Request<proto::CudaSharedMemoryRegisterRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryRegisterResponse>, Status> {
-        Err(cuda_shared_memory_unimplemented().into())
+        Err(grpc_status(cuda_shared_memory_unimplemented()))
     }
     async fn cuda_shared_memory_unregister(
         &self,
         _: Request<proto::CudaSharedMemoryUnregisterRequest>,
     ) -> std::result::Result<Response<proto::CudaSharedMemoryUnregisterResponse>, Status> {
-        Err(cuda_shared_memory_unimplemented().into())
+        Err(grpc_status(cuda_shared_memory_unimplemented()))
     }
     async fn trace_setting(
         &self,

@@ -41,7 +41,7 @@ impl Checked for proto::ModelInferRequest {
     fn check(encoded: &[u8]) -> Result<(), Status> {
         let limits = limits::get();
         super::grpc_wire::check_infer_request(encoded, limits, limits.grpc_max_input_size as u64)
-            .map_err(Status::from)
+            .map_err(super::status::grpc_status)
     }
 }
 

@@ -11,8 +11,8 @@
 //! It does not validate: anything it does not need it skips, and prost
 //! decides whether the message is well-formed.
 
-use crate::error::{KilnError, Result};
 use crate::limits::RequestLimits;
+use kiln_types::error::{KilnError, Result};
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;

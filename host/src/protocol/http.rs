@@ -16,14 +16,14 @@ use prost_reflect::{ReflectMessage, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::context::{Protocol, RequestContext, TENANT_HEADER};
-use crate::error::{KilnError, Result};
 use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
-use crate::limits::clip;
 use crate::protocol::{json, off_the_runtime};
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
-use crate::tensor::{element_count, DataType, Tensor};
+use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
+use kiln_types::error::{KilnError, Result};
+use kiln_types::tensor::{element_count, DataType, Tensor};
+use kiln_types::text::clip;
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -40,7 +40,7 @@ impl From<KilnError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status = self.0.http_status();
+        let status = super::status::http_code(&self.0);
         (status, Json(json!({ "error": self.0.into_message() }))).into_response()
     }
 }

@@ -24,9 +24,10 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::error::{KilnError, Result};
-use crate::limits::{self, clip};
-use crate::tensor::{bytes_elements, DataType, Tensor};
+use crate::limits;
+use kiln_types::error::{KilnError, Result};
+use kiln_types::tensor::{bytes_elements, DataType, Tensor};
+use kiln_types::text::clip;
 
 /// A list whose length is checked against a limit while it is read.
 pub struct Bounded<T, L>(pub Vec<T>, PhantomData<L>);

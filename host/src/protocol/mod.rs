@@ -1,6 +1,6 @@
 //! The protocol layer: KServe v2 over gRPC (tonic) and HTTP (axum). Both
 //! turn wire messages into [`crate::inference::InferRequest`] with a
-//! [`crate::context::RequestContext`] and answer from the same core.
+//! [`kiln_types::context::RequestContext`] and answer from the same core.
 
 pub mod grpc;
 pub mod grpc_codec;
@@ -9,6 +9,7 @@ pub mod grpc_wire;
 pub mod http;
 pub mod json;
 pub mod restricted;
+pub mod status;
 
 /// Types generated from `host/proto` (package `inference`).
 #[allow(clippy::all, clippy::pedantic)]
@@ -60,8 +61,8 @@ pub const EXTENSIONS: &[&str] = &[
 
 /// CUDA shared memory (IPC handles to device memory) is the one shared-memory
 /// flavour kiln lacks; the answer points at the one it has.
-pub fn cuda_shared_memory_unimplemented() -> crate::error::KilnError {
-    crate::error::KilnError::unimplemented(
+pub fn cuda_shared_memory_unimplemented() -> kiln_types::error::KilnError {
+    kiln_types::error::KilnError::unimplemented(
         "CUDA shared memory is not implemented by kiln yet; system shared memory is (register a /dev/shm region)",
     )
 }
@@ -71,7 +72,7 @@ pub fn model_metadata(
     state: &ServerState,
     name: &str,
     version: &str,
-) -> crate::error::Result<proto::ModelMetadataResponse> {
+) -> kiln_types::error::Result<proto::ModelMetadataResponse> {
     use proto::model_metadata_response::TensorMetadata;
     let runner = state.registry.resolve(name, version)?;
     let spec = &runner.spec;
@@ -114,7 +115,7 @@ pub fn model_statistics(
     state: &ServerState,
     name: &str,
     version: &str,
-) -> crate::error::Result<proto::ModelStatisticsResponse> {
+) -> kiln_types::error::Result<proto::ModelStatisticsResponse> {
     let runners = if name.is_empty() {
         state.registry.ready_runners("")
     } else if version.is_empty() {
@@ -135,10 +136,10 @@ pub fn model_statistics(
 }
 
 /// Load and unload are only allowed in explicit mode (Triton's rule).
-pub fn check_explicit(state: &ServerState) -> crate::error::Result<()> {
+pub fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
     use crate::repository::ControlMode;
     if state.registry.mode() != ControlMode::Explicit {
-        return Err(crate::error::KilnError::unavailable(
+        return Err(kiln_types::error::KilnError::unavailable(
             "explicit model load / unload is not allowed unless the server runs with --model-control-mode explicit",
         ));
     }

@@ -14,7 +14,7 @@ use crate::protocol::proto::{
     model_config::SchedulingChoice, model_instance_group::Kind as InstanceKind,
     model_version_policy::PolicyChoice, ModelConfig, ModelInstanceGroup, ModelVersionPolicy,
 };
-use crate::tensor::DataType;
+use kiln_types::tensor::DataType;
 
 pub const CONFIG_FILE: &str = "config.pbtxt";
 pub const PYTORCH_PLATFORM: &str = "pytorch_libtorch";
@@ -136,6 +136,28 @@ pub fn read_config(model_dir: &Path) -> Result<ModelConfig, ConfigError> {
     let file = model_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::at(&file, e))?;
     parse_text(&file, &text)
+}
+
+/// From config.pbtxt's `data_type`; `None` for `TYPE_INVALID`.
+pub fn datatype_of(t: crate::protocol::proto::DataType) -> Option<DataType> {
+    use crate::protocol::proto::DataType as C;
+    Some(match t {
+        C::TypeInvalid => return None,
+        C::TypeBool => DataType::Bool,
+        C::TypeUint8 => DataType::Uint8,
+        C::TypeUint16 => DataType::Uint16,
+        C::TypeUint32 => DataType::Uint32,
+        C::TypeUint64 => DataType::Uint64,
+        C::TypeInt8 => DataType::Int8,
+        C::TypeInt16 => DataType::Int16,
+        C::TypeInt32 => DataType::Int32,
+        C::TypeInt64 => DataType::Int64,
+        C::TypeFp16 => DataType::Fp16,
+        C::TypeFp32 => DataType::Fp32,
+        C::TypeFp64 => DataType::Fp64,
+        C::TypeString => DataType::Bytes,
+        C::TypeBf16 => DataType::Bf16,
+    })
 }
 
 /// One declared input or output, normalised.
@@ -509,7 +531,7 @@ fn tensor_spec(
     if name.is_empty() {
         return Err(format!("{field}: field 'name' is required"));
     }
-    let datatype = DataType::from_config(data_type)
+    let datatype = datatype_of(data_type)
         .ok_or_else(|| format!("{field} '{name}': field 'data_type' is required"))?;
     if dims.is_empty() && !batched && reshape.is_none() {
         return Err(format!(

@@ -243,7 +243,7 @@ output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 2 ] } ]
             .iter()
             .map(|t| TensorSpec {
                 name: t.name.clone(),
-                datatype: crate::tensor::DataType::from_config(t.data_type()).unwrap(),
+                datatype: crate::repository::config::datatype_of(t.data_type()).unwrap(),
                 dims: t.dims.clone(),
                 reshape: t.reshape.as_ref().map(|r| r.shape.clone()),
                 optional: false,

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::backend;
-use crate::error::{KilnError, Result};
-use crate::limits::clip;
 use crate::metrics::Metrics;
 use crate::scheduler::stats::ModelStats;
 use crate::scheduler::ModelRunner;
 use config::ModelSpec;
+use kiln_types::error::{KilnError, Result};
+use kiln_types::text::clip;
 
 #[derive(
     Debug,

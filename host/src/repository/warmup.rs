@@ -9,7 +9,7 @@ use super::config::ModelSpec;
 use crate::backend::{Backend, BackendRequest, ExecTimings};
 use crate::inference::arrange_inputs;
 use crate::protocol::proto::model_warmup::input::InputDataType;
-use crate::tensor::{element_count, DataType, Tensor};
+use kiln_types::tensor::{element_count, DataType, Tensor};
 
 /// Runs every warm-up sample `count` times (at least once) on `instance`.
 pub fn warm_up(spec: &ModelSpec, instance: &mut dyn Backend) -> Result<(), String> {
@@ -42,12 +42,13 @@ fn warmup_inputs(
 ) -> Result<Vec<Tensor>, String> {
     let mut tensors = Vec::new();
     for (name, input) in &warmup.inputs {
-        let datatype = DataType::from_config(input.data_type()).ok_or_else(|| {
-            format!(
-                "model_warmup '{}' input '{name}': data_type is required",
-                warmup.name
-            )
-        })?;
+        let datatype =
+            crate::repository::config::datatype_of(input.data_type()).ok_or_else(|| {
+                format!(
+                    "model_warmup '{}' input '{name}': data_type is required",
+                    warmup.name
+                )
+            })?;
         let mut shape = if spec.batched() {
             vec![warmup.batch_size.max(1) as i64]
         } else {

@@ -11,7 +11,7 @@ use crate::protocol::proto::{
     model_config::SchedulingChoice, model_queue_policy::TimeoutAction, ModelQueuePolicy,
 };
 use crate::repository::config::ModelSpec;
-use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
+use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 
 /// Queueing rules for one priority level.
 #[derive(Debug, Clone, PartialEq)]

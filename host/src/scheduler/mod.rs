@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
-use crate::error::{KilnError, Result};
 use crate::inference::ParamValue;
 use crate::repository::config::ModelSpec;
-use crate::tensor::Tensor;
 use batch::BatchPolicy;
+use kiln_types::error::{KilnError, Result};
+use kiln_types::tensor::Tensor;
 use queue::{Queue, Refused};
 use stats::ModelStats;
 

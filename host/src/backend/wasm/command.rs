@@ -18,7 +18,7 @@ use super::wire::{self, Answer, Call, ErrorKind};
 use super::{arm, describe, wasi_builder, PluginSettings, WasmRuntime};
 use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::repository::config::ModelSpec;
-use crate::tensor::Tensor;
+use kiln_types::tensor::Tensor;
 
 /// Store data of one call.
 pub struct CommandState {

@@ -8,9 +8,9 @@
 
 use std::collections::HashSet;
 
-use crate::limits::clip;
 use crate::repository::config::{ModelSpec, TensorSpec};
-use crate::tensor::{DataType, Tensor};
+use kiln_types::tensor::{DataType, Tensor};
+use kiln_types::text::clip;
 
 use super::BackendError;
 

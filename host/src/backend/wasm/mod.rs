@@ -36,11 +36,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{Backend, BackendError, BackendRequest, ExecTimings};
 use crate::inference::ParamValue;
-use crate::limits::clip;
 use crate::repository::config::ModelSpec;
-use crate::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use binary::PluginBinary;
 use contract::{OutputContract, PluginMetadata};
+use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
+use kiln_types::text::clip;
 use policy::Grants;
 
 wasmtime::component::bindgen!({

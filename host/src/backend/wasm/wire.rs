@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::contract::PluginMetadata;
 use crate::inference::ParamValue;
-use crate::tensor::{DataType, Tensor};
+use kiln_types::tensor::{DataType, Tensor};
 
 const REQUEST_MAGIC: &[u8; 4] = b"KLNQ";
 const RESPONSE_MAGIC: &[u8; 4] = b"KLNR";

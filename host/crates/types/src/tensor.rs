@@ -6,7 +6,6 @@
 use bytes::Bytes;
 
 use crate::error::{KilnError, Result};
-use crate::protocol::proto;
 
 /// KServe v2 tensor datatypes. `Bytes` is KServe's `BYTES` (Triton's
 /// `TYPE_STRING`): each element is a 4-byte little-endian length and the bytes.
@@ -68,28 +67,6 @@ impl DataType {
 
     pub fn from_kserve(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.kserve_name() == name)
-    }
-
-    /// From config.pbtxt's `data_type`; `None` for `TYPE_INVALID`.
-    pub fn from_config(t: proto::DataType) -> Option<Self> {
-        use proto::DataType as C;
-        Some(match t {
-            C::TypeInvalid => return None,
-            C::TypeBool => Self::Bool,
-            C::TypeUint8 => Self::Uint8,
-            C::TypeUint16 => Self::Uint16,
-            C::TypeUint32 => Self::Uint32,
-            C::TypeUint64 => Self::Uint64,
-            C::TypeInt8 => Self::Int8,
-            C::TypeInt16 => Self::Int16,
-            C::TypeInt32 => Self::Int32,
-            C::TypeInt64 => Self::Int64,
-            C::TypeFp16 => Self::Fp16,
-            C::TypeFp32 => Self::Fp32,
-            C::TypeFp64 => Self::Fp64,
-            C::TypeString => Self::Bytes,
-            C::TypeBf16 => Self::Bf16,
-        })
     }
 
     /// Bytes per element; `None` for variable-size `BYTES`.
