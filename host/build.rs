@@ -1,38 +1,12 @@
-//! Build script: generates the protocol and model-config types from
-//! `proto/`, and fixes the two libtorch link gotchas (see ENVIRONMENT.md):
+//! Build script: generates the gRPC protocol types from `proto/` (the
+//! model-config types they use are kiln-model-config's), and fixes the two libtorch link gotchas (see ENVIRONMENT.md):
 //! an RPATH to libtorch so `cargo run`/`cargo test` find it, and (feature
 //! `cuda` only) force-linking libtorch_cuda, which `--as-needed` drops; and
 //! (feature `cuda`) compiles the small C++ edge to libtorch's CUDA stream, TF32 and graph APIs,
 //! `csrc/cuda.cpp`, against the torch install's headers.
 
-/// The fuzz workspace (host/fuzz) instruments every unit of this package for
-/// libFuzzer, this build script too (cargo's per-package rustflags cannot
-/// tell them apart); the script runs without libFuzzer, so the coverage hooks
-/// its instrumented code calls are no-ops here.
-#[cfg(kiln_fuzz)]
-#[allow(unsafe_code)]
-mod coverage_hooks {
-    macro_rules! no_op {
-        ($($name:ident($($arg:ty),*);)*) => {$(
-            #[no_mangle]
-            pub extern "C" fn $name($(_: $arg),*) {}
-        )*};
-    }
-    no_op! {
-        __sanitizer_cov_8bit_counters_init(*const u8, *const u8);
-        __sanitizer_cov_pcs_init(*const usize, *const usize);
-        __sanitizer_cov_trace_pc_indir(usize);
-        __sanitizer_cov_trace_cmp1(u8, u8);
-        __sanitizer_cov_trace_cmp2(u16, u16);
-        __sanitizer_cov_trace_cmp4(u32, u32);
-        __sanitizer_cov_trace_cmp8(u64, u64);
-        __sanitizer_cov_trace_const_cmp1(u8, u8);
-        __sanitizer_cov_trace_const_cmp2(u16, u16);
-        __sanitizer_cov_trace_const_cmp4(u32, u32);
-        __sanitizer_cov_trace_const_cmp8(u64, u64);
-        __sanitizer_cov_trace_switch(u64, *const u64);
-    }
-}
+// The fuzz build instruments build scripts too: see coverage_hooks.rs.
+include!("coverage_hooks.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -46,20 +20,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         build_cuda_edge()?;
     }
 
-    let protos = ["proto/grpc_service.proto", "proto/model_config.proto"];
+    // The model-config types are kiln-model-config's: every top-level message
+    // and enum of its .proto maps there instead of being generated again.
+    let model_config = "crates/model-config/proto/model_config.proto";
+    let protos = ["proto/grpc_service.proto"];
+    let includes = ["proto", "crates/model-config/proto"];
     let mut config = prost_build::Config::new();
     // Tensor payloads as `bytes::Bytes`: they move from the wire into the
     // backend without a copy.
     config.bytes(["."]);
+    for line in std::fs::read_to_string(model_config)?.lines() {
+        let name = ["message ", "enum "]
+            .iter()
+            .find_map(|k| line.strip_prefix(k))
+            .and_then(|rest| rest.split_whitespace().next());
+        if let Some(name) = name {
+            config.extern_path(
+                format!(".inference.{name}"),
+                format!("::kiln_model_config::proto::{name}"),
+            );
+        }
+    }
+    println!("cargo:rerun-if-changed={model_config}");
     prost_reflect_build::Builder::new()
         .descriptor_pool("crate::protocol::proto::DESCRIPTOR_POOL")
-        .configure(&mut config, &protos, &["proto"])?;
+        .configure(&mut config, &protos, &includes)?;
     tonic_prost_build::configure()
         .build_client(false)
         // prost plus the checks a server facing hostile clients needs before
         // decoding (protocol/grpc_codec.rs).
         .codec_path("crate::protocol::grpc_codec::KilnCodec")
-        .compile_with_config(config, &protos, &["proto"])?;
+        .compile_with_config(config, &protos, &includes)?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -1,6 +1,6 @@
 """kiln's .proto files must be wire-identical to Triton's.
 
-Compiles host/proto/*.proto with grpcio-tools' protoc is not needed: we parse
+Compiles kiln's .proto files (host/proto, host/crates/model-config/proto) with grpcio-tools' protoc is not needed: we parse
 them with `protoc --descriptor_set_out` (system protoc) and compare every
 message, field number, type, label and enum value with the descriptors that
 ship inside tritonclient (the ground truth used by real clients).
@@ -13,14 +13,14 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PROTO_DIR = ROOT / "host" / "proto"
+PROTO_DIRS = [ROOT / "host" / "proto", ROOT / "host" / "crates" / "model-config" / "proto"]
 
 
 def _kiln_files():
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "set.bin"
         subprocess.run(
-            ["protoc", f"-I{PROTO_DIR}", "--include_imports", f"--descriptor_set_out={out}",
+            ["protoc", *(f"-I{d}" for d in PROTO_DIRS), "--include_imports", f"--descriptor_set_out={out}",
              "grpc_service.proto", "model_config.proto"],
             check=True,
         )

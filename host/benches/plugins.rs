@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln::backend::wasm::WasmInstance;
-use kiln::backend::{Backend, BackendRequest, ExecTimings};
-use kiln::repository::config;
+use kiln_backend::{Backend, BackendRequest, ExecTimings};
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 
 fn root() -> PathBuf {
@@ -32,7 +31,7 @@ fn load(name: &str, wasm: &Path, config_text: &str) -> (tempfile::TempDir, WasmI
     std::fs::create_dir_all(dir.join("1")).unwrap();
     std::fs::copy(wasm, dir.join("1/model.wasm")).unwrap();
     std::fs::write(dir.join("config.pbtxt"), config_text).unwrap();
-    let spec = config::validate(&dir, config::read_config(&dir).unwrap()).unwrap();
+    let spec = kiln::backend::registry().read_spec(&dir).unwrap();
     let instance = WasmInstance::load(&spec, &dir.join("1/model.wasm")).unwrap();
     (tmp, instance)
 }

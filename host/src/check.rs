@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use kiln_model_config::Placement;
+
 use crate::backend;
-use crate::repository::config::{self, Placement};
 use crate::repository::layout;
 
 pub struct Row {
@@ -16,6 +17,7 @@ pub struct Row {
 }
 
 pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
+    let backends = backend::registry();
     let mut rows = Vec::new();
     for (name, dir) in layout::model_dirs(root)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", root.display()))?
@@ -26,7 +28,7 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
             status: if ok { "OK" } else { "ERROR" },
             detail,
         };
-        let spec = match config::read_config(&dir).and_then(|c| config::validate(&dir, c)) {
+        let spec = match backends.read_spec(&dir) {
             Ok(spec) => spec,
             Err(e) => {
                 rows.push(row("-".into(), false, e.0));
@@ -44,10 +46,10 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
         for v in versions {
             // CPU only: a check must work on a machine without the serving GPU.
             // Ensembles have no model file; their step graph was checked with the config.
-            let result = if spec.kind == backend::BackendKind::Ensemble {
+            let result = if spec.is_ensemble() {
                 Ok(())
             } else {
-                backend::load_instance(&spec, v, Placement::Cpu).map(drop)
+                backends.load_instance(&spec, v, Placement::Cpu).map(drop)
             };
             let detail = match &result {
                 Ok(_) => format!(

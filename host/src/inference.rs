@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::repository::config::ModelSpec;
 use crate::repository::ModelRegistry;
 use crate::scheduler::stats::RequestTiming;
 use crate::scheduler::ModelRunner;
 use crate::shared_memory::OutputPlacement;
+use kiln_model_config::ModelSpec;
 use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
 pub use kiln_types::params::{ParamValue, Parameters};
@@ -88,7 +88,7 @@ async fn run(
     let spec = &runner.spec;
     let requested = check_requested_outputs(spec, std::mem::take(&mut request.outputs))?;
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
-    let outcome = if spec.kind == crate::backend::BackendKind::Ensemble {
+    let outcome = if spec.is_ensemble() {
         let started = std::time::Instant::now();
         let outputs = crate::pipeline::ensemble::run(
             registry,
@@ -97,7 +97,7 @@ async fn run(
             inputs.into_iter().flatten().collect(),
         )
         .await?;
-        let timings = crate::backend::ExecTimings {
+        let timings = kiln_backend::ExecTimings {
             infer: started.elapsed(),
             ..Default::default()
         };
@@ -110,7 +110,7 @@ async fn run(
         }
     } else {
         runner
-            .execute(crate::backend::BackendRequest {
+            .execute(kiln_backend::BackendRequest {
                 inputs,
                 parameters: std::mem::take(&mut request.parameters),
             })
@@ -188,7 +188,7 @@ fn check_requested_outputs(
         .collect()
 }
 
-fn names(specs: &[crate::repository::config::TensorSpec]) -> String {
+fn names(specs: &[kiln_model_config::TensorSpec]) -> String {
     specs
         .iter()
         .map(|t| format!("'{}'", t.name))
@@ -404,7 +404,7 @@ fn classify(spec: &ModelSpec, index: usize, tensor: &Tensor, k: u64) -> Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repository::config::{Placement, TensorSpec};
+    use kiln_model_config::{Placement, TensorSpec};
 
     fn spec(max_batch: usize) -> ModelSpec {
         let t = |n: &str, dims: Vec<i64>| TensorSpec {
@@ -418,7 +418,7 @@ mod tests {
         ModelSpec {
             name: "add_sub".into(),
             config: Default::default(),
-            kind: crate::backend::BackendKind::TorchScript,
+            backend: "pytorch".into(),
             max_batch_size: max_batch,
             inputs: vec![t("INPUT0", vec![16]), t("INPUT1", vec![16])],
             outputs: vec![
@@ -431,7 +431,6 @@ mod tests {
             instances: vec![Placement::Cpu],
             model_filename: "model.pt".into(),
             model_dir: "/nonexistent".into(),
-            cuda_graphs: vec![],
             warnings: vec![],
         }
     }

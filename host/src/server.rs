@@ -94,7 +94,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
     let metrics = Arc::new(Metrics::new());
-    let registry = ModelRegistry::new(repo.clone(), settings.model_control_mode, metrics.clone());
+    let registry = ModelRegistry::new(
+        repo.clone(),
+        settings.model_control_mode,
+        crate::backend::registry(),
+        metrics.clone(),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(ServerState::new(
         registry.clone(),

@@ -1,118 +1,86 @@
-//! Backends execute a model on one device. Each instance is synchronous and
-//! owned by one scheduler worker thread (see `scheduler`), so a backend never
-//! needs to be `Sync` and never blocks the async runtime.
+//! The backends this build of kiln serves, registered in one place
+//! ([`registry`]). The trait they implement and the registry itself are
+//! kiln-backend's.
 
+pub mod cuda_graphs;
 mod torch_ffi;
-
-pub use torch_ffi::set_tf32;
 pub mod torchscript;
 pub mod wasm;
 
-use std::time::Duration;
+pub use torch_ffi::set_tf32;
 
-use crate::inference::Parameters;
-use crate::repository::config::{ModelSpec, Placement};
-use kiln_types::tensor::Tensor;
+use kiln_backend::BackendRegistry;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The inputs are acceptable to the config but not to the model (e.g. the
-    /// TorchScript forward rejects a shape): the caller's fault.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// The model misbehaved (wrong output count or type) or the runtime failed.
-    #[error("{0}")]
-    Execution(String),
-    /// The backend cannot serve now but may later (a plugin said so).
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Load(String),
+/// Every backend kiln serves. A new backend is one more `register` line.
+pub fn registry() -> BackendRegistry {
+    let mut backends = BackendRegistry::default();
+    backends
+        .register(torchscript::TorchScriptFactory)
+        .register(wasm::WasmFactory);
+    backends
 }
 
-/// Time spent in each phase of one execution; feeds the statistics
-/// (compute_input / compute_infer / compute_output).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ExecTimings {
-    pub input: Duration,
-    pub infer: Duration,
-    pub output: Duration,
-}
-
-/// What a backend executes: the inputs aligned with `ModelSpec::inputs` and
-/// the request's KServe parameters (plugins see them; libtorch ignores them).
-#[derive(Debug, Default)]
-pub struct BackendRequest {
-    pub inputs: Vec<Option<Tensor>>,
-    pub parameters: Parameters,
-}
-
-/// One loaded copy of a model on one device.
-pub trait Backend: Send + 'static {
-    /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
-    /// for an optional input that was not sent); the result is aligned with
-    /// `ModelSpec::outputs`.
-    fn execute(
-        &mut self,
-        request: &BackendRequest,
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError>;
-
-    /// Runs several compatible requests (`scheduler::batch::compatible`) as
-    /// one execution, concatenated along the batch dimension; the result is
-    /// the batched outputs, which the scheduler splits back. By default the
-    /// inputs are first merged into one host buffer; a backend that can put
-    /// each request's slice straight where it executes (a GPU's pinned
-    /// staging buffer) gathers them itself.
-    fn execute_batch(
-        &mut self,
-        requests: &[&BackendRequest],
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError> {
-        self.execute(&crate::scheduler::batch::merge(requests), timings)
+#[cfg(test)]
+mod tests {
+    fn dir_with(name: &str, text: &str) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(kiln_model_config::CONFIG_FILE), text).unwrap();
+        tmp
     }
 
-    /// Human-readable device name for logs and the index ("cpu", "cuda:0").
-    fn device(&self) -> String;
-
-    /// Another instance of the same model version that shares what instances
-    /// can share (the compiled plugin, its checked metadata), so that a model
-    /// with `count: N` reads, compiles and checks its binary once. `None`
-    /// where every instance must load on its own, as a TorchScript module
-    /// does on its device.
-    fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
-        None
+    fn load(
+        tmp: &tempfile::TempDir,
+        name: &str,
+    ) -> Result<kiln_model_config::ModelSpec, kiln_model_config::ConfigError> {
+        super::registry().read_spec(&tmp.path().join(name))
     }
-}
 
-/// Loads one instance of `spec`'s version `version` at `placement`.
-pub fn load_instance(
-    spec: &ModelSpec,
-    version: i64,
-    placement: Placement,
-) -> Result<Box<dyn Backend>, BackendError> {
-    let path = spec
-        .model_dir
-        .join(version.to_string())
-        .join(&spec.model_filename);
-    match spec.kind {
-        BackendKind::TorchScript => Ok(Box::new(torchscript::TorchScriptInstance::load(
-            spec, &path, placement,
-        )?)),
-        BackendKind::Wasm => wasm::load(spec, &path),
-        BackendKind::Ensemble => Err(BackendError::Load(
-            "ensembles have no backend instances".into(),
-        )),
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let cases = [
+            ("name: \"other\"\nplatform: \"pytorch_libtorch\"", "name"),
+            ("platform: \"onnxruntime_onnx\"\ninput [ { name: \"x\" data_type: TYPE_FP32 dims: [1] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] } ]", "onnxruntime_onnx"),
+            ("platform: \"pytorch_libtorch\"\nmax_batch_size: 1\ninput [ { name: \"x\" data_type: TYPE_STRING dims: [1] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] } ]", "BYTES"),
+            ("platform: \"pytorch_libtorch\"\nmax_batch_size: 1\ninput [ { name: \"x\" data_type: TYPE_FP32 dims: [-2] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] } ]", "dims"),
+            ("platform: \"pytorch_libtorch\"\nmax_batch_size: 1\ninput [ { name: \"x\" data_type: TYPE_FP32 dims: [1] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] label_filename: \"nope.txt\" } ]", "label_filename"),
+        ];
+        for (text, needle) in cases {
+            let tmp = dir_with("m", text);
+            let e = load(&tmp, "m").unwrap_err().0;
+            assert!(
+                e.contains(needle) && e.contains("config.pbtxt"),
+                "{needle}: {e}"
+            );
+        }
     }
-}
 
-/// Which backend serves a model (from config.pbtxt `platform` / `backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// `platform: "pytorch_libtorch"` / `backend: "pytorch"`.
-    TorchScript,
-    /// `backend: "wasm"`: a kiln plugin component (sdk/ABI.md).
-    Wasm,
-    /// `platform: "ensemble"`: steps over other models (pipeline::ensemble).
-    Ensemble,
+    #[test]
+    fn only_torchscript_models_take_graphs() {
+        let tmp = dir_with(
+            "m",
+            "backend: \"wasm\"\ninput [ { name: \"x\" data_type: TYPE_FP32 dims: [1] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] } ]\noptimization { cuda { graphs: true } }",
+        );
+        let err = load(&tmp, "m").unwrap_err().0;
+        assert!(err.contains("only TorchScript models"), "{err}");
+    }
+
+    #[test]
+    fn cpu_only_backends_refuse_gpus_and_run_auto_instances_on_the_cpu() {
+        let wasm = "backend: \"wasm\"\ninput [ { name: \"x\" data_type: TYPE_FP32 dims: [1] } ]\noutput [ { name: \"y\" data_type: TYPE_FP32 dims: [1] } ]\n";
+        let tmp = dir_with(
+            "m",
+            &format!("{wasm}instance_group [ {{ kind: KIND_GPU }} ]"),
+        );
+        let err = load(&tmp, "m").unwrap_err().0;
+        assert!(
+            err.contains("instance_group[0]") && err.contains("KIND_CPU"),
+            "{err}"
+        );
+        let tmp = dir_with("m", &format!("{wasm}instance_group [ {{ count: 2 }} ]"));
+        let spec = load(&tmp, "m").unwrap();
+        assert_eq!(spec.instances, vec![kiln_model_config::Placement::Cpu; 2]);
+        assert_eq!(spec.model_filename, "model.wasm");
+    }
 }

@@ -33,7 +33,7 @@
 //!
 //! CUDA graphs: with `optimization { cuda { graphs: true } }`, each GPU
 //! instance captures its forward pass at load for the shapes
-//! `repository::cuda_graphs` lists, and replays a captured graph for every
+//! `cuda_graphs` lists, and replays a captured graph for every
 //! batch that fits one (padding the rows past the batch); other shapes run
 //! eagerly. CPU instances always run eagerly.
 
@@ -43,9 +43,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tch::{CModule, Device, IValue, Kind};
 
-use super::{torch_ffi, Backend, BackendError, BackendRequest, ExecTimings};
-use crate::repository::config::{ModelSpec, Placement, TensorSpec};
-use crate::repository::cuda_graphs::GraphShape;
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_model_config::{ModelSpec, Placement, TensorSpec};
+
+use super::cuda_graphs::{self, GraphShape};
+use super::torch_ffi;
 use kiln_types::tensor::{DataType, Tensor};
 
 pub struct TorchScriptInstance {
@@ -176,6 +178,44 @@ pub fn kind_of(d: DataType) -> Option<Kind> {
     })
 }
 
+/// The `pytorch` backend (`platform: "pytorch_libtorch"`): TorchScript
+/// modules through libtorch, on the CPU or a GPU.
+pub struct TorchScriptFactory;
+
+impl kiln_backend::BackendFactory for TorchScriptFactory {
+    fn name(&self) -> &'static str {
+        "pytorch"
+    }
+    fn describe(&self) -> &'static str {
+        "TorchScript models (platform \"pytorch_libtorch\")"
+    }
+    fn runs_on_gpu(&self) -> bool {
+        true
+    }
+    fn default_model_filename(&self) -> &'static str {
+        "model.pt"
+    }
+    fn validate(&self, spec: &mut ModelSpec) -> Result<(), String> {
+        for t in spec.inputs.iter().chain(&spec.outputs) {
+            if t.datatype == DataType::Bytes {
+                return Err(format!(
+                    "tensor '{}': BYTES (TYPE_STRING) tensors are not supported by the TorchScript backend",
+                    t.name
+                ));
+            }
+        }
+        cuda_graphs::graph_shapes(&spec.config, &spec.inputs).map(drop)
+    }
+    fn load(
+        &self,
+        spec: &ModelSpec,
+        path: &Path,
+        placement: Placement,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        Ok(Box::new(TorchScriptInstance::load(spec, path, placement)?))
+    }
+}
+
 impl TorchScriptInstance {
     pub fn load(spec: &ModelSpec, path: &Path, placement: Placement) -> Result<Self, BackendError> {
         let device = resolve_device(placement)?;
@@ -243,9 +283,11 @@ impl TorchScriptInstance {
             intra_op_threads,
             threads_on: None,
         };
-        if !spec.cuda_graphs.is_empty() {
+        let graph_shapes =
+            cuda_graphs::graph_shapes(&spec.config, &spec.inputs).map_err(BackendError::Load)?;
+        if !graph_shapes.is_empty() {
             if instance.stream.is_some() {
-                instance.capture_graphs(spec)?;
+                instance.capture_graphs(spec, &graph_shapes)?;
             } else {
                 tracing::warn!(
                     model = %spec.name,
@@ -256,14 +298,18 @@ impl TorchScriptInstance {
         Ok(instance)
     }
 
-    /// Captures a forward pass for every shape in `spec.cuda_graphs`
+    /// Captures a forward pass for every shape in `shapes`
     /// (largest first, all in one memory pool), each after eager warm-up
     /// runs at that shape, then replays each once to prove it runs.
-    fn capture_graphs(&mut self, spec: &ModelSpec) -> Result<(), BackendError> {
+    fn capture_graphs(
+        &mut self,
+        spec: &ModelSpec,
+        shapes: &[GraphShape],
+    ) -> Result<(), BackendError> {
         let stream = self.stream.as_ref().expect("GPU instance");
         stream.make_current().map_err(BackendError::Load)?;
         let mut graphs: Vec<CapturedForward> = Vec::new();
-        for shape in &spec.cuda_graphs {
+        for shape in shapes {
             let fail = |e: String| {
                 BackendError::Load(format!(
                     "optimization.cuda.graphs: cannot capture the forward pass for input shapes {:?}: {}",
@@ -738,7 +784,7 @@ impl Backend for TorchScriptInstance {
             .flatten()
             .all(|t| kind_of(t.datatype).is_some());
         if self.device == Device::Cpu || !gatherable {
-            return self.execute(&crate::scheduler::batch::merge(requests), timings);
+            return self.execute(&kiln_backend::batch::merge(requests), timings);
         }
         let start = Instant::now();
         let parts: Vec<Option<Vec<&Tensor>>> = (0..requests[0].inputs.len())

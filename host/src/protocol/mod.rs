@@ -76,7 +76,7 @@ pub fn model_metadata(
     use proto::model_metadata_response::TensorMetadata;
     let runner = state.registry.resolve(name, version)?;
     let spec = &runner.spec;
-    let tensors = |specs: &[crate::repository::config::TensorSpec]| {
+    let tensors = |specs: &[kiln_model_config::TensorSpec]| {
         specs
             .iter()
             .map(|t| {

@@ -8,8 +8,6 @@
 //! then swapped in; requests already holding the old runner finish on it. A
 //! reload that fails leaves the previous version serving and records why.
 
-pub mod config;
-pub mod cuda_graphs;
 pub mod layout;
 pub mod warmup;
 
@@ -20,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use crate::backend;
 use crate::metrics::Metrics;
 use crate::scheduler::stats::ModelStats;
 use crate::scheduler::ModelRunner;
-use config::ModelSpec;
+use kiln_backend::BackendRegistry;
+use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::text::clip;
 
@@ -108,6 +106,7 @@ const UNLOADED: &str = "unloaded";
 pub struct ModelRegistry {
     root: PathBuf,
     mode: ControlMode,
+    backends: BackendRegistry,
     metrics: Arc<Metrics>,
     models: RwLock<BTreeMap<String, ModelEntry>>,
     /// One load or unload at a time: keeps the file scan, load and swap of a
@@ -116,10 +115,16 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
-    pub fn new(root: PathBuf, mode: ControlMode, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        root: PathBuf,
+        mode: ControlMode,
+        backends: BackendRegistry,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             root,
             mode,
+            backends,
             metrics,
             models: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
@@ -315,7 +320,7 @@ impl ModelRegistry {
             )));
         }
         let seen = layout::fingerprint(&dir, true);
-        let spec = match config::read_config(&dir).and_then(|c| config::validate(&dir, c)) {
+        let spec = match self.backends.read_spec(&dir) {
             Ok(spec) => Arc::new(spec),
             Err(e) => return Err(self.fail_model(name, seen, e.0)),
         };
@@ -436,10 +441,10 @@ impl ModelRegistry {
         spec: &Arc<ModelSpec>,
         version: i64,
     ) -> std::result::Result<Arc<ModelRunner>, String> {
-        let mut instances: Vec<Box<dyn backend::Backend>> =
+        let mut instances: Vec<Box<dyn kiln_backend::Backend>> =
             Vec::with_capacity(spec.instances.len());
         // Ensembles run their steps on the composing models' instances.
-        let placements = if spec.kind == backend::BackendKind::Ensemble {
+        let placements = if spec.is_ensemble() {
             &[][..]
         } else {
             &spec.instances[..]
@@ -450,7 +455,7 @@ impl ModelRegistry {
             let replica = instances.first().and_then(|first| first.replicate());
             let mut instance = match replica {
                 Some(replica) => replica,
-                None => backend::load_instance(spec, version, placement),
+                None => self.backends.load_instance(spec, version, placement),
             }
             .map_err(|e| e.to_string())?;
             warmup::warm_up(spec, instance.as_mut())?;
@@ -574,6 +579,7 @@ mod tests {
         let reg = ModelRegistry::new(
             tmp.path().to_path_buf(),
             ControlMode::None,
+            crate::backend::registry(),
             Arc::new(Metrics::new()),
         );
         reg.load_all().await;

@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::config::ModelSpec;
-use crate::backend::{Backend, BackendRequest, ExecTimings};
 use crate::inference::arrange_inputs;
-use crate::protocol::proto::model_warmup::input::InputDataType;
+use kiln_backend::{Backend, BackendRequest, ExecTimings};
+use kiln_model_config::proto::model_warmup::input::InputDataType;
+use kiln_model_config::ModelSpec;
 use kiln_types::tensor::{element_count, DataType, Tensor};
 
 /// Runs every warm-up sample `count` times (at least once) on `instance`.
@@ -38,17 +38,16 @@ pub fn warm_up(spec: &ModelSpec, instance: &mut dyn Backend) -> Result<(), Strin
 
 fn warmup_inputs(
     spec: &ModelSpec,
-    warmup: &crate::protocol::proto::ModelWarmup,
+    warmup: &kiln_model_config::proto::ModelWarmup,
 ) -> Result<Vec<Tensor>, String> {
     let mut tensors = Vec::new();
     for (name, input) in &warmup.inputs {
-        let datatype =
-            crate::repository::config::datatype_of(input.data_type()).ok_or_else(|| {
-                format!(
-                    "model_warmup '{}' input '{name}': data_type is required",
-                    warmup.name
-                )
-            })?;
+        let datatype = kiln_model_config::datatype_of(input.data_type()).ok_or_else(|| {
+            format!(
+                "model_warmup '{}' input '{name}': data_type is required",
+                warmup.name
+            )
+        })?;
         let mut shape = if spec.batched() {
             vec![warmup.batch_size.max(1) as i64]
         } else {

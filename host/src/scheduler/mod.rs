@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
-use crate::inference::ParamValue;
-use crate::repository::config::ModelSpec;
 use batch::BatchPolicy;
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::Tensor;
+use kiln_types::ParamValue;
 use queue::{Queue, Refused};
 use stats::ModelStats;
 
@@ -245,7 +245,7 @@ fn gather(shared: &Shared) -> Option<Vec<Job>> {
     while !policy.preferred_reached(size) {
         let room = policy.max_batch_size - size;
         let head = &jobs[0].request;
-        let accept = |j: &Job| j.items <= room && batch::compatible(head, &j.request);
+        let accept = |j: &Job| j.items <= room && kiln_backend::batch::compatible(head, &j.request);
         // A preferred size with nothing else waiting goes out at once.
         let wait_until = if policy.preferred.contains(&size) {
             Instant::now()
@@ -304,7 +304,7 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
             run(instance.as_mut(), &requests, &mut timings).map(|outputs| vec![outputs])
         } else {
             run(instance.as_mut(), &requests, &mut timings).and_then(|outputs| {
-                batch::split(outputs, &sizes).map_err(|m| {
+                kiln_backend::batch::split(outputs, &sizes).map_err(|m| {
                     KilnError::internal(format!("cannot split the batch of {total}: {m}"))
                 })
             })

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::backend::ExecTimings;
 use crate::metrics::ModelMetrics;
 use crate::protocol::proto;
+use kiln_backend::ExecTimings;
 
 #[derive(Default)]
 struct Counter {

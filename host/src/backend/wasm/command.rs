@@ -16,8 +16,8 @@ use wasmtime_wasi::I32Exit;
 use super::contract::{self, OutputContract};
 use super::wire::{self, Answer, Call, ErrorKind};
 use super::{arm, describe, wasi_builder, PluginSettings, WasmRuntime};
-use crate::backend::{Backend, BackendError, BackendRequest, ExecTimings};
-use crate::repository::config::ModelSpec;
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_model_config::ModelSpec;
 use kiln_types::tensor::Tensor;
 
 /// Store data of one call.
@@ -97,7 +97,7 @@ impl CommandInstance {
         &self,
         call: Call,
         inputs: &[&Tensor],
-        parameters: &[(String, crate::inference::ParamValue)],
+        parameters: &[(String, kiln_types::ParamValue)],
     ) -> Result<Answer, BackendError> {
         let stdin = wire::encode_request(call, &self.settings.parameters, inputs, parameters);
         let run = self.run(stdin);

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use crate::repository::config::{ModelSpec, TensorSpec};
+use kiln_model_config::{ModelSpec, TensorSpec};
 use kiln_types::tensor::{DataType, Tensor};
 use kiln_types::text::clip;
 

@@ -34,13 +34,13 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{Backend, BackendError, BackendRequest, ExecTimings};
-use crate::inference::ParamValue;
-use crate::repository::config::ModelSpec;
 use binary::PluginBinary;
 use contract::{OutputContract, PluginMetadata};
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_model_config::ModelSpec;
 use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
+use kiln_types::ParamValue;
 use policy::Grants;
 
 wasmtime::component::bindgen!({
@@ -76,15 +76,10 @@ pub struct PluginSettings {
 }
 
 impl PluginSettings {
-    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
-        Self::from_spec_parameters(&spec.config)
-    }
-
     /// Reads the settings from config.pbtxt `parameters` (also used to
     /// reject bad values when the config is validated).
-    pub fn from_spec_parameters(
-        config: &crate::protocol::proto::ModelConfig,
-    ) -> Result<Self, String> {
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
+        let config = &spec.config;
         let parameters: BTreeMap<String, String> = config
             .parameters
             .iter()
@@ -323,6 +318,38 @@ fn wasi_builder(grants: Grants) -> WasiCtxBuilder {
         b.insecure_random_seed(0);
     }
     b
+}
+
+/// The `wasm` backend: kiln plugins (sdk/ABI.md), components, core modules
+/// or WASI commands, on the CPU.
+pub struct WasmFactory;
+
+impl kiln_backend::BackendFactory for WasmFactory {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+    fn describe(&self) -> &'static str {
+        "wasm plugins (backend \"wasm\")"
+    }
+    fn runs_on_gpu(&self) -> bool {
+        false
+    }
+    fn default_model_filename(&self) -> &'static str {
+        "model.wasm"
+    }
+    fn validate(&self, spec: &mut ModelSpec) -> Result<(), String> {
+        PluginSettings::from_spec(spec)
+            .map(drop)
+            .map_err(|m| format!("field 'parameters': {m}"))
+    }
+    fn load(
+        &self,
+        spec: &ModelSpec,
+        path: &std::path::Path,
+        _placement: kiln_model_config::Placement,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        load(spec, path)
+    }
 }
 
 /// Reads a plugin and serves it as what it is (see `binary`).

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::contract::PluginMetadata;
-use crate::inference::ParamValue;
 use kiln_types::tensor::{DataType, Tensor};
+use kiln_types::ParamValue;
 
 const REQUEST_MAGIC: &[u8; 4] = b"KLNQ";
 const RESPONSE_MAGIC: &[u8; 4] = b"KLNR";

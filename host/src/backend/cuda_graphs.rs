@@ -21,10 +21,8 @@
 //! runs eagerly. `graph_lower_bound` (TensorRT's shape ranges) has no
 //! meaning for a captured libtorch graph and is refused.
 
-use crate::backend::BackendKind;
-use crate::protocol::proto::ModelConfig;
-
-use super::config::TensorSpec;
+use kiln_model_config::proto::ModelConfig;
+use kiln_model_config::TensorSpec;
 
 /// One shape to capture: `batch` rows (0 for a model without a batch
 /// dimension) and the full shape of every input, in config order, as the
@@ -43,7 +41,6 @@ type NamedShapes = Vec<(String, Vec<i64>)>;
 /// to reuse its blocks). Empty when graphs are off.
 pub fn graph_shapes(
     config: &ModelConfig,
-    kind: BackendKind,
     inputs: &[TensorSpec],
 ) -> Result<Vec<GraphShape>, String> {
     let Some(cuda) = config.optimization.as_ref().and_then(|o| o.cuda.as_ref()) else {
@@ -51,11 +48,6 @@ pub fn graph_shapes(
     };
     if !cuda.graphs {
         return Ok(vec![]);
-    }
-    if kind != BackendKind::TorchScript {
-        return Err(
-            "field 'optimization.cuda.graphs': only TorchScript models run on a GPU".into(),
-        );
     }
     let max_batch = config.max_batch_size.max(0) as usize;
     // (batch size, input shapes named in graph_spec)
@@ -107,7 +99,7 @@ pub fn graph_shapes(
     }
     if let Some(t) = inputs
         .iter()
-        .find(|t| crate::backend::torchscript::kind_of(t.datatype).is_none())
+        .find(|t| super::torchscript::kind_of(t.datatype).is_none())
     {
         return Err(format!(
             "field 'optimization.cuda.graphs': input '{}' is {}, which a captured graph cannot take",
@@ -178,47 +170,6 @@ fn default_batch_sizes(max_batch: usize) -> Vec<usize> {
     sizes
 }
 
-/// Settings under `optimization` that kiln accepts but does not act on, for
-/// the load log.
-pub fn ignored_optimization_settings(config: &ModelConfig) -> Vec<&'static str> {
-    let Some(o) = config.optimization.as_ref() else {
-        return vec![];
-    };
-    let mut ignored = Vec::new();
-    if o.graph.is_some() {
-        ignored.push("graph");
-    }
-    if o.priority != 0 {
-        ignored.push("priority");
-    }
-    if o.execution_accelerators.is_some() {
-        ignored.push("execution_accelerators");
-    }
-    if o.input_pinned_memory.is_some() || o.output_pinned_memory.is_some() {
-        ignored.push(
-            "input_pinned_memory/output_pinned_memory (GPU inputs always go through pinned memory)",
-        );
-    }
-    if o.gather_kernel_buffer_threshold != 0 {
-        ignored.push("gather_kernel_buffer_threshold");
-    }
-    if o.eager_batching {
-        ignored.push("eager_batching");
-    }
-    if let Some(c) = &o.cuda {
-        if c.busy_wait_events {
-            ignored.push("cuda.busy_wait_events");
-        }
-        if c.output_copy_stream {
-            ignored.push("cuda.output_copy_stream");
-        }
-        if !c.graphs && !c.graph_spec.is_empty() {
-            ignored.push("cuda.graph_spec (without cuda.graphs: true)");
-        }
-    }
-    ignored
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -236,21 +187,21 @@ output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 2 ] } ]
     /// The graph shapes of BASE (or `base`) with `optimization` appended.
     fn shapes_of(base: &str, optimization: &str) -> Result<Vec<GraphShape>, String> {
         let text = format!("{base}\noptimization {{ {optimization} }}");
-        let config = super::super::config::parse_text(Path::new("config.pbtxt"), &text)
+        let config = kiln_model_config::parse_text(Path::new("config.pbtxt"), &text)
             .map_err(|e| e.to_string())?;
         let inputs: Vec<TensorSpec> = config
             .input
             .iter()
             .map(|t| TensorSpec {
                 name: t.name.clone(),
-                datatype: crate::repository::config::datatype_of(t.data_type()).unwrap(),
+                datatype: kiln_model_config::datatype_of(t.data_type()).unwrap(),
                 dims: t.dims.clone(),
                 reshape: t.reshape.as_ref().map(|r| r.shape.clone()),
                 optional: false,
                 labels: None,
             })
             .collect();
-        graph_shapes(&config, BackendKind::TorchScript, &inputs)
+        graph_shapes(&config, &inputs)
     }
 
     #[test]
@@ -346,33 +297,5 @@ output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 2 ] } ]
             let got = shapes_of(BASE, optimization).unwrap_err();
             assert!(got.contains(want), "{optimization}: {got}");
         }
-    }
-
-    #[test]
-    fn only_torchscript_models_take_graphs() {
-        let config = super::super::config::parse_text(
-            Path::new("config.pbtxt"),
-            "backend: \"wasm\"\noptimization { cuda { graphs: true } }",
-        )
-        .unwrap();
-        let err = graph_shapes(&config, BackendKind::Wasm, &[]).unwrap_err();
-        assert!(err.contains("only TorchScript models"), "{err}");
-    }
-
-    #[test]
-    fn settings_kiln_does_not_act_on_are_listed() {
-        let config = super::super::config::parse_text(
-            Path::new("config.pbtxt"),
-            "optimization { priority: PRIORITY_MAX cuda { busy_wait_events: true graph_spec [ { batch_size: 1 } ] } }",
-        )
-        .unwrap();
-        assert_eq!(
-            ignored_optimization_settings(&config),
-            vec![
-                "priority",
-                "cuda.busy_wait_events",
-                "cuda.graph_spec (without cuda.graphs: true)"
-            ]
-        );
     }
 }
