@@ -9,10 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::repository::ModelRegistry;
-use crate::scheduler::stats::RequestTiming;
-use crate::scheduler::ModelRunner;
 use crate::shared_memory::OutputPlacement;
 use kiln_model_config::ModelSpec;
+use kiln_scheduler::stats::RequestTiming;
+use kiln_scheduler::ModelRunner;
 use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
 pub use kiln_types::params::{ParamValue, Parameters};
@@ -103,17 +103,20 @@ async fn run(
         };
         // The ensemble's own execution (its steps count in their models).
         runner.stats.record_execution(batch_size, &timings);
-        crate::scheduler::ExecOutcome {
+        kiln_scheduler::ExecOutcome {
             outputs,
             timings,
             queue: std::time::Duration::ZERO,
         }
     } else {
         runner
-            .execute(kiln_backend::BackendRequest {
-                inputs,
-                parameters: std::mem::take(&mut request.parameters),
-            })
+            .execute(
+                &request.ctx,
+                kiln_backend::BackendRequest {
+                    inputs,
+                    parameters: std::mem::take(&mut request.parameters),
+                },
+            )
             .await?
     };
     let mut outputs = Vec::with_capacity(requested.len());

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
 pub mod repository;
-pub mod scheduler;
 pub mod server;
 pub mod settings;
 pub mod shared_memory;

@@ -4,7 +4,7 @@
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::scheduler::stats::RequestTiming;
+use kiln_scheduler::stats::RequestTiming;
 
 pub struct Metrics {
     registry: Registry,
@@ -143,8 +143,8 @@ pub struct ModelMetrics {
     output_us: IntCounter,
 }
 
-impl ModelMetrics {
-    pub fn record_success(&self, t: &RequestTiming) {
+impl kiln_scheduler::stats::StatsObserver for ModelMetrics {
+    fn success(&self, t: &RequestTiming) {
         let us = |d: std::time::Duration| d.as_micros() as u64;
         self.success.inc();
         self.request_us.inc_by(us(t.total));
@@ -154,11 +154,11 @@ impl ModelMetrics {
         self.output_us.inc_by(us(t.exec.output));
     }
 
-    pub fn record_failure(&self) {
+    fn failure(&self) {
         self.failure.inc();
     }
 
-    pub fn record_execution(&self, batch_size: u64) {
+    fn execution(&self, batch_size: u64) {
         self.inference_count.inc_by(batch_size);
         self.exec_count.inc();
     }

@@ -130,7 +130,7 @@ pub fn model_statistics(
     Ok(proto::ModelStatisticsResponse {
         model_stats: runners
             .iter()
-            .map(|r| r.stats.snapshot(&r.spec.name, r.version))
+            .map(|r| statistics(&r.spec.name, r.version, r.stats.snapshot()))
             .collect(),
     })
 }
@@ -144,4 +144,48 @@ pub fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A model version's statistics as the ModelStatistics RPC and
+/// `/v2/models/{m}/stats` report them.
+fn statistics(
+    name: &str,
+    version: i64,
+    s: kiln_scheduler::stats::StatsSnapshot,
+) -> proto::ModelStatistics {
+    let d = |d: kiln_scheduler::stats::Duration64| {
+        Some(proto::StatisticDuration {
+            count: d.count,
+            ns: d.ns,
+        })
+    };
+    proto::ModelStatistics {
+        name: name.to_string(),
+        version: version.to_string(),
+        last_inference: s.last_inference_ms,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
+        inference_stats: Some(proto::InferStatistics {
+            success: d(s.success),
+            fail: d(s.fail),
+            queue: d(s.queue),
+            compute_input: d(s.compute_input),
+            compute_infer: d(s.compute_infer),
+            compute_output: d(s.compute_output),
+            cache_hit: Some(Default::default()),
+            cache_miss: Some(Default::default()),
+        }),
+        batch_stats: s
+            .batches
+            .into_iter()
+            .map(|b| proto::InferBatchStatistics {
+                batch_size: b.batch_size,
+                compute_input: d(b.compute_input),
+                compute_infer: d(b.compute_infer),
+                compute_output: d(b.compute_output),
+            })
+            .collect(),
+        memory_usage: vec![],
+        response_stats: Default::default(),
+    }
 }

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
-use crate::scheduler::stats::ModelStats;
-use crate::scheduler::ModelRunner;
 use kiln_backend::BackendRegistry;
 use kiln_model_config::ModelSpec;
+use kiln_scheduler::stats::ModelStats;
+use kiln_scheduler::ModelRunner;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::text::clip;
 

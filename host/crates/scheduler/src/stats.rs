@@ -1,8 +1,10 @@
 //! Per model-version statistics, with Triton's semantics (the
 //! ModelStatistics RPC and `/v2/models/{m}/stats`): request-level counts
 //! for success/fail/queue/compute_*, `inference_count` in batch items,
-//! `execution_count` in model executions (a batch of requests is one). The same recording call updates the
-//! Prometheus counters, so the two views never disagree.
+//! `execution_count` in model executions (a batch of requests is one). The
+//! same recording call tells the [`StatsObserver`] (kiln's Prometheus
+//! counters), so the two views never disagree. The protocol layer turns a
+//! [`StatsSnapshot`] into its messages.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,9 +12,55 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::metrics::ModelMetrics;
-use crate::protocol::proto;
 use kiln_backend::ExecTimings;
+
+/// Told of every recorded event, as it is recorded (kiln's Prometheus
+/// counters implement it).
+pub trait StatsObserver: Send + Sync + 'static {
+    fn success(&self, timing: &RequestTiming);
+    fn failure(&self);
+    fn execution(&self, batch_size: u64);
+}
+
+/// No observer.
+impl StatsObserver for () {
+    fn success(&self, _: &RequestTiming) {}
+    fn failure(&self) {}
+    fn execution(&self, _: u64) {}
+}
+
+/// A count and the total time of what it counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Duration64 {
+    pub count: u64,
+    pub ns: u64,
+}
+
+/// Compute times of the executions of one batch size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSnapshot {
+    pub batch_size: u64,
+    pub compute_input: Duration64,
+    pub compute_infer: Duration64,
+    pub compute_output: Duration64,
+}
+
+/// The statistics of one model version at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Milliseconds since the epoch of the last request (0: none yet).
+    pub last_inference_ms: u64,
+    pub inference_count: u64,
+    pub execution_count: u64,
+    pub success: Duration64,
+    pub fail: Duration64,
+    pub queue: Duration64,
+    pub compute_input: Duration64,
+    pub compute_infer: Duration64,
+    pub compute_output: Duration64,
+    /// Ascending batch size.
+    pub batches: Vec<BatchSnapshot>,
+}
 
 #[derive(Default)]
 struct Counter {
@@ -25,8 +73,8 @@ impl Counter {
         self.count.fetch_add(n, Relaxed);
         self.ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
-    fn snapshot(&self) -> proto::StatisticDuration {
-        proto::StatisticDuration {
+    fn snapshot(&self) -> Duration64 {
+        Duration64 {
             count: self.count.load(Relaxed),
             ns: self.ns.load(Relaxed),
         }
@@ -51,7 +99,7 @@ pub struct ModelStats {
     execution_count: AtomicU64,
     last_inference_ms: AtomicU64,
     batches: Mutex<BTreeMap<u64, BatchCounters>>,
-    metrics: ModelMetrics,
+    observer: Box<dyn StatsObserver>,
 }
 
 /// What one successful request cost (its batch's compute times included, as
@@ -69,7 +117,7 @@ fn now_ms() -> u64 {
 }
 
 impl ModelStats {
-    pub fn new(metrics: ModelMetrics) -> Self {
+    pub fn new(observer: impl StatsObserver) -> Self {
         Self {
             success: Counter::default(),
             fail: Counter::default(),
@@ -81,7 +129,7 @@ impl ModelStats {
             execution_count: AtomicU64::new(0),
             last_inference_ms: AtomicU64::new(0),
             batches: Mutex::new(BTreeMap::new()),
-            metrics,
+            observer: Box::new(observer),
         }
     }
 
@@ -93,7 +141,7 @@ impl ModelStats {
         self.compute_infer.add(1, t.exec.infer);
         self.compute_output.add(1, t.exec.output);
         self.last_inference_ms.store(now_ms(), Relaxed);
-        self.metrics.record_success(t);
+        self.observer.success(t);
     }
 
     /// One model execution of `batch_size` items (one or more requests).
@@ -108,49 +156,41 @@ impl ModelStats {
             b.infer = (b.infer.0 + 1, b.infer.1 + ns(exec.infer));
             b.output = (b.output.0 + 1, b.output.1 + ns(exec.output));
         }
-        self.metrics.record_execution(batch_size);
+        self.observer.execution(batch_size);
     }
 
     pub fn record_failure(&self, total: Duration) {
         self.fail.add(1, total);
         self.last_inference_ms.store(now_ms(), Relaxed);
-        self.metrics.record_failure();
+        self.observer.failure();
     }
 
-    pub fn snapshot(&self, name: &str, version: i64) -> proto::ModelStatistics {
-        let batch_stats = self
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let batches = self
             .batches
             .lock()
             .iter()
-            .map(|(&size, b)| {
-                let d = |(count, ns): (u64, u64)| Some(proto::StatisticDuration { count, ns });
-                proto::InferBatchStatistics {
-                    batch_size: size,
+            .map(|(&batch_size, b)| {
+                let d = |(count, ns): (u64, u64)| Duration64 { count, ns };
+                BatchSnapshot {
+                    batch_size,
                     compute_input: d(b.input),
                     compute_infer: d(b.infer),
                     compute_output: d(b.output),
                 }
             })
             .collect();
-        proto::ModelStatistics {
-            name: name.to_string(),
-            version: version.to_string(),
-            last_inference: self.last_inference_ms.load(Relaxed),
+        StatsSnapshot {
+            last_inference_ms: self.last_inference_ms.load(Relaxed),
             inference_count: self.inference_count.load(Relaxed),
             execution_count: self.execution_count.load(Relaxed),
-            inference_stats: Some(proto::InferStatistics {
-                success: Some(self.success.snapshot()),
-                fail: Some(self.fail.snapshot()),
-                queue: Some(self.queue.snapshot()),
-                compute_input: Some(self.compute_input.snapshot()),
-                compute_infer: Some(self.compute_infer.snapshot()),
-                compute_output: Some(self.compute_output.snapshot()),
-                cache_hit: Some(Default::default()),
-                cache_miss: Some(Default::default()),
-            }),
-            batch_stats,
-            memory_usage: vec![],
-            response_stats: Default::default(),
+            success: self.success.snapshot(),
+            fail: self.fail.snapshot(),
+            queue: self.queue.snapshot(),
+            compute_input: self.compute_input.snapshot(),
+            compute_infer: self.compute_infer.snapshot(),
+            compute_output: self.compute_output.snapshot(),
+            batches,
         }
     }
 }

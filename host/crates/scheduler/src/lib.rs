@@ -13,6 +13,11 @@
 //!
 //! Dropping the runner closes the queue; the workers finish what is queued
 //! and exit, so a reload or unload never drops an accepted request.
+//!
+//! Each queued job carries its request's context (who is calling) and
+//! tracing span; the instance thread runs a batch inside a span that follows
+//! from every request in it, so a request's trace reaches the backend.
+#![forbid(unsafe_code)]
 
 pub mod batch;
 mod queue;
@@ -29,7 +34,7 @@ use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::Tensor;
-use kiln_types::ParamValue;
+use kiln_types::{ParamValue, RequestContext};
 use queue::{Queue, Refused};
 use stats::ModelStats;
 
@@ -42,6 +47,11 @@ pub struct ExecOutcome {
 
 struct Job {
     request: BackendRequest,
+    /// Who asked: named in the queue's logs, and kept with the job for the
+    /// decisions a queue makes per caller (tenancy's fair share).
+    ctx: RequestContext,
+    /// The request's span, entered (as a cause) where the batch executes.
+    span: tracing::Span,
     /// Items in this request (its batch dim; 1 for unbatched models).
     items: usize,
     enqueued: Instant,
@@ -141,7 +151,11 @@ impl ModelRunner {
 
     /// Queues one request (inputs aligned with `spec.inputs`) and waits for an
     /// instance to run it, alone or in a batch.
-    pub async fn execute(&self, request: BackendRequest) -> Result<ExecOutcome> {
+    pub async fn execute(
+        &self,
+        ctx: &RequestContext,
+        request: BackendRequest,
+    ) -> Result<ExecOutcome> {
         let policy = &self.shared.policy;
         let items = if self.spec.batched() {
             request
@@ -176,6 +190,8 @@ impl ModelRunner {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
+            ctx: ctx.clone(),
+            span: tracing::Span::current(),
             items,
             enqueued,
             deadline,
@@ -216,6 +232,7 @@ fn still_wanted(job: Job, now: Instant) -> Option<Job> {
     }
     if job.deadline.is_some_and(|d| now >= d) {
         let waited = now - job.enqueued;
+        tracing::debug!(parent: &job.span, caller = ?job.ctx.identity, waited_us = waited.as_micros() as u64, "queue timeout");
         let _ = job.reply.send(Err(KilnError::unavailable(format!(
             "request timeout expired after {} µs in the queue",
             waited.as_micros()
@@ -300,6 +317,12 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
         let total: usize = sizes.iter().sum();
         let mut timings = ExecTimings::default();
         let requests: Vec<&BackendRequest> = jobs.iter().map(|j| &j.request).collect();
+        let span =
+            tracing::debug_span!("execute", model = %shared.name, instance = index, batch = total);
+        for job in &jobs {
+            span.follows_from(&job.span);
+        }
+        let _entered = span.enter();
         let result = if jobs.len() == 1 {
             run(instance.as_mut(), &requests, &mut timings).map(|outputs| vec![outputs])
         } else {
@@ -331,3 +354,6 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
     }
     tracing::debug!(model = %shared.name, instance = index, "instance stopped");
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+//! The runner end to end with a probe backend: what executes together, in
+//! which order, and what callers get back. Ordering is forced with a gate the
+//! probe waits on (never with sleeps), so every assertion is deterministic.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::Bytes;
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_model_config::{parse_text, validate, ModelSpec};
+use kiln_types::context::Protocol;
+use kiln_types::tensor::{DataType, Tensor};
+use kiln_types::{KilnError, ParamValue, RequestContext};
+
+use super::stats::ModelStats;
+use super::ModelRunner;
+
+/// Closed: the probe's executions wait until it opens.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn closed() -> Self {
+        Self::default()
+    }
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+    fn pass(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+}
+
+/// Echoes input `x` as output `y`; logs the markers (the values of `x`) of
+/// each execution; panics on marker -1.
+struct Probe {
+    gate: Gate,
+    /// Executions that have started (reached the gate).
+    entered: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+impl Backend for Probe {
+    fn execute(
+        &mut self,
+        request: &BackendRequest,
+        _timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.entered.fetch_add(1, SeqCst);
+        self.gate.pass();
+        let x = request.inputs[0].as_ref().expect("x is required");
+        let markers: Vec<f32> = x
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(!markers.contains(&-1.0), "marker -1");
+        self.log.lock().unwrap().push(markers);
+        let mut y = x.clone();
+        y.name = "y".into();
+        Ok(vec![y])
+    }
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+}
+
+fn spec(extra: &str) -> Arc<ModelSpec> {
+    let text = format!(
+        "backend: \"probe\"\nmax_batch_size: 4\n\
+         input [ {{ name: \"x\" data_type: TYPE_FP32 dims: [ -1 ] }} ]\n\
+         output [ {{ name: \"y\" data_type: TYPE_FP32 dims: [ -1 ] }} ]\n{extra}"
+    );
+    let config = parse_text(Path::new("config.pbtxt"), &text).unwrap();
+    Arc::new(validate(Path::new("/nonexistent/m"), config).unwrap())
+}
+
+struct Harness {
+    runner: Arc<ModelRunner>,
+    gate: Gate,
+    entered: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+fn start(extra: &str, instances: usize) -> Harness {
+    let gate = Gate::closed();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let backends: Vec<Box<dyn Backend>> = (0..instances)
+        .map(|_| {
+            Box::new(Probe {
+                gate: gate.clone(),
+                entered: entered.clone(),
+                log: log.clone(),
+            }) as Box<dyn Backend>
+        })
+        .collect();
+    let runner = ModelRunner::start(spec(extra), 1, backends, ModelStats::new(())).unwrap();
+    Harness {
+        runner,
+        gate,
+        entered,
+        log,
+    }
+}
+
+/// One request of one row, `[[marker; width]]`.
+fn request(marker: f32, width: usize, parameters: &[(&str, ParamValue)]) -> BackendRequest {
+    let data: Vec<u8> = std::iter::repeat_n(marker.to_le_bytes(), width)
+        .flatten()
+        .collect();
+    BackendRequest {
+        inputs: vec![Some(Tensor::new(
+            "x",
+            DataType::Fp32,
+            vec![1, width as i64],
+            Bytes::from(data),
+        ))],
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(Protocol::Internal, None)
+}
+
+impl Harness {
+    /// Queues a request on the runtime; returns its answer's handle.
+    fn submit(
+        &self,
+        marker: f32,
+        width: usize,
+        parameters: &[(&str, ParamValue)],
+    ) -> tokio::task::JoinHandle<Result<Vec<Tensor>, KilnError>> {
+        let runner = self.runner.clone();
+        let request = request(marker, width, parameters);
+        tokio::spawn(async move { runner.execute(&ctx(), request).await.map(|o| o.outputs) })
+    }
+
+    /// Waits until `n` requests are queued (the gate keeps them there).
+    async fn until_queued(&self, n: usize) {
+        while self.runner.shared.queue.waiting() < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Waits until `n` executions have started (held at the gate).
+    async fn until_executing(&self, n: usize) {
+        while self.entered.load(SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn executions(&self) -> Vec<Vec<f32>> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compatible_requests_execute_as_one_batch_and_each_caller_gets_its_rows() {
+    // A long delay: the batch goes when full (max_batch_size 4), not on time.
+    let h = start(
+        "dynamic_batching { max_queue_delay_microseconds: 60000000 }",
+        1,
+    );
+    let answers: Vec<_> = (1..=4).map(|m| h.submit(m as f32, 3, &[])).collect();
+    h.gate.open();
+    for (m, answer) in (1..=4).zip(answers) {
+        let outputs = answer.await.unwrap().unwrap();
+        assert_eq!(outputs[0].shape, vec![1, 3]);
+        assert_eq!(
+            outputs[0].data,
+            Bytes::from((m as f32).to_le_bytes().repeat(3))
+        );
+    }
+    let executions = h.executions();
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let mut markers = executions[0].clone();
+    markers.dedup();
+    markers.sort_by(f32::total_cmp);
+    assert_eq!(markers, vec![1.0, 2.0, 3.0, 4.0]);
+    let stats = h.runner.stats.snapshot();
+    assert_eq!((stats.execution_count, stats.inference_count), (1, 4));
+    assert_eq!(stats.batches[0].batch_size, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_other_shapes_or_parameters_never_share_an_execution() {
+    let h = start("dynamic_batching { max_queue_delay_microseconds: 1000 }", 1);
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let answers = vec![
+        h.submit(1.0, 2, &[]),
+        h.submit(2.0, 3, &[]),
+        h.submit(3.0, 2, &[("k", ParamValue::Bool(true))]),
+        h.submit(4.0, 2, &[]),
+    ];
+    h.until_queued(4).await;
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    for execution in h.executions() {
+        let mut markers = execution.clone();
+        markers.dedup();
+        // 1 and 4 may share (same shape, no parameters); nothing else may.
+        assert!(
+            markers.len() == 1 || markers == [1.0, 4.0] || markers == [4.0, 1.0],
+            "{execution:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_requests_run_first() {
+    let h = start(
+        "dynamic_batching { priority_levels: 2 default_priority_level: 2 }",
+        1,
+    );
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let low = h.submit(2.0, 1, &[]);
+    h.until_queued(1).await;
+    let high = h.submit(1.0, 1, &[("priority", ParamValue::Int(1))]);
+    h.until_queued(2).await;
+    h.gate.open();
+    for a in [blocker, low, high] {
+        a.await.unwrap().unwrap();
+    }
+    let order: Vec<f32> = h.executions().into_iter().flatten().collect();
+    assert_eq!(order, vec![0.0, 1.0, 2.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_beyond_the_levels_is_invalid() {
+    let h = start("dynamic_batching { priority_levels: 2 }", 1);
+    h.gate.open();
+    let e = h
+        .submit(1.0, 1, &[("priority", ParamValue::Int(3))])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, KilnError::InvalidArgument(_)), "{e:?}");
+    assert!(e.message().contains("2 priority level(s)"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_with_unavailable() {
+    let h = start(
+        "dynamic_batching { default_queue_policy { max_queue_size: 1 } }",
+        1,
+    );
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let queued = h.submit(1.0, 1, &[]);
+    h.until_queued(1).await;
+    let e = h.submit(2.0, 1, &[]).await.unwrap().unwrap_err();
+    assert!(matches!(e, KilnError::Unavailable(_)), "{e:?}");
+    assert!(e.message().contains("maximum queue size of 1"), "{e}");
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_queued_at_its_timeout_is_rejected() {
+    let h = start(
+        "dynamic_batching { default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 1000 } }",
+        1,
+    );
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let late = h.submit(1.0, 1, &[]);
+    h.until_queued(1).await;
+    // The timeout is 1 ms; the request stays queued (the gate holds the only
+    // instance) for at least 20 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    let e = late.await.unwrap().unwrap_err();
+    assert!(e.message().contains("request timeout expired"), "{e}");
+    assert_eq!(h.executions(), vec![vec![0.0]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_backend_fails_that_execution_only() {
+    let h = start("", 1);
+    h.gate.open();
+    let e = h.submit(-1.0, 1, &[]).await.unwrap().unwrap_err();
+    assert!(matches!(e, KilnError::Internal(_)), "{e:?}");
+    assert!(e.message().contains("backend panicked"), "{e}");
+    h.submit(1.0, 1, &[]).await.unwrap().unwrap();
+    let stats = h.runner.stats.snapshot();
+    assert_eq!(stats.execution_count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_finishes_every_queued_request() {
+    let h = start("", 2);
+    let answers: Vec<_> = (0..6).map(|m| h.submit(m as f32, 1, &[])).collect();
+    h.until_executing(2).await;
+    h.until_queued(4).await;
+    h.gate.open();
+    let runner = h.runner.clone();
+    tokio::task::spawn_blocking(move || runner.stop())
+        .await
+        .unwrap();
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(h.executions().len(), 6);
+    let e = h.submit(9.0, 1, &[]).await.unwrap().unwrap_err();
+    assert!(e.message().contains("is unloading"), "{e}");
+}
