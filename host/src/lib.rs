@@ -8,10 +8,8 @@
 
 pub mod backend;
 pub mod check;
-pub mod inference;
 pub mod limits;
 pub mod metrics;
-pub mod pipeline;
 pub mod protocol;
 pub mod repository;
 pub mod server;

@@ -204,9 +204,9 @@ pub struct OutputPlacement {
     byte_size: u64,
 }
 
-impl OutputPlacement {
+impl kiln_pipeline::OutputDestination for OutputPlacement {
     /// Writes `data` (the output `name`) at the placement.
-    pub fn write(&self, name: &str, data: &[u8]) -> Result<()> {
+    fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         if data.len() as u64 > self.byte_size {
             return Err(KilnError::invalid(format!(
                 "shared memory size specified with the request for output '{}' ({} bytes) should be at least {} bytes to hold the results",
@@ -408,17 +408,17 @@ impl SharedMemory {
         caller: &Identity,
         tensor: &str,
         r: &Reference,
-    ) -> Result<Option<OutputPlacement>> {
+    ) -> Result<Option<Arc<dyn kiln_pipeline::OutputDestination>>> {
         if !r.is_used() {
             return Ok(None);
         }
         let (region, offset, byte_size) = self.resolve(caller, tensor, r)?;
         region.window(offset, byte_size)?;
-        Ok(Some(OutputPlacement {
+        Ok(Some(Arc::new(OutputPlacement {
             region,
             offset,
             byte_size,
-        }))
+        })))
     }
 }
 

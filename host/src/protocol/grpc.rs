@@ -13,13 +13,14 @@ use super::proto::{
     self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
 };
 use super::status::grpc_status;
-use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
+use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
 use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
+use kiln_types::ParamValue;
 
 pub struct GrpcService {
     state: Arc<ServerState>,
@@ -254,7 +255,7 @@ pub fn to_infer_request(
             Ok(RequestedOutput {
                 name: o.name,
                 class_count,
-                shared_memory,
+                destination: shared_memory,
             })
         })
         .collect::<Result<_>>()?;
@@ -376,7 +377,7 @@ impl GrpcInferenceService for GrpcService {
             to_infer_request(&self.state.shared_memory, ctx, req)
         })
         .map_err(grpc_status)?;
-        let response = inference::infer(&self.state.registry, request)
+        let response = inference::infer(self.state.registry.as_ref(), request)
             .await
             .map_err(grpc_status)?;
         Ok(Response::new(to_infer_response(response)))
@@ -415,7 +416,7 @@ impl GrpcInferenceService for GrpcService {
                         to_infer_request(&state.shared_memory, ctx, req)
                     });
                     let result = match converted {
-                        Ok(request) => inference::infer(&state.registry, request)
+                        Ok(request) => inference::infer(state.registry.as_ref(), request)
                             .await
                             .map(to_infer_response),
                         Err(e) => Err(e),

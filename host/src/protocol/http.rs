@@ -16,14 +16,15 @@ use prost_reflect::{ReflectMessage, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::inference::{self, InferRequest, InferResponse, ParamValue, RequestedOutput};
 use crate::protocol::{json, off_the_runtime};
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
+use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
 use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::{element_count, DataType, Tensor};
 use kiln_types::text::clip;
+use kiln_types::ParamValue;
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -442,7 +443,7 @@ async fn infer(
     let (request, binary_outputs) = off_the_runtime(body.len(), || {
         parse_infer(&s.shared_memory, ctx, model, version, &headers, body)
     })?;
-    let response = inference::infer(&s.registry, request).await?;
+    let response = inference::infer(s.registry.as_ref(), request).await?;
     Ok(off_the_runtime(response_size(&response), || {
         render_infer(response, &binary_outputs)
     }))
@@ -598,7 +599,7 @@ fn parse_body(
         outputs.push(RequestedOutput {
             name: o.name,
             class_count,
-            shared_memory,
+            destination: shared_memory,
         });
     }
     let parameters = req

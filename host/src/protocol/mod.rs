@@ -1,5 +1,5 @@
 //! The protocol layer: KServe v2 over gRPC (tonic) and HTTP (axum). Both
-//! turn wire messages into [`crate::inference::InferRequest`] with a
+//! turn wire messages into [`kiln_pipeline::InferRequest`] with a
 //! [`kiln_types::context::RequestContext`] and answer from the same core.
 
 pub mod grpc;

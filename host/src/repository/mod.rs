@@ -563,6 +563,12 @@ fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
     })
 }
 
+impl kiln_pipeline::ModelResolver for ModelRegistry {
+    fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>> {
+        ModelRegistry::resolve(self, name, version)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

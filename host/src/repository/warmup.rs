@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use crate::inference::arrange_inputs;
 use kiln_backend::{Backend, BackendRequest, ExecTimings};
 use kiln_model_config::proto::model_warmup::input::InputDataType;
 use kiln_model_config::ModelSpec;
+use kiln_pipeline::arrange_inputs;
 use kiln_types::tensor::{element_count, DataType, Tensor};
 
 /// Runs every warm-up sample `count` times (at least once) on `instance`.

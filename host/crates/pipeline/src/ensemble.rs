@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use crate::inference::{InferRequest, RequestedOutput};
-use crate::repository::ModelRegistry;
+use crate::infer::{InferRequest, RequestedOutput};
+use crate::ModelResolver;
 use kiln_model_config::proto::model_ensembling::Step;
 use kiln_model_config::{steps, ModelSpec};
 use kiln_types::error::{KilnError, Result};
@@ -20,7 +20,7 @@ use kiln_types::tensor::Tensor;
 /// Runs the ensemble for one request whose inputs were already checked
 /// against the ensemble's config. Returns every ensemble output.
 pub async fn run(
-    registry: &ModelRegistry,
+    models: &dyn ModelResolver,
     spec: &ModelSpec,
     request: &InferRequest,
     inputs: Vec<Tensor>,
@@ -48,7 +48,7 @@ pub async fn run(
         }
         let calls = ready
             .iter()
-            .map(|&i| run_step(registry, spec, request, i, &steps[i], &tensors));
+            .map(|&i| run_step(models, spec, request, i, &steps[i], &tensors));
         for (i, produced) in ready.iter().zip(join_all(calls).await) {
             done[*i] = true;
             for t in produced? {
@@ -64,7 +64,7 @@ pub async fn run(
 }
 
 async fn run_step(
-    registry: &ModelRegistry,
+    models: &dyn ModelResolver,
     spec: &ModelSpec,
     request: &InferRequest,
     index: usize,
@@ -99,12 +99,12 @@ async fn run_step(
             .map(|name| RequestedOutput {
                 name: name.clone(),
                 class_count: 0,
-                shared_memory: None,
+                destination: None,
             })
             .collect(),
         parameters: request.parameters.clone(),
     };
-    let response = Box::pin(crate::inference::infer(registry, sub))
+    let response = Box::pin(crate::infer::infer(models, sub))
         .await
         .map_err(|e| {
             let msg = format!(

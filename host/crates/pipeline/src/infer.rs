@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::repository::ModelRegistry;
-use crate::shared_memory::OutputPlacement;
+use crate::{ModelResolver, OutputDestination};
 use kiln_model_config::ModelSpec;
 use kiln_scheduler::stats::RequestTiming;
 use kiln_scheduler::ModelRunner;
 use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
-pub use kiln_types::params::{ParamValue, Parameters};
+use kiln_types::params::Parameters;
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
 
@@ -26,9 +25,9 @@ pub struct RequestedOutput {
     /// `"score:index[:label]"` instead of the raw tensor (0 = off). As many
     /// as the output has when larger (64 bits: a count is never truncated).
     pub class_count: u64,
-    /// Write the output into the caller's shared-memory region instead of
-    /// the response.
-    pub shared_memory: Option<OutputPlacement>,
+    /// Write the output here (the caller's shared-memory region) instead of
+    /// into the response.
+    pub destination: Option<Arc<dyn OutputDestination>>,
 }
 
 #[derive(Debug)]
@@ -65,10 +64,10 @@ pub struct ResponseOutput {
 
 /// Runs one request end to end. Failures after the model is resolved count
 /// in its statistics (`fail`, `nv_inference_request_failure`).
-pub async fn infer(registry: &ModelRegistry, request: InferRequest) -> Result<InferResponse> {
-    let runner = registry.resolve(&request.model_name, &request.model_version)?;
+pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<InferResponse> {
+    let runner = models.resolve(&request.model_name, &request.model_version)?;
     let received = request.ctx.received_at;
-    match run(registry, &runner, request).await {
+    match run(models, &runner, request).await {
         Ok((response, timing)) => {
             runner.stats.record_success(&timing);
             Ok(response)
@@ -81,7 +80,7 @@ pub async fn infer(registry: &ModelRegistry, request: InferRequest) -> Result<In
 }
 
 async fn run(
-    registry: &ModelRegistry,
+    models: &dyn ModelResolver,
     runner: &Arc<ModelRunner>,
     mut request: InferRequest,
 ) -> Result<(InferResponse, RequestTiming)> {
@@ -90,8 +89,8 @@ async fn run(
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
     let outcome = if spec.is_ensemble() {
         let started = std::time::Instant::now();
-        let outputs = crate::pipeline::ensemble::run(
-            registry,
+        let outputs = crate::ensemble::run(
+            models,
             spec,
             &request,
             inputs.into_iter().flatten().collect(),
@@ -159,12 +158,15 @@ async fn run(
     Ok((response, timing))
 }
 
-/// Output indices (into `spec.outputs`) to return, with their class counts
-/// and shared-memory placements.
+/// An output to return: its index in `spec.outputs`, class count and
+/// destination.
+type SelectedOutput = (usize, u64, Option<Arc<dyn OutputDestination>>);
+
+/// The outputs to return, with their class counts and destinations.
 fn check_requested_outputs(
     spec: &ModelSpec,
     requested: Vec<RequestedOutput>,
-) -> Result<Vec<(usize, u64, Option<OutputPlacement>)>> {
+) -> Result<Vec<SelectedOutput>> {
     if requested.is_empty() {
         return Ok((0..spec.outputs.len()).map(|i| (i, 0, None)).collect());
     }
@@ -186,7 +188,7 @@ fn check_requested_outputs(
                     clip(&r.name)
                 )));
             }
-            Ok((index, r.class_count, r.shared_memory))
+            Ok((index, r.class_count, r.destination))
         })
         .collect()
 }
@@ -546,7 +548,7 @@ mod tests {
         let r = |n: &str| RequestedOutput {
             name: n.into(),
             class_count: 0,
-            shared_memory: None,
+            destination: None,
         };
         assert!(check_requested_outputs(&s, vec![r("NOPE")])
             .unwrap_err()
