@@ -7,7 +7,7 @@ use std::path::Path;
 use kiln_model_config::Placement;
 
 use crate::backend;
-use crate::repository::layout;
+use kiln_repository::layout;
 
 pub struct Row {
     pub model: String,

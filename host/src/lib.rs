@@ -11,7 +11,6 @@ pub mod check;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
-pub mod repository;
 pub mod server;
 pub mod settings;
 pub mod shared_memory;

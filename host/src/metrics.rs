@@ -94,7 +94,7 @@ impl Metrics {
     }
 
     /// Counters bound to one model version (label lookup done once).
-    pub fn for_model(&self, model: &str, version: i64) -> ModelMetrics {
+    fn for_model(&self, model: &str, version: i64) -> ModelMetrics {
         let v = version.to_string();
         let l = [model, v.as_str()];
         ModelMetrics {
@@ -110,12 +110,6 @@ impl Metrics {
         }
     }
 
-    pub fn set_ready(&self, model: &str, version: i64, ready: bool) {
-        self.ready
-            .with_label_values(&[model, &version.to_string()])
-            .set(ready as i64);
-    }
-
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -128,6 +122,22 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl kiln_repository::RegistryObserver for Metrics {
+    fn version_stats(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Box<dyn kiln_scheduler::stats::StatsObserver> {
+        Box::new(self.for_model(model, version))
+    }
+
+    fn set_ready(&self, model: &str, version: i64, ready: bool) {
+        self.ready
+            .with_label_values(&[model, &version.to_string()])
+            .set(ready as i64);
     }
 }
 

@@ -17,10 +17,10 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::protocol::{grpc, http, restricted};
-use crate::repository::{ControlMode, ModelRegistry};
 use crate::settings::Settings;
 use crate::shared_memory::SharedMemory;
 use crate::transport::Listener;
+use kiln_repository::{ControlMode, LocalRepository, ModelRegistry};
 
 /// State shared by every protocol handler.
 pub struct ServerState {
@@ -95,7 +95,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
     let metrics = Arc::new(Metrics::new());
     let registry = ModelRegistry::new(
-        repo.clone(),
+        LocalRepository::new(&repo),
         settings.model_control_mode,
         crate::backend::registry(),
         metrics.clone(),

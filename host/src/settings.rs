@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::limits::RequestLimits;
 use crate::protocol::restricted::{Restrictions, Wire as RestrictedWire};
-use crate::repository::ControlMode;
 use crate::shared_memory::RegionLimits;
 use crate::transport::{ConnectionPolicy, Http2Settings, Wire};
+use kiln_repository::ControlMode;
 
 /// `kiln serve` flags. Every one can also be set in the TOML file under the
 /// same name (with underscores); a flag given on the command line wins.

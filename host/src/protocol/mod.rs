@@ -137,7 +137,7 @@ pub fn model_statistics(
 
 /// Load and unload are only allowed in explicit mode (Triton's rule).
 pub fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
-    use crate::repository::ControlMode;
+    use kiln_repository::ControlMode;
     if state.registry.mode() != ControlMode::Explicit {
         return Err(kiln_types::error::KilnError::unavailable(
             "explicit model load / unload is not allowed unless the server runs with --model-control-mode explicit",

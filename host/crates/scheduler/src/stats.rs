@@ -22,6 +22,18 @@ pub trait StatsObserver: Send + Sync + 'static {
     fn execution(&self, batch_size: u64);
 }
 
+impl StatsObserver for Box<dyn StatsObserver> {
+    fn success(&self, timing: &RequestTiming) {
+        (**self).success(timing)
+    }
+    fn failure(&self) {
+        (**self).failure()
+    }
+    fn execution(&self, batch_size: u64) {
+        (**self).execution(batch_size)
+    }
+}
+
 /// No observer.
 impl StatsObserver for () {
     fn success(&self, _: &RequestTiming) {}

@@ -8,23 +8,34 @@
 //! then swapped in; requests already holding the old runner finish on it. A
 //! reload that fails leaves the previous version serving and records why.
 
+#![forbid(unsafe_code)]
+
 pub mod layout;
+mod source;
 pub mod warmup;
 
+pub use source::{LocalRepository, RepositorySource};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use crate::metrics::Metrics;
 use kiln_backend::BackendRegistry;
 use kiln_model_config::ModelSpec;
-use kiln_scheduler::stats::ModelStats;
+use kiln_scheduler::stats::{ModelStats, StatsObserver};
 use kiln_scheduler::ModelRunner;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::text::clip;
+
+/// Told of what the registry does, for kiln's metrics: each version's
+/// statistics observer, and readiness changes.
+pub trait RegistryObserver: Send + Sync + 'static {
+    /// The observer of version `version` of `model`'s statistics.
+    fn version_stats(&self, model: &str, version: i64) -> Box<dyn StatsObserver>;
+    fn set_ready(&self, model: &str, version: i64, ready: bool);
+}
 
 #[derive(
     Debug,
@@ -104,10 +115,10 @@ pub struct IndexEntry {
 const UNLOADED: &str = "unloaded";
 
 pub struct ModelRegistry {
-    root: PathBuf,
+    source: Box<dyn RepositorySource>,
     mode: ControlMode,
     backends: BackendRegistry,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn RegistryObserver>,
     models: RwLock<BTreeMap<String, ModelEntry>>,
     /// One load or unload at a time: keeps the file scan, load and swap of a
     /// model consistent without holding `models` across slow work.
@@ -116,35 +127,35 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn new(
-        root: PathBuf,
+        source: impl RepositorySource,
         mode: ControlMode,
         backends: BackendRegistry,
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn RegistryObserver>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            root,
+            source: Box::new(source),
             mode,
             backends,
-            metrics,
+            observer,
             models: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn location(&self) -> String {
+        self.source.location()
     }
 
     pub fn mode(&self) -> ControlMode {
         self.mode
     }
 
-    /// Models on disk, by directory name.
-    pub fn scan(&self) -> Result<Vec<(String, PathBuf)>> {
-        layout::model_dirs(&self.root).map_err(|e| {
+    /// The repository's model names.
+    pub fn scan(&self) -> Result<Vec<String>> {
+        self.source.models().map_err(|e| {
             KilnError::internal(format!(
                 "cannot read model repository {}: {e}",
-                self.root.display()
+                self.source.location()
             ))
         })
     }
@@ -246,7 +257,7 @@ impl ModelRegistry {
         let on_disk = self.scan()?;
         let models = self.models.read();
         let mut rows = Vec::new();
-        let mut names: Vec<&str> = on_disk.iter().map(|(n, _)| n.as_str()).collect();
+        let mut names: Vec<&str> = on_disk.iter().map(String::as_str).collect();
         names.extend(models.keys().map(String::as_str));
         names.sort_unstable();
         names.dedup();
@@ -287,7 +298,7 @@ impl ModelRegistry {
             Ok(d) => d,
             Err(e) => return tracing::error!("{e}"),
         };
-        for (name, _) in dirs {
+        for name in dirs {
             if let Err(e) = self.load(&name).await {
                 tracing::error!(model = %name, "load failed: {e}");
             }
@@ -312,14 +323,25 @@ impl ModelRegistry {
                 clip(name)
             )));
         }
-        let dir = self.root.join(name);
-        if !dir.is_dir() {
-            return Err(KilnError::not_found(format!(
-                "failed to load '{}': no such model directory in the repository",
-                clip(name)
-            )));
-        }
-        let seen = layout::fingerprint(&dir, true);
+        // The fingerprint first: a change while the model loads makes the
+        // next poll load it again rather than miss it.
+        let seen = self.source.fingerprint(name).unwrap_or_default();
+        let dir = match self.source.materialize(name) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KilnError::not_found(format!(
+                    "failed to load '{}': no such model directory in the repository",
+                    clip(name)
+                )))
+            }
+            Err(e) => {
+                return Err(KilnError::unavailable(format!(
+                    "failed to load '{}': cannot fetch it from {}: {e}",
+                    clip(name),
+                    self.source.location()
+                )))
+            }
+        };
         let spec = match self.backends.read_spec(&dir) {
             Ok(spec) => Arc::new(spec),
             Err(e) => return Err(self.fail_model(name, seen, e.0)),
@@ -374,7 +396,7 @@ impl ModelRegistry {
                             loaded_from: files,
                         },
                     );
-                    self.metrics.set_ready(name, version, true);
+                    self.observer.set_ready(name, version, true);
                 }
                 Err(reason) => {
                     tracing::error!(model = %name, version, "load failed: {reason}");
@@ -461,7 +483,7 @@ impl ModelRegistry {
             warmup::warm_up(spec, instance.as_mut())?;
             instances.push(instance);
         }
-        let stats = ModelStats::new(self.metrics.for_model(&spec.name, version));
+        let stats = ModelStats::new(self.observer.version_stats(&spec.name, version));
         ModelRunner::start(spec.clone(), version, instances, stats).map_err(|e| e.to_string())
     }
 
@@ -471,7 +493,7 @@ impl ModelRegistry {
         let e = models.get_mut(name)?.versions.get_mut(&version)?;
         e.state = ModelState::Unavailable;
         e.reason = reason.to_string();
-        self.metrics.set_ready(name, version, false);
+        self.observer.set_ready(name, version, false);
         e.runner.take()
     }
 
@@ -515,7 +537,7 @@ impl ModelRegistry {
     fn retire_unloading(&self, name: &str, version: i64) -> Option<Arc<ModelRunner>> {
         let mut models = self.models.write();
         let e = models.get_mut(name)?.versions.get_mut(&version)?;
-        self.metrics.set_ready(name, version, false);
+        self.observer.set_ready(name, version, false);
         e.runner.take()
     }
 
@@ -526,9 +548,9 @@ impl ModelRegistry {
             Ok(d) => d,
             Err(e) => return tracing::error!("{e}"),
         };
-        for (name, dir) in &dirs {
+        for name in &dirs {
             let seen = self.models.read().get(name).map(|e| e.seen);
-            if seen != Some(layout::fingerprint(dir, true)) {
+            if seen != self.source.fingerprint(name) {
                 tracing::info!(model = %name, "repository change detected, reloading");
                 if let Err(e) = self.load(name).await {
                     tracing::error!(model = %name, "reload failed: {e}");
@@ -539,7 +561,7 @@ impl ModelRegistry {
             let models = self.models.read();
             models
                 .keys()
-                .filter(|n| !dirs.iter().any(|(d, _)| d == *n))
+                .filter(|n| !dirs.contains(n))
                 .cloned()
                 .collect()
         };
@@ -573,6 +595,15 @@ impl kiln_pipeline::ModelResolver for ModelRegistry {
 mod tests {
     use super::*;
 
+    struct NoObserver;
+
+    impl RegistryObserver for NoObserver {
+        fn version_stats(&self, _: &str, _: i64) -> Box<dyn StatsObserver> {
+            Box::new(())
+        }
+        fn set_ready(&self, _: &str, _: i64, _: bool) {}
+    }
+
     #[tokio::test]
     async fn unknown_models_and_bad_configs_are_reported() {
         let tmp = tempfile::tempdir().unwrap();
@@ -583,10 +614,10 @@ mod tests {
         )
         .unwrap();
         let reg = ModelRegistry::new(
-            tmp.path().to_path_buf(),
+            LocalRepository::new(tmp.path()),
             ControlMode::None,
-            crate::backend::registry(),
-            Arc::new(Metrics::new()),
+            BackendRegistry::default(),
+            Arc::new(NoObserver),
         );
         reg.load_all().await;
         assert!(matches!(
