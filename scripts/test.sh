@@ -10,6 +10,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --release --locked --all-targets -- -D warnings
+# The CUDA edge (kiln-torch's csrc/cuda.cpp and every cfg(feature = "cuda")
+# block) is compiled and linted too; the CUDA runtime headers come with the
+# torch wheel, so no GPU is needed.
+cargo clippy --release --locked --all-targets --features cuda -- -D warnings
 echo "== build"
 cargo build --release --locked
 echo "== unit tests"

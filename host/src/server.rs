@@ -82,7 +82,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(on) = settings.cuda_tf32 {
         // Before any model loads: the switches are process-wide.
         let (cublas, cudnn) =
-            crate::backend::set_tf32(on).map_err(|e| anyhow::anyhow!("cuda_tf32: {e}"))?;
+            kiln_torch::set_tf32(on).map_err(|e| anyhow::anyhow!("cuda_tf32: {e}"))?;
         tracing::info!(
             cublas,
             cudnn,

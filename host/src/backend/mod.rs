@@ -2,12 +2,7 @@
 //! ([`registry`]). The trait they implement and the registry itself are
 //! kiln-backend's.
 
-pub mod cuda_graphs;
-mod torch_ffi;
-pub mod torchscript;
 pub mod wasm;
-
-pub use torch_ffi::set_tf32;
 
 use kiln_backend::BackendRegistry;
 
@@ -15,7 +10,7 @@ use kiln_backend::BackendRegistry;
 pub fn registry() -> BackendRegistry {
     let mut backends = BackendRegistry::default();
     backends
-        .register(torchscript::TorchScriptFactory)
+        .register(kiln_torch::TorchScriptFactory)
         .register(wasm::WasmFactory);
     backends
 }

@@ -46,8 +46,8 @@ use tch::{CModule, Device, IValue, Kind};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::{ModelSpec, Placement, TensorSpec};
 
-use super::cuda_graphs::{self, GraphShape};
-use super::torch_ffi;
+use crate::cuda_graphs::{self, GraphShape};
+use crate::torch_ffi;
 use kiln_types::tensor::{DataType, Tensor};
 
 pub struct TorchScriptInstance {
