@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::protocol::{grpc, http, restricted};
+use crate::protocol::admission::{self, Admission};
+use crate::protocol::restricted::Wire;
+use crate::protocol::{grpc, http};
 use crate::settings::Settings;
 use crate::shared_memory::SharedMemory;
 use crate::transport::Listener;
@@ -140,10 +142,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .layer(axum::middleware::from_fn(
             crate::protocol::grpc_compression::inflate_requests,
         ));
-    let grpc_router = restricted::apply(grpc_router, settings.grpc_restricted.clone());
-    let http_router = restricted::apply(
+    let grpc_router = admission::apply(
+        grpc_router,
+        Admission::new(Wire::Grpc, settings.grpc_restricted.clone()),
+    );
+    let http_router = admission::apply(
         http::router(state.clone()),
-        settings.http_restricted.clone(),
+        Admission::new(Wire::Http, settings.http_restricted.clone()),
     );
     let metrics_router = http::metrics_router(state.clone());
     let servers = {

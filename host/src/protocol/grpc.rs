@@ -16,7 +16,7 @@ use super::status::grpc_status;
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
 use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
-use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
+use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
@@ -40,14 +40,6 @@ pub fn service(
         // every call, and compressing every tensor would cost CPU on the hot
         // path.
         .max_encoding_message_size(i32::MAX as usize)
-}
-
-fn context<T>(request: &Request<T>) -> RequestContext {
-    let tenant = request
-        .metadata()
-        .get(TENANT_HEADER)
-        .and_then(|v| v.to_str().ok());
-    RequestContext::new(Protocol::Grpc, tenant)
 }
 
 fn unimplemented<T>(what: &str) -> std::result::Result<Response<T>, Status> {
@@ -371,7 +363,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::ModelInferRequest>,
     ) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
-        let ctx = context(&r);
+        let ctx = super::admission::grpc_context(&r)?;
         let req = r.into_inner();
         let request = super::off_the_runtime(conversion_cost(&req), || {
             to_infer_request(&self.state.shared_memory, ctx, req)
@@ -389,7 +381,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<Streaming<proto::ModelInferRequest>>,
     ) -> std::result::Result<Response<InferStream>, Status> {
-        let ctx = context(&r);
+        let ctx = super::admission::grpc_context(&r)?;
         let state = self.state.clone();
         // At shutdown the stream stops taking requests; those already read
         // are answered, then it ends, so an idle stream does not hold the
@@ -521,7 +513,7 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::SystemSharedMemoryStatusRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryStatusResponse>, Status> {
         use proto::system_shared_memory_status_response::RegionStatus;
-        let ctx = context(&r);
+        let ctx = super::admission::grpc_context(&r)?;
         let regions = self
             .state
             .shared_memory
@@ -546,7 +538,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::SystemSharedMemoryRegisterRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryRegisterResponse>, Status> {
-        let ctx = context(&r);
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         self.state
             .shared_memory
@@ -558,7 +550,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::SystemSharedMemoryUnregisterRequest>,
     ) -> std::result::Result<Response<proto::SystemSharedMemoryUnregisterResponse>, Status> {
-        let ctx = context(&r);
+        let ctx = super::admission::grpc_context(&r)?;
         self.state
             .shared_memory
             .unregister(&ctx.identity, &r.get_ref().name);

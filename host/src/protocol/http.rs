@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use prost_reflect::{ReflectMessage, SerializeOptions};
 use serde::Deserialize;
@@ -20,7 +21,7 @@ use crate::protocol::{json, off_the_runtime};
 use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
 use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
-use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
+use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::{element_count, DataType, Tensor};
 use kiln_types::text::clip;
@@ -332,11 +333,6 @@ async fn unload(
     Ok(StatusCode::OK)
 }
 
-fn caller(headers: &HeaderMap) -> RequestContext {
-    let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
-    RequestContext::new(Protocol::Http, tenant)
-}
-
 fn region_name(p: &HashMap<String, String>) -> &str {
     p.get("region").map_or("", String::as_str)
 }
@@ -344,9 +340,8 @@ fn region_name(p: &HashMap<String, String>) -> &str {
 async fn shm_status(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
-    headers: HeaderMap,
+    Extension(ctx): Extension<RequestContext>,
 ) -> HttpResult<Json<Value>> {
-    let ctx = caller(&headers);
     let regions = s.shared_memory.status(&ctx.identity, region_name(&p))?;
     Ok(Json(Value::Array(
         regions
@@ -367,10 +362,9 @@ struct ShmRegisterBody {
 async fn shm_register(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
-    headers: HeaderMap,
+    Extension(ctx): Extension<RequestContext>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
-    let ctx = caller(&headers);
     let body = body_or_error(body)?;
     let b: ShmRegisterBody = serde_json::from_slice(&body).map_err(|e| {
         KilnError::invalid(format!(
@@ -391,9 +385,8 @@ async fn shm_register(
 async fn shm_unregister(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
-    headers: HeaderMap,
+    Extension(ctx): Extension<RequestContext>,
 ) -> HttpResult<StatusCode> {
-    let ctx = caller(&headers);
     s.shared_memory.unregister(&ctx.identity, region_name(&p));
     Ok(StatusCode::OK)
 }
@@ -434,12 +427,12 @@ fn shared_memory_reference(name: &str, params: &json::Parameters) -> Result<Refe
 async fn infer(
     State(s): AppState,
     Path(p): Path<HashMap<String, String>>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<Response> {
     let body = body_or_error(body)?;
     let (model, version) = path_parts(&p);
-    let ctx = caller(&headers);
     let (request, binary_outputs) = off_the_runtime(body.len(), || {
         parse_infer(&s.shared_memory, ctx, model, version, &headers, body)
     })?;

@@ -2,6 +2,7 @@
 //! turn wire messages into [`kiln_pipeline::InferRequest`] with a
 //! [`kiln_types::context::RequestContext`] and answer from the same core.
 
+pub mod admission;
 pub mod grpc;
 pub mod grpc_codec;
 pub mod grpc_compression;

@@ -13,15 +13,13 @@
 //! (a stream as soon as it opens). A group may be named once per protocol;
 //! health stays open unless listed. The value is compared in constant time.
 //!
-//! This is the one place each protocol's requests pass before their
-//! handlers (a middleware per listener), and where tenancy's credential
-//! checks will sit too.
+//! Enforced by admission (`protocol::admission`), the one place each
+//! protocol's requests pass before their handlers.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
-use http::{HeaderMap, Response};
+use http::HeaderMap;
 
 /// An API group, in Triton's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -239,51 +237,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The middleware that enforces [`Restrictions`] in front of a listener's
-/// routes (both protocols are served as axum routers).
-pub async fn guard(
-    axum::extract::State(restrictions): axum::extract::State<Arc<Restrictions>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let path = request.uri().path();
-    let (api, wire) = match restrictions.wire {
-        Some(Wire::Grpc) => (Api::of_grpc_path(path), Wire::Grpc),
-        _ => (Api::of_http_path(path), Wire::Http),
-    };
-    match restrictions.check(api, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(message) => refusal(wire, message),
-    }
-}
-
-/// Adds the guard to `router` when anything is restricted.
-pub fn apply(router: axum::Router, restrictions: Restrictions) -> axum::Router {
-    if restrictions.is_empty() {
-        return router;
-    }
-    router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(restrictions),
-        guard,
-    ))
-}
-
-/// gRPC: a trailers-only UNAVAILABLE answer (Triton's code for it); HTTP: 403
-/// with `{"error": ...}`.
-fn refusal(wire: Wire, message: String) -> axum::response::Response {
-    match wire {
-        Wire::Grpc => tonic::Status::unavailable(message).into_http(),
-        Wire::Http => {
-            let body = serde_json::json!({ "error": message }).to_string();
-            Response::builder()
-                .status(http::StatusCode::FORBIDDEN)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(axum::body::Body::from(body))
-                .expect("a valid response")
-        }
-    }
 }
 
 #[cfg(test)]

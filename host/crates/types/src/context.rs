@@ -1,8 +1,8 @@
-//! The request context: who is calling and how, carried from the protocol
-//! layer down to the scheduler. Tenancy (auth, namespaces, quotas, fair
-//! scheduling) will fill `Identity` from credentials; today every caller is
-//! anonymous, but every request already carries the slot so that the
-//! scheduler and registry can grow per-tenant decisions without a rewrite.
+//! The request context: who is calling and how, made once per request by
+//! admission (kiln's `protocol::admission`) and carried down to the
+//! scheduler's job. Today a caller is anonymous or names itself with the
+//! `kiln-tenant` header (recorded, not trusted for decisions); tenancy fills
+//! `Identity` from verified credentials at that same point.
 
 use std::time::Instant;
 
