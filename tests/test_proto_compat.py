@@ -1,6 +1,6 @@
 """kiln's .proto files must be wire-identical to Triton's.
 
-Compiles kiln's .proto files (host/proto, host/crates/model-config/proto) with grpcio-tools' protoc is not needed: we parse
+Compiles kiln's .proto files (host/crates/kserve/proto, host/crates/model-config/proto) with grpcio-tools' protoc is not needed: we parse
 them with `protoc --descriptor_set_out` (system protoc) and compare every
 message, field number, type, label and enum value with the descriptors that
 ship inside tritonclient (the ground truth used by real clients).
@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PROTO_DIRS = [ROOT / "host" / "proto", ROOT / "host" / "crates" / "model-config" / "proto"]
+PROTO_DIRS = [ROOT / "host" / "crates" / "kserve" / "proto", ROOT / "host" / "crates" / "model-config" / "proto"]
 
 
 def _kiln_files():

@@ -1,17 +1,14 @@
-//! kiln: a GPU inference server for Triton model repositories.
-//!
-//! A request's path through the crate:
-//! `protocol` (gRPC, HTTP) → `context` (who is calling) → `inference`
-//! (checks against the model's config) → `repository` (which loaded version)
-//! → `pipeline` (ensembles) → `scheduler` (queue, instance workers) →
-//! `backend` (libtorch, wasm plugins).
+//! kiln: a GPU inference server for Triton model repositories. This crate is
+//! the binary's: settings, the server's wiring, metrics, `kiln check`, and
+//! the registry of backends. A request's path runs through the crates below
+//! it: kiln-kserve (transport, admission, gRPC and HTTP) → kiln-repository
+//! (which loaded version) → kiln-pipeline (checks, ensembles) →
+//! kiln-scheduler (queues, batching, instance threads) → the backends
+//! (kiln-torch; the wasm plugins in `backend::wasm`). host/ARCHITECTURE.md
+//! has the graph.
 
 pub mod backend;
 pub mod check;
-pub mod limits;
 pub mod metrics;
-pub mod protocol;
 pub mod server;
 pub mod settings;
-pub mod shared_memory;
-pub mod transport;

@@ -2,6 +2,8 @@
 //! (`nv_inference_request_success`, `..._duration_us`, ...), labelled by
 //! `model` and `version`, served as text on the metrics port.
 
+use std::sync::Arc;
+
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use kiln_scheduler::stats::RequestTiming;
@@ -172,4 +174,21 @@ impl kiln_scheduler::stats::StatsObserver for ModelMetrics {
         self.inference_count.inc_by(batch_size);
         self.exec_count.inc();
     }
+}
+
+/// The metrics listener's routes: `/metrics` in Prometheus' text format.
+pub fn router(metrics: Arc<Metrics>) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
 }

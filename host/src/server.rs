@@ -5,9 +5,7 @@
 //! `--exit-timeout-secs`, after which it exits anyway. A second signal exits
 //! at once.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,54 +14,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::protocol::admission::{self, Admission};
-use crate::protocol::restricted::Wire;
-use crate::protocol::{grpc, http};
 use crate::settings::Settings;
-use crate::shared_memory::SharedMemory;
-use crate::transport::Listener;
+use kiln_kserve::admission::{self, Admission};
+use kiln_kserve::restricted::Wire;
+use kiln_kserve::shared_memory::SharedMemory;
+use kiln_kserve::transport::Listener;
+use kiln_kserve::{grpc, http, ServerState};
 use kiln_repository::{ControlMode, LocalRepository, ModelRegistry};
-
-/// State shared by every protocol handler.
-pub struct ServerState {
-    pub registry: Arc<ModelRegistry>,
-    pub metrics: Arc<Metrics>,
-    /// Registered system shared-memory regions (both protocols share them).
-    pub shared_memory: SharedMemory,
-    /// Start-up loading finished and not shutting down.
-    ready: AtomicBool,
-    /// Turns true when shutdown begins.
-    stop: watch::Receiver<bool>,
-}
-
-impl ServerState {
-    pub fn new(
-        registry: Arc<ModelRegistry>,
-        metrics: Arc<Metrics>,
-        shared_memory: SharedMemory,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            registry,
-            metrics,
-            shared_memory,
-            ready: AtomicBool::new(false),
-            stop,
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// Completes when shutdown begins (long-lived streams end on it).
-    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    }
-}
 
 /// Instances get at least this long to stop, even when the exit timeout
 /// was spent on draining connections: a GPU instance freed after CUDA's exit
@@ -80,7 +37,7 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    crate::limits::set(settings.limits.clone());
+    kiln_kserve::limits::set(settings.limits.clone());
     if let Some(on) = settings.cuda_tf32 {
         // Before any model loads: the switches are process-wide.
         let (cublas, cudnn) =
@@ -105,7 +62,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(ServerState::new(
         registry.clone(),
-        metrics,
         SharedMemory::new(settings.shared_memory),
         stop_rx.clone(),
     ));
@@ -140,7 +96,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .prepare()
         .into_axum_router()
         .layer(axum::middleware::from_fn(
-            crate::protocol::grpc_compression::inflate_requests,
+            kiln_kserve::grpc_compression::inflate_requests,
         ));
     let grpc_router = admission::apply(
         grpc_router,
@@ -150,7 +106,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         http::router(state.clone()),
         Admission::new(Wire::Http, settings.http_restricted.clone()),
     );
-    let metrics_router = http::metrics_router(state.clone());
+    let metrics_router = crate::metrics::router(metrics);
     let servers = {
         let stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -186,7 +142,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         _ = startup => {}
         _ = shutdown_signal() => return finish(state, stop_tx, servers, settings.exit_timeout).await,
     }
-    state.ready.store(true, Ordering::Release);
+    state.set_ready(true);
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
@@ -224,7 +180,7 @@ async fn finish(
         "shutting down: no new requests, finishing in-flight ones (at most {exit_timeout:?}; a second signal exits now)"
     );
     let deadline = Instant::now() + exit_timeout;
-    state.ready.store(false, Ordering::Release);
+    state.set_ready(false);
     let _ = stop.send(true);
     tokio::spawn(async {
         shutdown_signal().await;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::limits::RequestLimits;
-use crate::protocol::restricted::{Restrictions, Wire as RestrictedWire};
-use crate::shared_memory::RegionLimits;
-use crate::transport::{ConnectionPolicy, Http2Settings, Wire};
+use kiln_kserve::limits::RequestLimits;
+use kiln_kserve::restricted::{Restrictions, Wire as RestrictedWire};
+use kiln_kserve::shared_memory::RegionLimits;
+use kiln_kserve::transport::{ConnectionPolicy, Http2Settings, Wire};
 use kiln_repository::ControlMode;
 
 /// `kiln serve` flags. Every one can also be set in the TOML file under the

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use clap::Parser;
 use rand::RngCore;
 
-/// Generated from host/proto (Triton's protos), lints are not ours to fix.
+/// Generated from kiln-kserve's proto/ (Triton's protos), lints are not ours to fix.
 #[allow(clippy::all, clippy::pedantic)]
 mod proto {
     tonic::include_proto!("inference");

@@ -3,7 +3,7 @@
 //! body (JSON head + binary tensors).
 #![no_main]
 use kiln_types::context::RequestContext;
-use kiln::shared_memory::SharedMemory;
+use kiln_kserve::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let header_length = (split != 0).then(|| (split as usize * 7) % (body.len() + 1));
-    let _ = kiln::protocol::http::parse_infer_body(
+    let _ = kiln_kserve::http::parse_infer_body(
         &SharedMemory::default(),
         RequestContext::internal(),
         header_length,

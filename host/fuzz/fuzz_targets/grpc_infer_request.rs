@@ -2,13 +2,13 @@
 //! conversion to kiln's request (typed contents, raw contents, parameters).
 #![no_main]
 use kiln_types::context::RequestContext;
-use kiln::protocol::{grpc, grpc_wire, proto};
-use kiln::shared_memory::SharedMemory;
+use kiln_kserve::{grpc, grpc_wire, proto};
+use kiln_kserve::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = kiln::limits::get();
+    let limits = kiln_kserve::limits::get();
     if grpc_wire::check_infer_request(data, limits, 1 << 20).is_err() {
         return;
     }

@@ -1,7 +1,7 @@
 //! A KServe v2 JSON inference request, and each input's `data` decoded for
 //! every datatype its shape allows.
 #![no_main]
-use kiln::protocol::json;
+use kiln_kserve::json;
 use kiln_types::tensor::{element_count, DataType};
 use libfuzzer_sys::fuzz_target;
 

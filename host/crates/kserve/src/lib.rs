@@ -1,6 +1,12 @@
-//! The protocol layer: KServe v2 over gRPC (tonic) and HTTP (axum). Both
-//! turn wire messages into [`kiln_pipeline::InferRequest`] with a
-//! [`kiln_types::context::RequestContext`] and answer from the same core.
+//! KServe v2 over gRPC (tonic) and HTTP (axum), with Triton's extensions:
+//! the protocol crate, the only one that knows tonic, axum or the generated
+//! gRPC types. Every request passes [`admission`] (who is calling, may they,
+//! the request's span) before its handler; both protocols turn wire messages
+//! into [`kiln_pipeline::InferRequest`] and answer from the same core, with
+//! [`kiln_types::KilnError`] mapped to statuses in one place ([`status`]).
+//! Around them: per-request [`limits`], system [`shared_memory`], and
+//! [`transport`] (connection caps, timeouts, idle close).
+#![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod grpc;
@@ -9,10 +15,17 @@ pub mod grpc_compression;
 pub mod grpc_wire;
 pub mod http;
 pub mod json;
+pub mod limits;
 pub mod restricted;
+pub mod shared_memory;
+mod state;
 pub mod status;
+pub mod transport;
 
-/// Types generated from `host/proto` (package `inference`).
+pub use state::ServerState;
+
+/// Types generated from `proto/grpc_service.proto` (package `inference`);
+/// the model-config messages are kiln-model-config's.
 #[allow(clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("inference");
@@ -27,8 +40,6 @@ pub mod proto {
             .expect("the build script writes a valid descriptor set")
         });
 }
-
-use crate::server::ServerState;
 
 /// Work on at least this many bytes (decoding, converting or printing a
 /// request or response) moves off the async worker first.

@@ -13,8 +13,8 @@ use super::proto::{
     self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
 };
 use super::status::grpc_status;
-use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
+use crate::ServerState;
 use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
 use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};

@@ -17,9 +17,9 @@ use prost_reflect::{ReflectMessage, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::protocol::{json, off_the_runtime};
-use crate::server::ServerState;
 use crate::shared_memory::{Reference, SharedMemory};
+use crate::ServerState;
+use crate::{json, off_the_runtime};
 use kiln_pipeline::{self as inference, InferRequest, InferResponse, RequestedOutput};
 use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
@@ -122,20 +122,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-pub fn metrics_router(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): AppState| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    s.metrics.render(),
-                )
-            }),
-        )
-        .with_state(state)
-}
-
 /// Protocol extensions kiln does not implement yet answer 501, not 404, so
 /// clients can tell "not built" from "wrong URL".
 fn unrouted(path: &str) -> KilnError {
@@ -215,7 +201,7 @@ async fn model_metadata(
 ) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
     let m = super::model_metadata(&s, model, version)?;
-    let tensors = |ts: &[crate::protocol::proto::model_metadata_response::TensorMetadata]| {
+    let tensors = |ts: &[crate::proto::model_metadata_response::TensorMetadata]| {
         ts.iter()
             .map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape }))
             .collect::<Vec<_>>()

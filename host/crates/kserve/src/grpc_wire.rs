@@ -280,7 +280,7 @@ fn varint_size(field: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::proto;
+    use crate::proto;
     use prost::Message;
 
     fn limits() -> RequestLimits {

@@ -1,0 +1,53 @@
+//! What every protocol handler shares.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kiln_repository::ModelRegistry;
+use tokio::sync::watch;
+
+use crate::shared_memory::SharedMemory;
+
+/// State shared by every protocol handler.
+pub struct ServerState {
+    pub registry: Arc<ModelRegistry>,
+    /// Registered system shared-memory regions (both protocols share them).
+    pub shared_memory: SharedMemory,
+    /// Start-up loading finished and not shutting down.
+    ready: AtomicBool,
+    /// Turns true when shutdown begins.
+    stop: watch::Receiver<bool>,
+}
+
+impl ServerState {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        shared_memory: SharedMemory,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            shared_memory,
+            ready: AtomicBool::new(false),
+            stop,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Ready once start-up loading is done; not ready from shutdown on.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Completes when shutdown begins (long-lived streams end on it).
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+}
