@@ -5,6 +5,7 @@ Imported by conftest.py and by the test modules (pytest puts tests/ on sys.path)
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import pathlib
@@ -29,18 +30,7 @@ def kiln_bin() -> pathlib.Path:
     return pathlib.Path(os.environ.get("KILN_BIN", ROOT / "target" / "release" / "kiln"))
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+_SERVERS = itertools.count(1)
 
 
 def http_request(
@@ -125,16 +115,20 @@ def metric(samples: dict, name: str, **labels) -> float | None:
 
 
 class KilnServer:
-    """One `kiln serve` process on free ports, logging to a file."""
+    """One `kiln serve` process, logging to a file. kiln binds port 0 (the system picks free
+    ports) and reports the ports it got in its `--port-file`: no port is picked before the
+    server binds it, so parallel servers never race for one."""
 
     def __init__(self, repo: os.PathLike, extra_args: Iterable[str] = (), log_dir: os.PathLike | None = None,
                  wait: str = "ready", env: dict | None = None, name: str = "kiln"):
         self.repo = pathlib.Path(repo)
         self.extra_args = list(extra_args)
-        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        self.http_port = self.grpc_port = self.metrics_port = 0  # known once started
         log_dir = pathlib.Path(log_dir) if log_dir else self.repo.parent
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}-{self.http_port}.log"
+        serial = f"{os.getpid()}-{next(_SERVERS)}"
+        self.log_path = log_dir / f"{name}-{serial}.log"
+        self.port_file = log_dir / f"{name}-{serial}.ports"
         self.wait = wait
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("RUST_LOG", "info")
@@ -162,9 +156,10 @@ class KilnServer:
             str(kiln_bin()), "serve",
             "--model-repository", str(self.repo),
             "--host", "127.0.0.1",
-            "--http-port", str(self.http_port),
-            "--grpc-port", str(self.grpc_port),
-            "--metrics-port", str(self.metrics_port),
+            "--http-port", "0",
+            "--grpc-port", "0",
+            "--metrics-port", "0",
+            "--port-file", str(self.port_file),
             *self.extra_args,
         ]
 
@@ -211,6 +206,8 @@ class KilnServer:
             import pytest
             pytest.fail(f"kiln binary not found at {binary} (build it with `cargo build --release` or set KILN_BIN)", pytrace=False)
         self._logf = open(self.log_path, "wb")
+        self.port_file.unlink(missing_ok=True)
+        self.http_port = self.grpc_port = self.metrics_port = 0
         self.proc = subprocess.Popen(self.args, stdout=self._logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         RUNNING.append(self)
         path = "/v2/health/ready" if self.wait == "ready" else "/v2/health/live"
@@ -221,12 +218,19 @@ class KilnServer:
                 self.returncode = rc
                 self._forget()
                 self._fail(f"kiln exited early with code {rc}")
-            try:
-                status, _, _ = http_request(self.http_url, "GET", path, timeout=2.0)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
+            if not self.http_port:
+                try:
+                    ports = json.loads(self.port_file.read_text())
+                    self.http_port, self.grpc_port, self.metrics_port = ports["http"], ports["grpc"], ports["metrics"]
+                except FileNotFoundError:
+                    pass
+            if self.http_port:
+                try:
+                    status, _, _ = http_request(self.http_url, "GET", path, timeout=2.0)
+                    if status == 200:
+                        return self
+                except OSError:
+                    pass
             if time.monotonic() > deadline:
                 self.kill()
                 self._fail(f"kiln did not answer 200 on {path} within {READY_TIMEOUT_S} s")

@@ -36,6 +36,20 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
+/// Writes the bound ports as JSON, through a temporary file renamed into
+/// place, so a reader never sees half a file.
+fn write_port_file(
+    file: &std::path::Path,
+    http: u16,
+    grpc: u16,
+    metrics: u16,
+) -> std::io::Result<()> {
+    let json = format!("{{\"http\": {http}, \"grpc\": {grpc}, \"metrics\": {metrics}}}\n");
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, file)
+}
+
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     kiln_kserve::limits::set(settings.limits.clone());
     if let Some(on) = settings.cuda_tf32 {
@@ -82,6 +96,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         bind(&settings.host, settings.metrics_port, "metrics").await?,
         settings.http_connections.clone(),
     );
+    if let Some(file) = &settings.port_file {
+        write_port_file(
+            file,
+            http_listener.local_addr()?.port(),
+            grpc_listener.local_addr()?.port(),
+            metrics_listener.local_addr()?.port(),
+        )
+        .with_context(|| format!("--port-file {}", file.display()))?;
+    }
     tracing::info!(
         http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, metrics = %metrics_listener.local_addr()?,
         repository = %repo.display(), mode = ?settings.model_control_mode, "kiln listening"

@@ -36,6 +36,12 @@ pub struct ServeArgs {
     pub grpc_port: Option<u16>,
     #[arg(long)]
     pub metrics_port: Option<u16>,
+    /// Once the listeners are bound, write their ports to this file as JSON
+    /// (`{"http": 8000, "grpc": 8001, "metrics": 8002}`, replaced atomically):
+    /// with port 0 the system picks free ports, and a supervisor or a test
+    /// reads them here instead of racing to pick them first.
+    #[arg(long)]
+    pub port_file: Option<PathBuf>,
     /// none: load all at start; poll: also reload changes; explicit: load on request.
     #[arg(long, value_enum)]
     pub model_control_mode: Option<ControlMode>,
@@ -172,6 +178,7 @@ impl ServeArgs {
                 http_port,
                 grpc_port,
                 metrics_port,
+                port_file,
                 model_control_mode,
                 repository_poll_secs,
                 cuda_tf32,
@@ -209,6 +216,7 @@ pub struct Settings {
     pub http_port: u16,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    pub port_file: Option<PathBuf>,
     pub model_control_mode: ControlMode,
     pub repository_poll_secs: u64,
     pub load_model: Vec<String>,
@@ -242,6 +250,7 @@ impl Settings {
         // Relative paths in the file are relative to the file.
         let file = ServeArgs {
             model_repository: file.model_repository.map(|p| file_dir.join(p)),
+            port_file: file.port_file.map(|p| file_dir.join(p)),
             ..file
         };
         let a = args.or_file(file);
@@ -299,6 +308,7 @@ impl Settings {
             http_port: a.http_port.unwrap_or(8000),
             grpc_port: a.grpc_port.unwrap_or(8001),
             metrics_port: a.metrics_port.unwrap_or(8002),
+            port_file: a.port_file,
             model_control_mode: a.model_control_mode.unwrap_or_default(),
             repository_poll_secs: a.repository_poll_secs.unwrap_or(15),
             load_model: a.load_model,
