@@ -21,7 +21,7 @@
 #      jpeg-decoder picks its SSSE3 IDCT and colour conversion at run time,
 #      and with its `platform_independent` feature, the scalar code that the
 #      Wasm build runs ("native scalar").
-#   4. Wasm side: host/benches/plugins.rs (criterion, `cargo bench -p kiln`),
+#   4. Wasm side: host/crates/wasm/benches/plugins.rs (criterion, `cargo bench -p kiln-wasm`),
 #      groups image_preprocess_wasm[_simd128] (kiln's WasmInstance::execute);
 #      image_preprocess_wasmtime_* (the same component under a plain wasmtime
 #      engine without fuel metering and/or epoch checks: kiln always compiles
@@ -116,7 +116,7 @@ echo "== bench executables" >&2
 native=$(cd plugins/rust && bench_exe -p image_preprocess --bench native --target-dir "$work/cargo")
 native_scalar=$(cd plugins/rust && bench_exe -p image_preprocess --bench native --target-dir "$work/cargo" \
     --features platform_independent)
-wasm=$(bench_exe -p kiln --bench plugins)
+wasm=$(bench_exe -p kiln-wasm --bench plugins)
 
 # collect ROUND: appends every criterion median of this run to rounds.jsonl.
 collect() {

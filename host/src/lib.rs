@@ -4,8 +4,9 @@
 //! it: kiln-kserve (transport, admission, gRPC and HTTP) → kiln-repository
 //! (which loaded version) → kiln-pipeline (checks, ensembles) →
 //! kiln-scheduler (queues, batching, instance threads) → the backends
-//! (kiln-torch; the wasm plugins in `backend::wasm`). host/ARCHITECTURE.md
+//! (kiln-torch, kiln-wasm on kiln-sandbox). host/ARCHITECTURE.md
 //! has the graph.
+#![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod check;

@@ -1,3 +1,6 @@
+//! The `kiln` command: `serve` and `check` (see the library crate).
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

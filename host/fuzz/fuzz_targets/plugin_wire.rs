@@ -1,7 +1,7 @@
 //! A WASI command plugin's answer on stdout (command protocol 1): what a
 //! hostile plugin can make kiln decode.
 #![no_main]
-use kiln::backend::wasm::wire::{decode_answer, Call};
+use kiln_wasm::wire::{decode_answer, Call};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,6 @@
 //! The backends this build of kiln serves, registered in one place
 //! ([`registry`]). The trait they implement and the registry itself are
-//! kiln-backend's.
-
-pub mod wasm;
+//! kiln-backend's; each backend is its own crate.
 
 use kiln_backend::BackendRegistry;
 
@@ -11,7 +9,7 @@ pub fn registry() -> BackendRegistry {
     let mut backends = BackendRegistry::default();
     backends
         .register(kiln_torch::TorchScriptFactory)
-        .register(wasm::WasmFactory);
+        .register(kiln_wasm::WasmFactory);
     backends
 }
 

@@ -67,7 +67,7 @@ fn refuse_wasi_imports(core: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::wasm::binary::test_module;
+    use crate::binary::test_module;
 
     /// A core module with the 1.0.0 marker and, optionally, a WASI import.
     fn marked_module(wasi_import: bool) -> Vec<u8> {

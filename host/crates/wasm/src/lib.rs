@@ -1,6 +1,7 @@
 //! WebAssembly plugins as models (`backend: "wasm"`, `<version>/model.wasm`).
 //!
-//! Components are compiled once per content (see `cache`), pre-instantiated
+//! The engine, limits, grants and compiled-artifact cache are kiln-sandbox's.
+//! Components are compiled once per content (the sandbox's cache), pre-instantiated
 //! once per model version, and instantiated per model instance into the
 //! pooling allocator. Each call runs under an epoch deadline, inside a memory
 //! cap (ResourceLimiter), optionally with fuel. A trap, a timeout or a cap hit
@@ -13,52 +14,44 @@
 //! (`core_module`); and WASI command modules, run once per call over the
 //! command protocol (`command`).
 
+#![forbid(unsafe_code)]
+
 mod binary;
-mod cache;
 mod command;
 mod contract;
 mod core_module;
-pub mod policy;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
-};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Store, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use binary::PluginBinary;
 use contract::{OutputContract, PluginMetadata};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
+use kiln_sandbox::{CallLimits, Grants, LogBudget, Sandbox, MAX_MEMORY_MB};
 use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
 use kiln_types::ParamValue;
-use policy::Grants;
 
 wasmtime::component::bindgen!({
-    path: "../sdk/wit",
+    path: "../../../sdk/wit",
     world: "plugin",
 });
 
 use self::kiln::plugin::types as wit;
 
-/// Engine epoch tick; deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(2);
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MEMORY_MB: u64 = 256;
 /// Log bytes (`host.log` messages and fields, a command's stderr) one call
 /// may write.
 pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
-/// Upper bound of any plugin's linear memory (the pool's slot size).
-const MAX_MEMORY_MB: u64 = 4096;
 
 /// Per-model plugin settings, from config.pbtxt `parameters`.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +69,15 @@ pub struct PluginSettings {
 }
 
 impl PluginSettings {
+    /// The sandbox's limits of one call.
+    pub fn limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout,
+            memory_bytes: self.memory_bytes,
+            fuel: self.fuel,
+        }
+    }
+
     /// Reads the settings from config.pbtxt `parameters` (also used to
     /// reject bad values when the config is validated).
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
@@ -118,76 +120,41 @@ impl PluginSettings {
     }
 }
 
-/// The process-wide wasmtime engine and linker.
+/// The linkers of the plugin world on a sandbox engine, process-wide.
 pub struct WasmRuntime {
-    engine: Engine,
+    sandbox: &'static Sandbox,
     linker: Linker<PluginState>,
     /// For command modules: WASI preview 1, nothing else.
     command_linker: wasmtime::Linker<command::CommandState>,
-    cache: cache::ArtifactCache,
-}
-
-fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("KILN_CACHE_DIR") {
-        Some(d) if d.is_empty() => None,
-        Some(d) => Some(PathBuf::from(d).join("wasm")),
-        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kiln/wasm")),
-    }
 }
 
 impl WasmRuntime {
-    /// The shared runtime, created on first use (servers without plugins
-    /// never pay for it). Two exist: fuel metering is compiled into the code
-    /// and costs every call (about 6 % of plugin compute, BENCHMARKS.md), so
-    /// only models that set `wasm_fuel` run on the metered engine.
+    /// The shared runtime on the plain or the metered (`wasm_fuel`) engine,
+    /// created on first use.
     pub fn get(fuel: bool) -> Result<&'static WasmRuntime, String> {
         static PLAIN: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
         static METERED: OnceLock<Result<WasmRuntime, String>> = OnceLock::new();
         let cell = if fuel { &METERED } else { &PLAIN };
-        cell.get_or_init(|| {
-            Self::new(fuel).map_err(|e| format!("cannot start the wasm runtime: {e:#}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+        cell.get_or_init(|| Self::new(Sandbox::shared(fuel)?))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
-    fn new(fuel: bool) -> wasmtime::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(1000)
-            .total_core_instances(2000)
-            .total_memories(1000)
-            .total_tables(2000)
-            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .consume_fuel(fuel)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        let mut command_linker = wasmtime::Linker::new(&engine);
+    fn new(sandbox: &'static Sandbox) -> Result<Self, String> {
+        let link = |e: wasmtime::Error| format!("cannot link the plugin world: {e:#}");
+        let mut linker = Linker::new(sandbox.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link)?;
+        let mut command_linker = wasmtime::Linker::new(sandbox.engine());
         wasmtime_wasi::p1::add_to_linker_sync(
             &mut command_linker,
             |s: &mut command::CommandState| &mut s.wasi,
-        )?;
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("kiln-wasm-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        )
+        .map_err(link)?;
         Ok(Self {
-            engine,
+            sandbox,
             linker,
             command_linker,
-            cache: cache::ArtifactCache::new(cache_dir()),
         })
     }
 
@@ -211,11 +178,11 @@ impl WasmRuntime {
         };
         let started = Instant::now();
         let (component, cached) = self
-            .cache
-            .component(&self.engine, wasm)
+            .sandbox
+            .component(wasm)
             .map_err(|e| format!("{} is not a valid plugin component: {e:#}", path.display()))?;
         tracing::debug!(path = %path.display(), cached, ms = started.elapsed().as_millis() as u64, "plugin compiled");
-        policy::check_imports(&self.engine, &component)?;
+        kiln_sandbox::check_imports(self.sandbox.engine(), &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -236,51 +203,6 @@ pub struct PluginState {
     log: LogBudget,
 }
 
-/// What is left of a call's log allowance (`wasm_log_bytes`), and what was
-/// dropped beyond it: a plugin cannot flood the server's log.
-pub struct LogBudget {
-    allowance: usize,
-    left: usize,
-    dropped: u64,
-}
-
-impl LogBudget {
-    pub fn new(allowance: usize) -> Self {
-        Self {
-            allowance,
-            left: allowance,
-            dropped: 0,
-        }
-    }
-
-    /// Takes `bytes` from the allowance; false (and counted) when over it.
-    pub fn take(&mut self, bytes: usize) -> bool {
-        if bytes > self.left {
-            self.dropped += bytes as u64;
-            self.left = 0;
-            return false;
-        }
-        self.left -= bytes;
-        true
-    }
-
-    /// Ends a call: one warning if anything was dropped; a full allowance
-    /// for the next call.
-    pub fn settle(&mut self, model: &str) {
-        if self.dropped > 0 {
-            tracing::warn!(
-                target: "kiln::plugin",
-                model,
-                dropped_bytes = self.dropped,
-                "plugin log output over wasm_log_bytes ({} bytes per call); the rest was dropped",
-                self.allowance
-            );
-        }
-        self.left = self.allowance;
-        self.dropped = 0;
-    }
-}
-
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -288,36 +210,6 @@ impl WasiView for PluginState {
             table: &mut self.table,
         }
     }
-}
-
-struct EpochClock;
-impl wasmtime_wasi::HostWallClock for EpochClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-/// The WASI context every plugin gets, whatever its kind.
-fn wasi_builder(grants: Grants) -> WasiCtxBuilder {
-    use rand_wasi::SeedableRng;
-    let mut b = WasiCtx::builder();
-    // No args, env, preopens or sockets: the builder starts empty. Guest
-    // stderr goes nowhere (plugins log through kiln:plugin/host).
-    b.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
-    if !grants.clock {
-        b.wall_clock(EpochClock);
-    }
-    if !grants.random {
-        b.secure_random(rand_wasi::rngs::StdRng::seed_from_u64(0));
-        b.insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(1));
-        b.insecure_random_seed(0);
-    }
-    b
 }
 
 /// The `wasm` backend: kiln plugins (sdk/ABI.md), components, core modules
@@ -561,19 +453,16 @@ impl WasmInstance {
     /// (done after every trap; public so benchmarks can time it).
     pub fn instantiate(&mut self) -> Result<(), String> {
         let state = PluginState {
-            wasi: wasi_builder(self.settings.grants).build(),
+            wasi: kiln_sandbox::wasi_builder(self.settings.grants).build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.settings.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: kiln_sandbox::store_limits(&self.settings.limits()),
             parameters: self.settings.parameters.clone(),
             model: self.model.clone(),
             log: LogBudget::new(self.settings.log_bytes),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        arm(&mut store, &self.settings);
+        kiln_sandbox::arm(&mut store, &self.settings.limits());
         let plugin = self.pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "plugin failed to instantiate: {}",
@@ -608,18 +497,8 @@ impl WasmInstance {
     }
 }
 
-/// Sets the deadline (and fuel) for the next call into the store.
-fn arm<T>(store: &mut Store<T>, settings: &PluginSettings) {
-    let ticks = (settings.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
-    store.set_epoch_deadline(ticks);
-    // Models with `wasm_fuel` run on the metered engine (WasmRuntime::get).
-    if let Some(fuel) = settings.fuel {
-        let _ = store.set_fuel(fuel);
-    }
-}
-
 /// Turns a wasmtime error into a message a client can act on.
-fn describe(e: &wasmtime::Error, settings: &PluginSettings) -> String {
+pub(crate) fn describe(e: &wasmtime::Error, settings: &PluginSettings) -> String {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::Interrupt => format!(
@@ -664,7 +543,7 @@ impl Backend for WasmInstance {
         let infer_start = Instant::now();
         timings.input = infer_start - start;
         let (store, plugin) = self.live.as_mut().expect("instantiated above");
-        arm(store, &self.settings);
+        kiln_sandbox::arm(store, &self.settings.limits());
         let result = plugin
             .kiln_plugin_processor()
             .call_process(&mut *store, &args, &params);

@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{InstancePre, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{InstancePre, Store, StoreLimits};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::I32Exit;
 
 use super::contract::{self, OutputContract};
 use super::wire::{self, Answer, Call, ErrorKind};
-use super::{arm, describe, wasi_builder, PluginSettings, WasmRuntime};
+use super::{describe, PluginSettings, WasmRuntime};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
 use kiln_types::tensor::Tensor;
@@ -58,10 +58,7 @@ impl CommandInstance {
                 path.display()
             ))
         };
-        let (module, cached) = runtime
-            .cache
-            .module(&runtime.engine, wasm)
-            .map_err(load_error)?;
+        let (module, cached) = runtime.sandbox.module(wasm).map_err(load_error)?;
         let pre = runtime
             .command_linker
             .instantiate_pre(&module)
@@ -140,21 +137,18 @@ impl CommandInstance {
         let stdout = MemoryOutputPipe::new(self.settings.memory_bytes);
         // stderr goes to the log: bounded like a component's host.log.
         let stderr = MemoryOutputPipe::new(self.settings.log_bytes.max(1024));
-        let wasi = wasi_builder(self.settings.grants)
+        let wasi = kiln_sandbox::wasi_builder(self.settings.grants)
             .stdin(MemoryInputPipe::new(stdin))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build_p1();
         let state = CommandState {
             wasi,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.settings.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: kiln_sandbox::store_limits(&self.settings.limits()),
         };
         let mut store = Store::new(self.pre.module().engine(), state);
         store.limiter(|s| &mut s.limits);
-        arm(&mut store, &self.settings);
+        kiln_sandbox::arm(&mut store, &self.settings.limits());
         let status = self
             .pre
             .instantiate(&mut store)

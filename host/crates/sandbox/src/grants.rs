@@ -5,8 +5,11 @@
 //! and HTTP are never linked in ABI 1.0, and a component importing them is
 //! refused at load with the import's name.
 
+use std::time::Duration;
+
 use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// Capabilities a model can grant its plugin (config parameter `wasm_grants`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +60,37 @@ pub fn check_imports(engine: &Engine, component: &Component) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// The wall clock of a guest without the `clock` grant: always the epoch.
+struct EpochClock;
+impl wasmtime_wasi::HostWallClock for EpochClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The WASI context every guest gets: nothing but what `grants` allows.
+pub fn wasi_builder(grants: Grants) -> WasiCtxBuilder {
+    use rand_wasi::SeedableRng;
+    let mut b = WasiCtx::builder();
+    // No args, env, preopens or sockets: the builder starts empty. Guest
+    // stderr goes nowhere (plugins log through kiln:plugin/host).
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if !grants.clock {
+        b.wall_clock(EpochClock);
+    }
+    if !grants.random {
+        b.secure_random(rand_wasi::rngs::StdRng::seed_from_u64(0));
+        b.insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(1));
+        b.insecure_random_seed(0);
+    }
+    b
 }
 
 #[cfg(test)]

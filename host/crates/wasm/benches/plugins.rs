@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kiln::backend::wasm::WasmInstance;
 use kiln_backend::{Backend, BackendRequest, ExecTimings};
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
+use kiln_wasm::{WasmFactory, WasmInstance};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
 /// `wasm` served as model NAME with this config.pbtxt, the way kiln loads it.
@@ -31,7 +31,9 @@ fn load(name: &str, wasm: &Path, config_text: &str) -> (tempfile::TempDir, WasmI
     std::fs::create_dir_all(dir.join("1")).unwrap();
     std::fs::copy(wasm, dir.join("1/model.wasm")).unwrap();
     std::fs::write(dir.join("config.pbtxt"), config_text).unwrap();
-    let spec = kiln::backend::registry().read_spec(&dir).unwrap();
+    let mut backends = kiln_backend::BackendRegistry::default();
+    backends.register(WasmFactory);
+    let spec = backends.read_spec(&dir).unwrap();
     let instance = WasmInstance::load(&spec, &dir.join("1/model.wasm")).unwrap();
     (tmp, instance)
 }
@@ -167,7 +169,7 @@ mod bare {
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
     use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-    wasmtime::component::bindgen!({ path: "../sdk/wit", world: "plugin" });
+    wasmtime::component::bindgen!({ path: "../../../sdk/wit", world: "plugin" });
     use self::kiln::plugin::host::LogLevel;
     pub use self::kiln::plugin::types as wit;
 
