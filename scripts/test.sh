@@ -14,6 +14,9 @@ cargo clippy --release --locked --all-targets -- -D warnings
 # block) is compiled and linted too; the CUDA runtime headers come with the
 # torch wheel, so no GPU is needed.
 cargo clippy --release --locked --all-targets --features cuda -- -D warnings
+# The crate graph is a DAG by construction (cargo refuses cycles); inside each
+# crate the modules must be one too (host/ARCHITECTURE.md).
+.venv/bin/python scripts/module_cycles.py
 echo "== build"
 cargo build --release --locked
 echo "== unit tests"

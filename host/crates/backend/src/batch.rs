@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 
-use crate::BackendRequest;
+use crate::request::BackendRequest;
 
 /// Requests can share an execution when every input has the same presence,
 /// datatype and per-item shape, and their parameters are equal.

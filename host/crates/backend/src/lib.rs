@@ -9,81 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+mod instance;
 mod registry;
+mod request;
 
-use std::time::Duration;
-
-use kiln_types::{Parameters, Tensor};
-
+pub use instance::{Backend, BackendError, ExecTimings};
 pub use registry::{BackendFactory, BackendRegistry};
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The inputs are acceptable to the config but not to the model (e.g. the
-    /// TorchScript forward rejects a shape): the caller's fault.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// The model misbehaved (wrong output count or type) or the runtime failed.
-    #[error("{0}")]
-    Execution(String),
-    /// The backend cannot serve now but may later (a plugin said so).
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Load(String),
-}
-
-/// Time spent in each phase of one execution; feeds the statistics
-/// (compute_input / compute_infer / compute_output).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ExecTimings {
-    pub input: Duration,
-    pub infer: Duration,
-    pub output: Duration,
-}
-
-/// What a backend executes: the inputs aligned with `ModelSpec::inputs` and
-/// the request's KServe parameters (plugins see them; libtorch ignores them).
-#[derive(Debug, Default)]
-pub struct BackendRequest {
-    pub inputs: Vec<Option<Tensor>>,
-    pub parameters: Parameters,
-}
-
-/// One loaded copy of a model on one device.
-pub trait Backend: Send + 'static {
-    /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
-    /// for an optional input that was not sent); the result is aligned with
-    /// `ModelSpec::outputs`.
-    fn execute(
-        &mut self,
-        request: &BackendRequest,
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError>;
-
-    /// Runs several compatible requests ([`batch::compatible`]) as
-    /// one execution, concatenated along the batch dimension; the result is
-    /// the batched outputs, which the scheduler splits back. By default the
-    /// inputs are first merged into one host buffer; a backend that can put
-    /// each request's slice straight where it executes (a GPU's pinned
-    /// staging buffer) gathers them itself.
-    fn execute_batch(
-        &mut self,
-        requests: &[&BackendRequest],
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError> {
-        self.execute(&batch::merge(requests), timings)
-    }
-
-    /// Human-readable device name for logs and the index ("cpu", "cuda:0").
-    fn device(&self) -> String;
-
-    /// Another instance of the same model version that shares what instances
-    /// can share (the compiled plugin, its checked metadata), so that a model
-    /// with `count: N` reads, compiles and checks its binary once. `None`
-    /// where every instance must load on its own, as a TorchScript module
-    /// does on its device.
-    fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
-        None
-    }
-}
+pub use request::BackendRequest;

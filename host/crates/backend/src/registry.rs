@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kiln_model_config::proto::{model_instance_group::Kind as InstanceKind, ModelConfig};
 use kiln_model_config::{ConfigError, ModelSpec, Placement, CONFIG_FILE};
 
-use crate::{Backend, BackendError};
+use crate::instance::{Backend, BackendError};
 
 /// One kind of backend: a name, the checks it makes on a config beyond the
 /// common ones (kiln-model-config's `validate`), and how to load an instance.

@@ -3,9 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::proto::model_config::SchedulingChoice;
 use crate::proto::model_ensembling::Step;
-use crate::ModelSpec;
 
 /// Checks the step graph when the ensemble's config is loaded: every step
 /// input is an ensemble input or some step's output, no tensor is produced
@@ -88,14 +86,6 @@ pub fn check_steps(
         }
     }
     Ok(())
-}
-
-/// An ensemble's steps (none for any other model).
-pub fn steps(spec: &ModelSpec) -> &[Step] {
-    match &spec.config.scheduling_choice {
-        Some(SchedulingChoice::EnsembleScheduling(e)) => &e.step,
-        _ => &[],
-    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ mod ensemble;
 mod parse;
 mod spec;
 
-pub use ensemble::{check_steps, steps};
-pub use parse::{parse_text, read_config, ConfigError};
+pub use ensemble::check_steps;
+pub use parse::{parse_text, read_config, ConfigError, CONFIG_FILE};
 pub use spec::{
     datatype_of, ignored_optimization_settings, select_versions, validate, ModelSpec, Placement,
-    TensorSpec,
+    TensorSpec, ENSEMBLE_BACKEND, ENSEMBLE_PLATFORM, PLATFORM_BACKENDS,
 };
 
 /// Types generated from `proto/model_config.proto` (package `inference`).
@@ -35,23 +35,6 @@ pub mod proto {
             .expect("the build script writes a valid descriptor set")
         });
 }
-
-pub const CONFIG_FILE: &str = "config.pbtxt";
-/// `platform: "ensemble"`: steps over other models, run by kiln's pipeline,
-/// not by a backend.
-pub const ENSEMBLE_PLATFORM: &str = "ensemble";
-/// The name [`ModelSpec::backend`] gives an ensemble.
-pub const ENSEMBLE_BACKEND: &str = "ensemble";
-
-/// Triton's platforms and the backend each one names (Triton fills one from
-/// the other; kiln reports both as Triton does).
-pub const PLATFORM_BACKENDS: &[(&str, &str)] = &[
-    ("pytorch_libtorch", "pytorch"),
-    ("onnxruntime_onnx", "onnxruntime"),
-    ("tensorrt_plan", "tensorrt"),
-    ("tensorflow_graphdef", "tensorflow"),
-    ("tensorflow_savedmodel", "tensorflow"),
-];
 
 #[cfg(test)]
 mod tests {

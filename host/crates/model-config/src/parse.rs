@@ -7,7 +7,8 @@ use miette::Diagnostic;
 use prost_reflect::{DynamicMessage, ReflectMessage};
 
 use crate::proto::ModelConfig;
-use crate::CONFIG_FILE;
+
+pub const CONFIG_FILE: &str = "config.pbtxt";
 
 /// A config that could not be read, parsed or accepted. The message names
 /// the file, and for parse errors the line, column and field.

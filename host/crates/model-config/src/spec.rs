@@ -6,11 +6,27 @@ use std::sync::Arc;
 
 use kiln_types::tensor::DataType;
 
+use crate::parse::{ConfigError, CONFIG_FILE};
 use crate::proto::{
     model_config::SchedulingChoice, model_instance_group::Kind as InstanceKind,
     model_version_policy::PolicyChoice, ModelConfig, ModelInstanceGroup, ModelVersionPolicy,
 };
-use crate::{ConfigError, CONFIG_FILE, ENSEMBLE_BACKEND, ENSEMBLE_PLATFORM, PLATFORM_BACKENDS};
+
+/// `platform: "ensemble"`: steps over other models, run by kiln's pipeline,
+/// not by a backend.
+pub const ENSEMBLE_PLATFORM: &str = "ensemble";
+/// The name [`ModelSpec::backend`] gives an ensemble.
+pub const ENSEMBLE_BACKEND: &str = "ensemble";
+
+/// Triton's platforms and the backend each one names (Triton fills one from
+/// the other; kiln reports both as Triton does).
+pub const PLATFORM_BACKENDS: &[(&str, &str)] = &[
+    ("pytorch_libtorch", "pytorch"),
+    ("onnxruntime_onnx", "onnxruntime"),
+    ("tensorrt_plan", "tensorrt"),
+    ("tensorflow_graphdef", "tensorflow"),
+    ("tensorflow_savedmodel", "tensorflow"),
+];
 
 /// From config.pbtxt's `data_type`; `None` for `TYPE_INVALID`.
 pub fn datatype_of(t: crate::proto::DataType) -> Option<DataType> {
@@ -87,6 +103,14 @@ impl ModelSpec {
             .enumerate()
             .find(|(_, t)| t.name == name)
     }
+    /// An ensemble's steps (none for any other model).
+    pub fn ensemble_steps(&self) -> &[crate::proto::model_ensembling::Step] {
+        match &self.config.scheduling_choice {
+            Some(SchedulingChoice::EnsembleScheduling(e)) => &e.step,
+            _ => &[],
+        }
+    }
+
     pub fn is_ensemble(&self) -> bool {
         self.backend == ENSEMBLE_BACKEND
     }

@@ -10,22 +10,32 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use crate::infer::{InferRequest, RequestedOutput};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::request::{InferRequest, InferResponse, RequestedOutput};
 use crate::ModelResolver;
 use kiln_model_config::proto::model_ensembling::Step;
-use kiln_model_config::{steps, ModelSpec};
+use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::Tensor;
+
+/// A step's answer, on its way.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<InferResponse>> + Send + 'a>>;
+
+/// Runs one step as a request of its own (the pipeline's `infer`).
+pub type StepFn = for<'a> fn(&'a dyn ModelResolver, InferRequest) -> StepFuture<'a>;
 
 /// Runs the ensemble for one request whose inputs were already checked
 /// against the ensemble's config. Returns every ensemble output.
 pub async fn run(
     models: &dyn ModelResolver,
+    step_fn: StepFn,
     spec: &ModelSpec,
     request: &InferRequest,
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>> {
-    let steps = steps(spec);
+    let steps = spec.ensemble_steps();
     let mut tensors: BTreeMap<String, Tensor> =
         inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
     let mut done = vec![false; steps.len()];
@@ -48,7 +58,7 @@ pub async fn run(
         }
         let calls = ready
             .iter()
-            .map(|&i| run_step(models, spec, request, i, &steps[i], &tensors));
+            .map(|&i| run_step(models, step_fn, spec, request, i, &steps[i], &tensors));
         for (i, produced) in ready.iter().zip(join_all(calls).await) {
             done[*i] = true;
             for t in produced? {
@@ -65,6 +75,7 @@ pub async fn run(
 
 async fn run_step(
     models: &dyn ModelResolver,
+    step_fn: StepFn,
     spec: &ModelSpec,
     request: &InferRequest,
     index: usize,
@@ -104,25 +115,23 @@ async fn run_step(
             .collect(),
         parameters: request.parameters.clone(),
     };
-    let response = Box::pin(crate::infer::infer(models, sub))
-        .await
-        .map_err(|e| {
-            let msg = format!(
-                "ensemble '{}' step {index} ('{}'): {}",
-                spec.name,
-                step.model_name,
-                e.message()
-            );
-            match e {
-                KilnError::InvalidArgument(_) => KilnError::InvalidArgument(msg),
-                KilnError::NotFound(_) | KilnError::Unavailable(_) => KilnError::Unavailable(msg),
-                KilnError::Unimplemented(_) => KilnError::Unimplemented(msg),
-                KilnError::AlreadyExists(_) => KilnError::AlreadyExists(msg),
-                KilnError::ResourceExhausted(_) => KilnError::ResourceExhausted(msg),
-                KilnError::TooLarge(_) => KilnError::TooLarge(msg),
-                KilnError::Internal(_) => KilnError::Internal(msg),
-            }
-        })?;
+    let response = step_fn(models, sub).await.map_err(|e| {
+        let msg = format!(
+            "ensemble '{}' step {index} ('{}'): {}",
+            spec.name,
+            step.model_name,
+            e.message()
+        );
+        match e {
+            KilnError::InvalidArgument(_) => KilnError::InvalidArgument(msg),
+            KilnError::NotFound(_) | KilnError::Unavailable(_) => KilnError::Unavailable(msg),
+            KilnError::Unimplemented(_) => KilnError::Unimplemented(msg),
+            KilnError::AlreadyExists(_) => KilnError::AlreadyExists(msg),
+            KilnError::ResourceExhausted(_) => KilnError::ResourceExhausted(msg),
+            KilnError::TooLarge(_) => KilnError::TooLarge(msg),
+            KilnError::Internal(_) => KilnError::Internal(msg),
+        }
+    })?;
     Ok(response
         .outputs
         .into_iter()

@@ -1,66 +1,19 @@
 //! The protocol-independent request path: resolve the model version, check
-//! the request against its config, execute, shape the response. gRPC and HTTP
-//! both convert to [`InferRequest`] and from [`InferResponse`], so every rule
-//! here holds identically for both.
+//! the request against its config, execute, shape the response.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::request::{InferRequest, InferResponse, RequestedOutput, ResponseOutput};
 use crate::{ModelResolver, OutputDestination};
 use kiln_model_config::ModelSpec;
 use kiln_scheduler::stats::RequestTiming;
 use kiln_scheduler::ModelRunner;
-use kiln_types::context::RequestContext;
 use kiln_types::error::{KilnError, Result};
-use kiln_types::params::Parameters;
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
-
-#[derive(Debug, Clone)]
-pub struct RequestedOutput {
-    pub name: String,
-    /// The classification extension: answer the top `n` classes as BYTES
-    /// `"score:index[:label]"` instead of the raw tensor (0 = off). As many
-    /// as the output has when larger (64 bits: a count is never truncated).
-    pub class_count: u64,
-    /// Write the output here (the caller's shared-memory region) instead of
-    /// into the response.
-    pub destination: Option<Arc<dyn OutputDestination>>,
-}
-
-#[derive(Debug)]
-pub struct InferRequest {
-    pub ctx: RequestContext,
-    pub model_name: String,
-    /// Empty: the latest ready version.
-    pub model_version: String,
-    pub id: String,
-    pub inputs: Vec<Tensor>,
-    /// Empty: every output of the model.
-    pub outputs: Vec<RequestedOutput>,
-    /// The request's `parameters` (passed to plugins).
-    pub parameters: Parameters,
-}
-
-#[derive(Debug)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: String,
-    pub id: String,
-    pub outputs: Vec<ResponseOutput>,
-}
-
-#[derive(Debug)]
-pub struct ResponseOutput {
-    /// Name, datatype and shape always; no data when `in_shared_memory`.
-    pub tensor: Tensor,
-    /// The data went into the caller's shared-memory region: the response
-    /// carries no bytes for it (Triton sends an empty `raw_output_contents`
-    /// entry over gRPC and no `data` over HTTP).
-    pub in_shared_memory: bool,
-}
 
 /// Runs one request end to end. Failures after the model is resolved count
 /// in its statistics (`fail`, `nv_inference_request_failure`).
@@ -79,6 +32,14 @@ pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<
     }
 }
 
+/// [`infer`] as an ensemble runs each of its steps.
+fn infer_step(
+    models: &dyn ModelResolver,
+    request: InferRequest,
+) -> crate::ensemble::StepFuture<'_> {
+    Box::pin(infer(models, request))
+}
+
 async fn run(
     models: &dyn ModelResolver,
     runner: &Arc<ModelRunner>,
@@ -91,6 +52,7 @@ async fn run(
         let started = std::time::Instant::now();
         let outputs = crate::ensemble::run(
             models,
+            infer_step,
             spec,
             &request,
             inputs.into_iter().flatten().collect(),

@@ -11,15 +11,15 @@
 
 pub mod ensemble;
 mod infer;
+mod request;
 
 use std::sync::Arc;
 
 use kiln_scheduler::ModelRunner;
 use kiln_types::Result;
 
-pub use infer::{
-    arrange_inputs, infer, InferRequest, InferResponse, RequestedOutput, ResponseOutput,
-};
+pub use infer::{arrange_inputs, infer};
+pub use request::{InferRequest, InferResponse, RequestedOutput, ResponseOutput};
 
 /// Finds the serving runner of a model version (kiln's model repository).
 pub trait ModelResolver: Send + Sync {

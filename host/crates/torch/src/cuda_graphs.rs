@@ -99,7 +99,7 @@ pub fn graph_shapes(
     }
     if let Some(t) = inputs
         .iter()
-        .find(|t| crate::torchscript::kind_of(t.datatype).is_none())
+        .find(|t| crate::kinds::kind_of(t.datatype).is_none())
     {
         return Err(format!(
             "field 'optimization.cuda.graphs': input '{}' is {}, which a captured graph cannot take",

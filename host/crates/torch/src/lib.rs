@@ -4,6 +4,7 @@
 //! shared-memory edge where `unsafe` is allowed, and only in `torch_ffi`.
 
 pub mod cuda_graphs;
+mod kinds;
 mod torch_ffi;
 mod torchscript;
 

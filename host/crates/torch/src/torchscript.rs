@@ -47,6 +47,7 @@ use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::{ModelSpec, Placement, TensorSpec};
 
 use crate::cuda_graphs::{self, GraphShape};
+use crate::kinds::{datatype_of, kind_of};
 use crate::torch_ffi;
 use kiln_types::tensor::{DataType, Tensor};
 
@@ -160,22 +161,6 @@ fn convention_positions(names: &[&str]) -> Option<Vec<usize>> {
 fn positions(specs: &[TensorSpec]) -> Vec<usize> {
     let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
     convention_positions(&names).unwrap_or_else(|| (0..specs.len()).collect())
-}
-
-pub fn kind_of(d: DataType) -> Option<Kind> {
-    Some(match d {
-        DataType::Bool => Kind::Bool,
-        DataType::Uint8 => Kind::Uint8,
-        DataType::Int8 => Kind::Int8,
-        DataType::Int16 => Kind::Int16,
-        DataType::Int32 => Kind::Int,
-        DataType::Int64 => Kind::Int64,
-        DataType::Fp16 => Kind::Half,
-        DataType::Fp32 => Kind::Float,
-        DataType::Fp64 => Kind::Double,
-        DataType::Bf16 => Kind::BFloat16,
-        DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes => return None,
-    })
 }
 
 /// The `pytorch` backend (`platform: "pytorch_libtorch"`): TorchScript
@@ -677,12 +662,6 @@ fn precision(spec: &ModelSpec) -> Result<Option<Kind>, BackendError> {
     }
 }
 
-fn datatype_of(kind: Kind) -> Option<DataType> {
-    DataType::ALL
-        .into_iter()
-        .find(|&d| kind_of(d) == Some(kind))
-}
-
 impl TorchScriptInstance {
     /// A model run at a reduced `precision` returns that type; the client
     /// gets what config.pbtxt declares.
@@ -820,14 +799,5 @@ mod tests {
         );
         assert_eq!(convention_positions(&["INPUT0", "INPUT1"]), None);
         assert_eq!(convention_positions(&["A__0", "B__0"]), None);
-    }
-
-    #[test]
-    fn every_supported_datatype_has_a_kind() {
-        for d in DataType::ALL {
-            if let Some(k) = kind_of(d) {
-                assert_eq!(datatype_of(k), Some(d));
-            }
-        }
     }
 }

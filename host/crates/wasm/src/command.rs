@@ -13,12 +13,36 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::I32Exit;
 
-use super::contract::{self, OutputContract};
-use super::wire::{self, Answer, Call, ErrorKind};
-use super::{describe, PluginSettings, WasmRuntime};
+use std::sync::OnceLock;
+
+use kiln_sandbox::Sandbox;
+use wasmtime::Linker;
+
+use crate::contract::{self, OutputContract};
+use crate::settings::{describe, PluginSettings};
+use crate::wire::{self, Answer, Call, ErrorKind};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
 use kiln_types::tensor::Tensor;
+
+/// The linker of command modules on the plain or the metered engine:
+/// WASI preview 1, nothing else.
+fn command_linker(fuel: bool) -> Result<&'static (Linker<CommandState>, &'static Sandbox), String> {
+    static PLAIN: OnceLock<Result<(Linker<CommandState>, &'static Sandbox), String>> =
+        OnceLock::new();
+    static METERED: OnceLock<Result<(Linker<CommandState>, &'static Sandbox), String>> =
+        OnceLock::new();
+    let cell = if fuel { &METERED } else { &PLAIN };
+    cell.get_or_init(|| {
+        let sandbox = Sandbox::shared(fuel)?;
+        let mut linker = Linker::new(sandbox.engine());
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CommandState| &mut s.wasi)
+            .map_err(|e| format!("cannot link WASI preview 1: {e:#}"))?;
+        Ok((linker, sandbox))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
 
 /// Store data of one call.
 pub struct CommandState {
@@ -51,16 +75,16 @@ impl CommandInstance {
         wasm: &[u8],
     ) -> Result<Self, BackendError> {
         let settings = PluginSettings::from_spec(spec).map_err(BackendError::Load)?;
-        let runtime = WasmRuntime::get(settings.fuel.is_some()).map_err(BackendError::Load)?;
+        let (linker, sandbox) =
+            command_linker(settings.fuel.is_some()).map_err(BackendError::Load)?;
         let load_error = |e: wasmtime::Error| {
             BackendError::Load(format!(
                 "{} is not a usable WASI command module: {e:#}",
                 path.display()
             ))
         };
-        let (module, cached) = runtime.sandbox.module(wasm).map_err(load_error)?;
-        let pre = runtime
-            .command_linker
+        let (module, cached) = sandbox.module(wasm).map_err(load_error)?;
+        let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| {
                 BackendError::Load(format!(

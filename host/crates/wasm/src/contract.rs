@@ -12,7 +12,7 @@ use kiln_model_config::{ModelSpec, TensorSpec};
 use kiln_types::tensor::{DataType, Tensor};
 use kiln_types::text::clip;
 
-use super::BackendError;
+use kiln_backend::BackendError;
 
 /// A plugin's own description of itself (`processor.metadata()`).
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use wasmparser::{Parser, Payload, TypeRef};
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::Resolve;
 
-use super::binary::AbiVersion;
+use crate::binary::AbiVersion;
 
 /// The WIT of every supported version, as shipped in `sdk/wit`.
 fn world_source(abi: AbiVersion) -> &'static str {

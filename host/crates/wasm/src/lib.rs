@@ -20,11 +20,12 @@ mod binary;
 mod command;
 mod contract;
 mod core_module;
+mod settings;
 pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -35,10 +36,12 @@ use binary::PluginBinary;
 use contract::{OutputContract, PluginMetadata};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
-use kiln_sandbox::{CallLimits, Grants, LogBudget, Sandbox, MAX_MEMORY_MB};
+use kiln_sandbox::{LogBudget, Sandbox};
 use kiln_types::tensor::{bytes_elements, encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
 use kiln_types::ParamValue;
+use settings::describe;
+pub use settings::{PluginSettings, DEFAULT_LOG_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS};
 
 wasmtime::component::bindgen!({
     path: "../../../sdk/wit",
@@ -47,85 +50,10 @@ wasmtime::component::bindgen!({
 
 use self::kiln::plugin::types as wit;
 
-pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
-pub const DEFAULT_MEMORY_MB: u64 = 256;
-/// Log bytes (`host.log` messages and fields, a command's stderr) one call
-/// may write.
-pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
-
-/// Per-model plugin settings, from config.pbtxt `parameters`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginSettings {
-    pub timeout: Duration,
-    pub memory_bytes: usize,
-    /// Instructions budget per call (None: unlimited, deadline only).
-    pub fuel: Option<u64>,
-    pub grants: Grants,
-    /// Bytes of log a call may write (`wasm_log_bytes`); the rest is dropped
-    /// and counted.
-    pub log_bytes: usize,
-    /// All config parameters, visible to the plugin through `get-parameter`.
-    pub parameters: Arc<BTreeMap<String, String>>,
-}
-
-impl PluginSettings {
-    /// The sandbox's limits of one call.
-    pub fn limits(&self) -> CallLimits {
-        CallLimits {
-            timeout: self.timeout,
-            memory_bytes: self.memory_bytes,
-            fuel: self.fuel,
-        }
-    }
-
-    /// Reads the settings from config.pbtxt `parameters` (also used to
-    /// reject bad values when the config is validated).
-    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
-        let config = &spec.config;
-        let parameters: BTreeMap<String, String> = config
-            .parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), v.string_value.clone()))
-            .collect();
-        let number = |key: &str, default: u64| -> Result<u64, String> {
-            match parameters.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("parameter '{key}': expected a whole number, got '{v}'")),
-            }
-        };
-        let timeout_ms = number("wasm_timeout_ms", DEFAULT_TIMEOUT_MS)?.max(1);
-        let memory_mb = number("wasm_memory_mb", DEFAULT_MEMORY_MB)?;
-        if memory_mb == 0 || memory_mb > MAX_MEMORY_MB {
-            return Err(format!(
-                "parameter 'wasm_memory_mb': must be 1..={MAX_MEMORY_MB}, got {memory_mb}"
-            ));
-        }
-        let fuel = parameters
-            .get("wasm_fuel")
-            .map(|_| number("wasm_fuel", 0))
-            .transpose()?;
-        let grants = Grants::parse(parameters.get("wasm_grants").map_or("", String::as_str))?;
-        let log_bytes = number("wasm_log_bytes", DEFAULT_LOG_BYTES)?.min(64 << 20) as usize;
-        Ok(Self {
-            timeout: Duration::from_millis(timeout_ms),
-            memory_bytes: (memory_mb as usize) << 20,
-            fuel,
-            grants,
-            log_bytes,
-            parameters: Arc::new(parameters),
-        })
-    }
-}
-
-/// The linkers of the plugin world on a sandbox engine, process-wide.
+/// The linker of the plugin world on a sandbox engine, process-wide.
 pub struct WasmRuntime {
     sandbox: &'static Sandbox,
     linker: Linker<PluginState>,
-    /// For command modules: WASI preview 1, nothing else.
-    command_linker: wasmtime::Linker<command::CommandState>,
 }
 
 impl WasmRuntime {
@@ -145,17 +73,7 @@ impl WasmRuntime {
         let mut linker = Linker::new(sandbox.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link)?;
-        let mut command_linker = wasmtime::Linker::new(sandbox.engine());
-        wasmtime_wasi::p1::add_to_linker_sync(
-            &mut command_linker,
-            |s: &mut command::CommandState| &mut s.wasi,
-        )
-        .map_err(link)?;
-        Ok(Self {
-            sandbox,
-            linker,
-            command_linker,
-        })
+        Ok(Self { sandbox, linker })
     }
 
     /// Compiles (or fetches from the cache), checks imports, and
@@ -495,36 +413,6 @@ impl WasmInstance {
         self.outputs = contract::check_metadata(spec, &meta)?;
         Ok(())
     }
-}
-
-/// Turns a wasmtime error into a message a client can act on.
-pub(crate) fn describe(e: &wasmtime::Error, settings: &PluginSettings) -> String {
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        return match trap {
-            wasmtime::Trap::Interrupt => format!(
-                "plugin exceeded its deadline of {} ms (wasm_timeout_ms)",
-                settings.timeout.as_millis()
-            ),
-            wasmtime::Trap::OutOfFuel => format!(
-                "plugin ran out of fuel ({} units, wasm_fuel)",
-                settings.fuel.unwrap_or(0)
-            ),
-            wasmtime::Trap::StackOverflow => {
-                "plugin overflowed its stack (too deep recursion)".into()
-            }
-            other => format!("plugin trapped: {other}"),
-        };
-    }
-    let text = format!("{e:#}");
-    if text.contains("memory") && text.contains("limit")
-        || text.contains("forcing trap when growing memory")
-    {
-        return format!(
-            "plugin exceeded its memory cap of {} MiB (wasm_memory_mb)",
-            settings.memory_bytes >> 20
-        );
-    }
-    format!("plugin failed: {text}")
 }
 
 impl Backend for WasmInstance {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::contract::PluginMetadata;
+use crate::contract::PluginMetadata;
 use kiln_types::tensor::{DataType, Tensor};
 use kiln_types::ParamValue;
 
