@@ -142,10 +142,6 @@ impl ModelRegistry {
         })
     }
 
-    pub fn location(&self) -> String {
-        self.source.location()
-    }
-
     pub fn mode(&self) -> ControlMode {
         self.mode
     }

@@ -4,7 +4,7 @@
 //! ([`LocalRepository`]) only points at it; an object-store source downloads
 //! into a cache directory and answers the same way.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::layout;
 
@@ -34,10 +34,6 @@ pub struct LocalRepository {
 impl LocalRepository {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 
