@@ -186,6 +186,28 @@ class KilnServer:
         import tritonclient.http as httpclient
         return httpclient.InferenceServerClient(self.http_url, **kw)
 
+    # -- what the server holds ------------------------------------------------------------
+    def requests_held(self, model: str) -> tuple[int, int]:
+        """(pending, executing) for `model`, from the metrics endpoint: Triton's
+        `nv_inference_pending_request_count` (accepted, not yet on an instance) and kiln's
+        `kiln_inference_executing_request_count`."""
+        status, _, body = http_request(self.metrics_url, "GET", "/metrics")
+        assert status == 200, status
+        samples = parse_metrics(body.decode())
+        pending = metric(samples, "nv_inference_pending_request_count", model=model) or 0
+        executing = metric(samples, "kiln_inference_executing_request_count", model=model) or 0
+        return int(pending), int(executing)
+
+    def wait_held(self, model: str, pending: int | None = None, executing: int | None = None,
+                  timeout: float = 60.0) -> None:
+        """Waits until the server holds exactly `pending` queued and/or `executing` running
+        requests of `model`: how tests order requests without sleeping."""
+        def reached():
+            p, e = self.requests_held(model)
+            return (pending is None or p == pending) and (executing is None or e == executing)
+        wait_until(reached, timeout, interval=0.02,
+                   what=f"{model}: pending={pending} executing={executing} (now {self.requests_held(model)})")
+
     # -- lifecycle ------------------------------------------------------------------------
     def log(self) -> str:
         try:

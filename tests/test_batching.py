@@ -83,29 +83,35 @@ def test_incompatible_shapes_are_not_combined(copy_repo, kiln):
     assert int(stats(srv, "identity_fp32")["execution_count"]) == 2
 
 
-def staggered_slow_calls(srv, rounds, plan):
-    """Starts one slow_identity request per (key, delay) in `plan` from its own client,
-    each after its delay; returns {key: "ok" or the InferenceServerException}."""
+def ordered_slow_calls(srv, rounds, plan):
+    """Sends one slow_identity request per (key, priority, (pending, executing)) in `plan`,
+    each from its own client, in order: after sending one, waits until the server holds
+    that many requests (metrics), so the order of arrival is certain, not a matter of sleeps.
+    Returns ({key: "ok" or the InferenceServerException}, [keys in order of completion])."""
     x = np.ones((1, 4), np.float32)
-    outcome = {}
+    outcome, finished = {}, []
 
-    def call(key, delay):
-        time.sleep(delay)
+    def call(key, priority):
         client = srv.new_grpc_client()
         try:
-            client.infer("slow_identity", slow_inputs(grpcclient, x, rounds))
+            client.infer("slow_identity", slow_inputs(grpcclient, x, rounds), priority=priority)
             outcome[key] = "ok"
+            finished.append(key)
         except InferenceServerException as exc:
             outcome[key] = exc
         finally:
             client.close()
 
-    threads = [threading.Thread(target=call, args=step) for step in plan]
-    for t in threads:
+    threads = []
+    for key, priority, held in plan:
+        t = threading.Thread(target=call, args=(key, priority))
         t.start()
+        threads.append(t)
+        if held is not None:
+            srv.wait_held("slow_identity", *held)
     for t in threads:
-        t.join(timeout=60)
-    return outcome
+        t.join(timeout=120)
+    return outcome, finished
 
 
 def test_full_queue_answers_unavailable(copy_repo, kiln):
@@ -113,7 +119,7 @@ def test_full_queue_answers_unavailable(copy_repo, kiln):
     with_batching(repo, "slow_identity", "default_queue_policy { max_queue_size: 1 }")
     srv = kiln(repo, name="queue-full")
     rounds = calibrate(srv, target_s=1.0)
-    results = staggered_slow_calls(srv, rounds, [("running", 0), ("queued", 0.3), ("rejected", 0.6)])
+    results, _ = ordered_slow_calls(srv, rounds, [("running", 0, (0, 1)), ("queued", 0, (1, 1)), ("rejected", 0, None)])
     assert results["running"] == "ok" and results["queued"] == "ok", results
     rejected = results["rejected"]
     assert isinstance(rejected, InferenceServerException), results
@@ -126,7 +132,7 @@ def test_queue_timeout_rejects_waiting_requests(copy_repo, kiln):
     with_batching(repo, "slow_identity", "default_queue_policy { default_timeout_microseconds: 100000 }")
     srv = kiln(repo, name="queue-timeout")
     rounds = calibrate(srv, target_s=0.8)
-    outcome = staggered_slow_calls(srv, rounds, [("first", 0), ("waits", 0.2)])
+    outcome, _ = ordered_slow_calls(srv, rounds, [("first", 0, (0, 1)), ("waits", 0, None)])
     assert outcome["first"] == "ok"
     assert isinstance(outcome["waits"], InferenceServerException), outcome
     assert "timeout" in str(outcome["waits"]).lower()
@@ -136,27 +142,12 @@ def test_higher_priority_requests_run_first(copy_repo, kiln):
     repo = copy_repo("slow_identity")
     with_batching(repo, "slow_identity", "priority_levels: 2 default_priority_level: 2")
     srv = kiln(repo, name="priority")
-    # The blocker must still run when "high" is queued 0.4 s in, even when the client
-    # threads start late on a loaded machine (a CI run once saw "low" win at 0.8 s).
     rounds = calibrate(srv, target_s=2.0)
     x = np.ones((1, 4), np.float32)
-    finished = []
-
-    def call(key, delay, priority):
-        time.sleep(delay)
-        client = srv.new_grpc_client()
-        try:
-            client.infer("slow_identity", slow_inputs(grpcclient, x, rounds), priority=priority)
-            finished.append(key)
-        finally:
-            client.close()
-
-    plan = (("blocker", 0, 0), ("low", 0.2, 2), ("high", 0.4, 1))
-    threads = [threading.Thread(target=call, args=p) for p in plan]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    # "blocker" runs, "low" queues behind it, then "high" arrives: it must overtake "low".
+    plan = (("blocker", 0, (0, 1)), ("low", 2, (1, 1)), ("high", 1, (2, 1)))
+    outcome, finished = ordered_slow_calls(srv, rounds, plan)
+    assert all(v == "ok" for v in outcome.values()), outcome
     assert finished == ["blocker", "high", "low"], finished
     with pytest.raises(InferenceServerException) as exc:
         srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, 1), priority=3)

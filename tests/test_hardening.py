@@ -6,6 +6,12 @@ decompression bombs and amplifying messages, shared-memory abuse, slow and idle 
 shutdown with idle streams, and the answers that differed from Triton's. Sizes are scaled down
 with the limit flags where the default limits would need gigabytes; bench/reliability.sh runs
 the full-size attacks.
+
+The connection tests (slow heads, idle and aged connections, never-reading clients, the exit
+timeout) test features that are time limits by definition, so they wait on the clock; each
+bound they assert has a margin of 2x or more over the limit under test. Nothing here orders
+requests by sleeping: test_batching and test_shutdown do that through the pending/executing
+gauges.
 """
 from __future__ import annotations
 

@@ -62,6 +62,11 @@ def test_inference_metrics(server):
     for name in ("nv_inference_request_success", "nv_inference_count", "nv_inference_exec_count",
                  "nv_inference_request_duration_us"):
         assert f"# TYPE {name} counter" in text, f"{name} has no counter TYPE line"
+    # Every request answered: nothing pending or executing (the tests that order requests
+    # rely on these gauges: test_batching, test_shutdown).
+    for name in ("nv_inference_pending_request_count", "kiln_inference_executing_request_count"):
+        assert f"# TYPE {name} gauge" in text, f"{name} has no gauge TYPE line"
+        assert metric(after, name, **LABELS) == 0, text
 
 
 def test_failure_metric(server):

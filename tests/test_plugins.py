@@ -205,7 +205,7 @@ def test_hundred_hot_reloads_under_traffic_lose_no_request(plugins, kiln, tmp_pa
     threads = [threading.Thread(target=client_loop) for _ in range(2)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(answers) >= 20, 60, interval=0.02, what="clients answered")
     rss_before = _rss_kib(srv.proc.pid)
     admin = srv.new_grpc_client()
     config = repo / "scale" / "config.pbtxt"
@@ -214,7 +214,9 @@ def test_hundred_hot_reloads_under_traffic_lose_no_request(plugins, kiln, tmp_pa
         text = config.read_text()
         config.write_text(text.replace('"2" }', f'"{factor}" }}').replace('"3" }', f'"{factor}" }}'))
         admin.load_model("scale")
-    time.sleep(0.5)
+    # The clients keep calling past the last reload (its answers are checked too).
+    after_reloads = len(answers)
+    wait_until(lambda: len(answers) >= after_reloads + 20, 60, interval=0.02, what="answers after the reloads")
     stop.set()
     for t in threads:
         t.join(timeout=30)

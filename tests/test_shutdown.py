@@ -9,6 +9,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from kilnutil import wait_until
+
 
 def slow_inputs(mod, x, rounds):
     a = mod.InferInput("INPUT__0", list(x.shape), "FP32")
@@ -66,7 +68,10 @@ def test_sigterm_drains_in_flight_requests(copy_repo, kiln):
     threads = [threading.Thread(target=worker, args=(kind, i)) for i in range(6) for kind in ("grpc", "http")]
     for t in threads:
         t.start()
-    time.sleep(0.4)  # every request is on the wire and accepted by now; most are still queued
+    # Every request accepted: queued, executing or answered (an answered request is counted
+    # out of the gauges before its answer leaves, so none counts twice).
+    wait_until(lambda: sum(srv.requests_held("slow_identity")) + len(results) == len(threads), 60,
+               interval=0.02, what="all 12 requests accepted")
     t_term = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     for t in threads:

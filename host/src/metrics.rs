@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use kiln_scheduler::stats::RequestTiming;
 
@@ -19,6 +21,10 @@ pub struct Metrics {
     input_us: IntCounterVec,
     infer_us: IntCounterVec,
     output_us: IntCounterVec,
+    pending: IntGaugeVec,
+    /// Requests on an instance now (kiln-specific; with `pending`, what a
+    /// model version holds).
+    executing: IntGaugeVec,
     /// 1 for each model version that is READY (kiln-specific).
     ready: IntGaugeVec,
 }
@@ -33,17 +39,17 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
     c
 }
 
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &LABELS).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let ready = IntGaugeVec::new(
-            Opts::new("kiln_model_ready", "1 when the model version is READY"),
-            &LABELS,
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(ready.clone()))
-            .expect("metric registered once");
         Self {
             success: counter(
                 &registry,
@@ -90,7 +96,21 @@ impl Metrics {
                 "nv_inference_compute_output_duration_us",
                 "Cumulative inference compute output duration in microseconds",
             ),
-            ready,
+            pending: gauge(
+                &registry,
+                "nv_inference_pending_request_count",
+                "Instantaneous number of pending requests awaiting execution per-model",
+            ),
+            executing: gauge(
+                &registry,
+                "kiln_inference_executing_request_count",
+                "Instantaneous number of requests executing on the model's instances",
+            ),
+            ready: gauge(
+                &registry,
+                "kiln_model_ready",
+                "1 when the model version is READY",
+            ),
             registry,
         }
     }
@@ -109,6 +129,8 @@ impl Metrics {
             input_us: self.input_us.with_label_values(&l),
             infer_us: self.infer_us.with_label_values(&l),
             output_us: self.output_us.with_label_values(&l),
+            pending: self.pending.with_label_values(&l),
+            executing: self.executing.with_label_values(&l),
         }
     }
 
@@ -153,6 +175,8 @@ pub struct ModelMetrics {
     input_us: IntCounter,
     infer_us: IntCounter,
     output_us: IntCounter,
+    pending: IntGauge,
+    executing: IntGauge,
 }
 
 impl kiln_scheduler::stats::StatsObserver for ModelMetrics {
@@ -173,6 +197,14 @@ impl kiln_scheduler::stats::StatsObserver for ModelMetrics {
     fn execution(&self, batch_size: u64) {
         self.inference_count.inc_by(batch_size);
         self.exec_count.inc();
+    }
+
+    fn pending(&self, delta: i64) {
+        self.pending.add(delta);
+    }
+
+    fn executing(&self, delta: i64) {
+        self.executing.add(delta);
     }
 }
 

@@ -197,11 +197,17 @@ impl ModelRunner {
             deadline,
             reply,
         };
-        match self
+        // Counted before the push: an idle instance may take the job (and
+        // count it out) before `push` returns.
+        self.stats.pending(1);
+        let pushed = self
             .shared
             .queue
-            .push(job, priority - 1, level.max_queue_size)
-        {
+            .push(job, priority - 1, level.max_queue_size);
+        if pushed.is_err() {
+            self.stats.pending(-1);
+        }
+        match pushed {
             Ok(()) => {}
             Err(Refused::Full(_)) => {
                 return Err(KilnError::unavailable(format!(
@@ -225,12 +231,18 @@ impl ModelRunner {
     }
 }
 
-/// Answers jobs that can no longer run; true if the job is still wanted.
-fn still_wanted(job: Job, now: Instant) -> Option<Job> {
-    if job.reply.is_closed() {
-        return None; // the caller went away (cancelled)
+/// Answers jobs that can no longer run (and counts them out of the pending
+/// gauge); the job back if it is still wanted.
+fn still_wanted(shared: &Shared, job: Job, now: Instant) -> Option<Job> {
+    let cancelled = job.reply.is_closed(); // the caller went away
+    let expired = job.deadline.is_some_and(|d| now >= d);
+    if cancelled || expired {
+        shared.stats.pending(-1);
     }
-    if job.deadline.is_some_and(|d| now >= d) {
+    if cancelled {
+        return None;
+    }
+    if expired {
         let waited = now - job.enqueued;
         tracing::debug!(parent: &job.span, caller = ?job.ctx.identity, waited_us = waited.as_micros() as u64, "queue timeout");
         let _ = job.reply.send(Err(KilnError::unavailable(format!(
@@ -248,7 +260,7 @@ fn gather(shared: &Shared) -> Option<Vec<Job>> {
     let _one_gatherer = shared.gathering.lock();
     let first = loop {
         let job = shared.queue.pop()?;
-        if let Some(job) = still_wanted(job, Instant::now()) {
+        if let Some(job) = still_wanted(shared, job, Instant::now()) {
             break job;
         }
     };
@@ -272,7 +284,7 @@ fn gather(shared: &Shared) -> Option<Vec<Job>> {
         let Some(job) = shared.queue.pop_until(wait_until, &accept) else {
             break;
         };
-        if let Some(job) = still_wanted(job, Instant::now()) {
+        if let Some(job) = still_wanted(shared, job, Instant::now()) {
             size += job.items;
             jobs.push(job);
         }
@@ -323,6 +335,9 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
             span.follows_from(&job.span);
         }
         let _entered = span.enter();
+        let count = jobs.len() as i64;
+        shared.stats.pending(-count);
+        shared.stats.executing(count);
         let result = if jobs.len() == 1 {
             run(instance.as_mut(), &requests, &mut timings).map(|outputs| vec![outputs])
         } else {
@@ -335,6 +350,9 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
         if result.is_ok() {
             shared.stats.record_execution(total as u64, &timings);
         }
+        // Counted out before the answers go: a caller that has its answer
+        // never sees itself still counted.
+        shared.stats.executing(-count);
         match result {
             Ok(per_request) => {
                 for (job, outputs) in jobs.into_iter().zip(per_request) {

@@ -20,6 +20,11 @@ pub trait StatsObserver: Send + Sync + 'static {
     fn success(&self, timing: &RequestTiming);
     fn failure(&self);
     fn execution(&self, batch_size: u64);
+    /// Requests accepted and not yet executing changed by `delta` (Triton's
+    /// `nv_inference_pending_request_count`).
+    fn pending(&self, delta: i64);
+    /// Requests on an instance right now changed by `delta`.
+    fn executing(&self, delta: i64);
 }
 
 impl StatsObserver for Box<dyn StatsObserver> {
@@ -32,6 +37,12 @@ impl StatsObserver for Box<dyn StatsObserver> {
     fn execution(&self, batch_size: u64) {
         (**self).execution(batch_size)
     }
+    fn pending(&self, delta: i64) {
+        (**self).pending(delta)
+    }
+    fn executing(&self, delta: i64) {
+        (**self).executing(delta)
+    }
 }
 
 /// No observer.
@@ -39,6 +50,8 @@ impl StatsObserver for () {
     fn success(&self, _: &RequestTiming) {}
     fn failure(&self) {}
     fn execution(&self, _: u64) {}
+    fn pending(&self, _: i64) {}
+    fn executing(&self, _: i64) {}
 }
 
 /// A count and the total time of what it counts.
@@ -175,6 +188,18 @@ impl ModelStats {
         self.fail.add(1, total);
         self.last_inference_ms.store(now_ms(), Relaxed);
         self.observer.failure();
+    }
+
+    /// Requests entered (`delta` > 0) or left (`delta` < 0) the state
+    /// "accepted, not yet executing". Only the observer keeps the gauge: the
+    /// statistics extension has no such field.
+    pub(crate) fn pending(&self, delta: i64) {
+        self.observer.pending(delta);
+    }
+
+    /// Requests started (`delta` > 0) or finished (`delta` < 0) executing.
+    pub(crate) fn executing(&self, delta: i64) {
+        self.observer.executing(delta);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

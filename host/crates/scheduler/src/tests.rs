@@ -3,7 +3,7 @@
 //! probe waits on (never with sleeps), so every assertion is deterministic.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
@@ -13,8 +13,31 @@ use kiln_types::context::Protocol;
 use kiln_types::tensor::{DataType, Tensor};
 use kiln_types::{KilnError, ParamValue, RequestContext};
 
-use super::stats::ModelStats;
+use super::stats::{ModelStats, RequestTiming, StatsObserver};
 use super::ModelRunner;
+
+/// The two gauges the scheduler keeps through its observer.
+#[derive(Clone, Default)]
+struct Gauges(Arc<(AtomicI64, AtomicI64)>);
+
+impl Gauges {
+    /// (pending, executing)
+    fn now(&self) -> (i64, i64) {
+        (self.0 .0.load(SeqCst), self.0 .1.load(SeqCst))
+    }
+}
+
+impl StatsObserver for Gauges {
+    fn success(&self, _: &RequestTiming) {}
+    fn failure(&self) {}
+    fn execution(&self, _: u64) {}
+    fn pending(&self, delta: i64) {
+        self.0 .0.fetch_add(delta, SeqCst);
+    }
+    fn executing(&self, delta: i64) {
+        self.0 .1.fetch_add(delta, SeqCst);
+    }
+}
 
 /// Closed: the probe's executions wait until it opens.
 #[derive(Clone, Default)]
@@ -85,6 +108,7 @@ struct Harness {
     gate: Gate,
     entered: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<Vec<f32>>>>,
+    gauges: Gauges,
 }
 
 fn start(extra: &str, instances: usize) -> Harness {
@@ -100,12 +124,15 @@ fn start(extra: &str, instances: usize) -> Harness {
             }) as Box<dyn Backend>
         })
         .collect();
-    let runner = ModelRunner::start(spec(extra), 1, backends, ModelStats::new(())).unwrap();
+    let gauges = Gauges::default();
+    let runner =
+        ModelRunner::start(spec(extra), 1, backends, ModelStats::new(gauges.clone())).unwrap();
     Harness {
         runner,
         gate,
         entered,
         log,
+        gauges,
     }
 }
 
@@ -320,4 +347,30 @@ async fn stopping_finishes_every_queued_request() {
     assert_eq!(h.executions().len(), 6);
     let e = h.submit(9.0, 1, &[]).await.unwrap().unwrap_err();
     assert!(e.message().contains("is unloading"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gauges_count_waiting_and_executing_requests() {
+    let h = start(
+        "dynamic_batching { default_queue_policy { max_queue_size: 2 timeout_action: REJECT default_timeout_microseconds: 60000000 allow_timeout_override: true } }",
+        1,
+    );
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    assert_eq!(h.gauges.now(), (0, 1));
+    let waiting = h.submit(1.0, 1, &[]);
+    let expires = h.submit(2.0, 1, &[("timeout", ParamValue::Int(1000))]);
+    h.until_queued(2).await;
+    assert_eq!(h.gauges.now(), (2, 1));
+    // Refused by the full queue: never counted.
+    h.submit(3.0, 1, &[]).await.unwrap().unwrap_err();
+    assert_eq!(h.gauges.now(), (2, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    waiting.await.unwrap().unwrap();
+    let e = expires.await.unwrap().unwrap_err();
+    assert!(e.message().contains("request timeout expired"), "{e}");
+    // Counted out before the answer went.
+    assert_eq!(h.gauges.now(), (0, 0));
 }
