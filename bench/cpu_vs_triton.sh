@@ -17,6 +17,7 @@
 #   bash bench/cpu_vs_triton.sh         # here; needs scripts/setup.sh and cargo build --release
 #
 # Env: CONCURRENCY (default "1 2 4"), OUT (default target/bench-cpu), IDLE_WAIT_S (1200),
+#      KILN_BIN (default target/release/kiln; another build for a before/after run),
 #      OTHER_MAX_PCT (5), SERVER_ENV: VAR=VALUE words for both servers, e.g. OMP_NUM_THREADS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +52,8 @@ done
   echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB,"\
        "Debian $(cat /etc/debian_version), kernel $(uname -r)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- kiln: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host 2>/dev/null || echo ' + uncommitted host/ changes'),"\
-       "target/release/kiln built $(date -u -r "$kiln_bin" +%Y-%m-%dT%H:%MZ), libtorch $("$py" -c 'import torch; print(torch.__version__)')"
+  echo "- kiln: ${KILN_BIN:+$KILN_BIN (KILN_BIN), not }$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host 2>/dev/null || echo ' + uncommitted host/ changes'),"\
+       "$kiln_bin built $(date -u -r "$kiln_bin" +%Y-%m-%dT%H:%MZ), libtorch $("$py" -c 'import torch; print(torch.__version__)')"
   echo "- Triton: $(cat ~/.cache/kiln-tools/triton-reference/.kiln-installed) (Python backend only: no PyTorch backend)"
   echo "- perf_analyzer $(sed 's/^perf_analyzer //' ~/.cache/kiln-tools/perf_analyzer/.kiln-installed), ${PA_ARGS[*]}, --concurrency-range C:C for C in $CONCURRENCY"
   echo "- server environment: ${SERVER_ENV:-default (libtorch and torch use OpenMP with $("$py" -c 'import torch; print(torch.get_num_threads())') threads)}"

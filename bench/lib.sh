@@ -22,7 +22,8 @@ bench_device_setup() {
 # bench_local_setup: the development machine (Debian 12, no GPU): the project's
 # .venv (torch, tritonclient), perf_analyzer and the real Triton 2.51 from
 # ../shared/tools (installed if missing; both installers skip finished steps),
-# and the locally built target/release/kiln (its RUNPATH finds .venv's libtorch).
+# and the locally built target/release/kiln (its RUNPATH finds .venv's libtorch),
+# or the binary named by KILN_BIN (an older build, for before/after runs).
 # Sets: site, out, py, pa, triton_run, kiln_bin, kiln_ld.
 bench_local_setup() {
   py=$PWD/.venv/bin/python
@@ -34,7 +35,7 @@ bench_local_setup() {
   bash ../shared/tools/triton-reference/install.sh >&2
   pa=$HOME/.cache/kiln-tools/perf_analyzer/bin/perf_analyzer
   triton_run=$(cd ../shared/tools/triton-reference && pwd)/run.sh
-  kiln_bin=$PWD/target/release/kiln
+  kiln_bin=${KILN_BIN:-$PWD/target/release/kiln}
   kiln_ld=${LD_LIBRARY_PATH:-}
   [[ -x $kiln_bin ]] || { echo "no $kiln_bin: cargo build --release first" >&2; return 1; }
 }
