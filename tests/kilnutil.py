@@ -68,6 +68,16 @@ def http_json(hostport: str, method: str, path: str, body=None, headers=None) ->
     return status, parsed
 
 
+def add_sub_inputs(mod, a, b) -> list:
+    """INPUT0 = a and INPUT1 = b as FP32 inputs of `mod` (tritonclient.grpc or tritonclient.http)."""
+    inputs = []
+    for name, arr in (("INPUT0", a), ("INPUT1", b)):
+        inp = mod.InferInput(name, list(arr.shape), "FP32")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    return inputs
+
+
 def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "condition"):
     """Poll pred() until it returns a truthy value; return it. Raise AssertionError on timeout."""
     deadline = time.monotonic() + timeout
@@ -340,7 +350,8 @@ def copy_models(src_repo: pathlib.Path, dst_repo: pathlib.Path, names: Iterable[
     return dst_repo
 
 
-def run_check(repo: os.PathLike, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """`kiln check DIR`, stdout and stderr together in .stdout."""
-    return subprocess.run([str(kiln_bin()), "check", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def run_check(*args: os.PathLike | str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """`kiln check ARGS` (a repository dir and/or `--tenants FILE`), stdout and stderr together
+    in .stdout."""
+    return subprocess.run([str(kiln_bin()), "check", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn")))

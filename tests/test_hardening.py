@@ -35,7 +35,7 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import http_request
+from kilnutil import add_sub_inputs, http_request
 
 MAX_MSG = 2**31 - 1
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -90,12 +90,7 @@ def field(number: int, payload: bytes) -> bytes:
 
 
 def add_sub_grpc_inputs(a, b):
-    inputs = []
-    for name, arr in (("INPUT0", a), ("INPUT1", b)):
-        inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
-        inp.set_data_from_numpy(arr)
-        inputs.append(inp)
-    return inputs
+    return add_sub_inputs(grpcclient, a, b)
 
 
 @pytest.fixture(scope="module")

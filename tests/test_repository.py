@@ -12,7 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from kilnutil import http_request, kiln_bin, run_check, wait_until
+from kilnutil import add_sub_inputs, http_request, kiln_bin, run_check, wait_until
 
 RNG = np.random.default_rng(7)
 POLL_ARGS = ("--model-control-mode", "poll", "--repository-poll-secs", "1")
@@ -30,12 +30,7 @@ def identity_infer(client, x, model="identity_fp32", version=""):
 
 
 def add_sub_infer(client, a, b):
-    inputs = []
-    for name, arr in (("INPUT0", a), ("INPUT1", b)):
-        inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
-        inp.set_data_from_numpy(arr)
-        inputs.append(inp)
-    return client.infer("add_sub", inputs)
+    return client.infer("add_sub", add_sub_inputs(grpcclient, a, b))
 
 
 def index_entries(client, name):

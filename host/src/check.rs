@@ -1,6 +1,8 @@
 //! `kiln check DIR`: validates a repository without serving it. Parses every
 //! config.pbtxt, applies the version policy and loads each selected version's
 //! TorchScript file on the CPU, then prints one row per model version.
+//! `kiln check --tenants FILE` validates a tenants file the way serving
+//! would read it.
 
 use std::path::Path;
 
@@ -68,6 +70,23 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// Validates the tenants file; prints its tenants or the error. True if valid.
+pub fn check_tenants(file: &Path) -> bool {
+    match kiln_tenancy::Tenants::read(file) {
+        Ok(tenants) => {
+            println!("{}: OK, {} tenant(s)", file.display(), tenants.len());
+            for t in tenants.iter() {
+                println!("  {}  scopes {:?}", t.name, t.scopes);
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
 }
 
 pub fn print_table(rows: &[Row]) {

@@ -21,10 +21,15 @@ struct Cli {
 enum Command {
     /// Serve a model repository.
     Serve(Box<kiln::settings::ServeArgs>),
-    /// Validate a model repository and print a table of models and versions.
+    /// Validate a model repository (a table of models and versions) and/or
+    /// a tenants file.
     Check {
         /// The model repository.
-        dir: PathBuf,
+        #[arg(required_unless_present = "tenants")]
+        dir: Option<PathBuf>,
+        /// A tenants file to validate.
+        #[arg(long)]
+        tenants: Option<PathBuf>,
     },
 }
 
@@ -68,19 +73,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { dir } => match kiln::check::check_repository(&dir) {
-            Ok(rows) => {
-                kiln::check::print_table(&rows);
-                if rows.iter().all(|r| r.status == "OK") && !rows.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+        Command::Check { dir, tenants } => {
+            let mut ok = true;
+            if let Some(file) = tenants {
+                ok &= kiln::check::check_tenants(&file);
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
+            if let Some(dir) = dir {
+                ok &= match kiln::check::check_repository(&dir) {
+                    Ok(rows) => {
+                        kiln::check::print_table(&rows);
+                        rows.iter().all(|r| r.status == "OK") && !rows.is_empty()
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        false
+                    }
+                };
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::FAILURE
             }
-        },
+        }
     }
 }

@@ -21,11 +21,16 @@ use kiln_kserve::shared_memory::SharedMemory;
 use kiln_kserve::transport::Listener;
 use kiln_kserve::{grpc, http, ServerState};
 use kiln_repository::{ControlMode, LocalRepository, ModelRegistry};
+use kiln_tenancy::TenantsWatch;
 
 /// Instances get at least this long to stop, even when the exit timeout
 /// was spent on draining connections: a GPU instance freed after CUDA's exit
 /// handlers ran aborts the process.
 const MIN_INSTANCE_STOP: Duration = Duration::from_secs(5);
+
+/// How often the tenants file is looked at: a rotated key is in force
+/// within this long. Reading a small file once a second costs nothing.
+const TENANTS_POLL: Duration = Duration::from_secs(1);
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     let addr: SocketAddr = format!("{host}:{port}")
@@ -66,6 +71,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .model_repository
         .canonicalize()
         .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
+    // A broken tenants file stops the start: serving nobody or everybody
+    // instead would be worse than not serving.
+    let tenants = match &settings.tenants {
+        Some(file) => {
+            let watch = TenantsWatch::open(file).context("--tenants")?;
+            tracing::info!(file = %file.display(), tenants = watch.current().len(), "tenants file in force");
+            Some(Arc::new(watch))
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let registry = ModelRegistry::new(
         LocalRepository::new(&repo),
@@ -123,11 +138,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ));
     let grpc_router = admission::apply(
         grpc_router,
-        Admission::new(Wire::Grpc, settings.grpc_restricted.clone()),
+        Admission::new(
+            Wire::Grpc,
+            settings.grpc_restricted.clone(),
+            tenants.clone(),
+        ),
     );
     let http_router = admission::apply(
         http::router(state.clone()),
-        Admission::new(Wire::Http, settings.http_restricted.clone()),
+        Admission::new(
+            Wire::Http,
+            settings.http_restricted.clone(),
+            tenants.clone(),
+        ),
     );
     let metrics_router = crate::metrics::router(metrics);
     let servers = {
@@ -170,6 +193,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     tracing::info!("kiln ready");
+
+    if let Some(tenants) = tenants {
+        let stopping = state.stopping();
+        tokio::spawn(async move {
+            tokio::pin!(stopping);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(TENANTS_POLL) => {
+                        let tenants = tenants.clone();
+                        // Outcomes are logged by the watch itself.
+                        let _ = tokio::task::spawn_blocking(move || tenants.reload_if_changed()).await;
+                    }
+                    _ = &mut stopping => break,
+                }
+            }
+        });
+    }
 
     if settings.model_control_mode == ControlMode::Poll {
         let registry = registry.clone();

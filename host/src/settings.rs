@@ -66,6 +66,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub exit_timeout_secs: Option<u64>,
 
+    // ---- tenants
+    /// The tenants file (TOML): who may call, with which API keys, to do
+    /// what. Without it every caller is anonymous and may do everything (as
+    /// in Triton). Re-read every second while serving; a file that fails to
+    /// validate keeps the previous one in force. See README "Tenants".
+    #[arg(long)]
+    pub tenants: Option<PathBuf>,
+
     // ---- restricted APIs (Triton's flags and syntax)
     /// `<api>[,<api>...]:<header>=<value>`: requests to these gRPC API groups
     /// must carry the header with that value. Groups: health, metadata,
@@ -174,6 +182,7 @@ impl ServeArgs {
             file,
             [
                 model_repository,
+                tenants,
                 host,
                 http_port,
                 grpc_port,
@@ -212,6 +221,7 @@ impl ServeArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub model_repository: PathBuf,
+    pub tenants: Option<PathBuf>,
     pub host: String,
     pub http_port: u16,
     pub grpc_port: u16,
@@ -251,6 +261,7 @@ impl Settings {
         let file = ServeArgs {
             model_repository: file.model_repository.map(|p| file_dir.join(p)),
             port_file: file.port_file.map(|p| file_dir.join(p)),
+            tenants: file.tenants.map(|p| file_dir.join(p)),
             ..file
         };
         let a = args.or_file(file);
@@ -304,6 +315,7 @@ impl Settings {
         };
         Ok(Self {
             model_repository,
+            tenants: a.tenants,
             host: a.host.unwrap_or_else(|| "0.0.0.0".into()),
             http_port: a.http_port.unwrap_or(8000),
             grpc_port: a.grpc_port.unwrap_or(8001),
@@ -354,7 +366,7 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("kiln.toml");
-        std::fs::write(&file, "model_repository = \"models\"\nhttp_port = 9000\ngrpc_port = 9001\nmodel_control_mode = \"poll\"\nmax_request_inputs = 7\nhttp_restricted_api = [\"shared-memory:admin=s3cret\"]\n").unwrap();
+        std::fs::write(&file, "model_repository = \"models\"\nhttp_port = 9000\ngrpc_port = 9001\nmodel_control_mode = \"poll\"\nmax_request_inputs = 7\nhttp_restricted_api = [\"shared-memory:admin=s3cret\"]\ntenants = \"tenants.toml\"\n").unwrap();
         let s = Settings::resolve(ServeArgs {
             config: Some(file),
             grpc_port: Some(7001),
@@ -363,6 +375,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.model_repository, tmp.path().join("models"));
+        assert_eq!(s.tenants, Some(tmp.path().join("tenants.toml")));
         assert_eq!(
             (s.http_port, s.grpc_port, s.metrics_port),
             (9000, 7001, 8002)

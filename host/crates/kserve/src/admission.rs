@@ -4,60 +4,237 @@
 //!
 //! 1. the caller is identified: the [`RequestContext`] handlers read (an
 //!    [`axum::Extension`] over HTTP, a request extension over gRPC) is made
-//!    here and nowhere else;
-//! 2. the request is authorized: today the operator's restricted APIs
-//!    (Triton's `--grpc-restricted-protocol` / `--http-restricted-api`,
-//!    [`Restrictions`]); tenancy's credentials and scopes join this step;
-//! 3. admission quotas (tenancy) will be taken;
-//! 4. the request's tracing span opens; the handler, the pipeline and the
+//!    here and nowhere else. With a tenants file (kiln-tenancy) the caller
+//!    is the tenant whose API key is sent as `Authorization: Bearer <key>`
+//!    (HTTP header, gRPC metadata `authorization`); without one, anonymous
+//!    (or the unverified `kiln-tenant` header's name);
+//! 2. the request is authorized: the tenant's scopes (see [`required`]),
+//!    then the operator's restricted APIs (Triton's
+//!    `--grpc-restricted-protocol` / `--http-restricted-api`, [`Restrictions`]);
+//! 3. the request's tracing span opens; the handler, the pipeline and the
 //!    scheduler job (to the backend thread) all run inside it.
 //!
 //! A refused request never reaches a handler: gRPC gets a trailers-only
-//! status, HTTP a JSON error (see [`refusal`]).
+//! status, HTTP a JSON error (see [`Refusal`]). Server health (live, ready,
+//! grpc.health) stays open to everyone, so probes need no credentials.
 
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use kiln_types::context::{Protocol, RequestContext, TENANT_HEADER};
+use kiln_tenancy::{Scope, TenantsWatch};
+use kiln_types::context::{Identity, Protocol, RequestContext, TENANT_HEADER};
 use tracing::Instrument;
 
-use super::restricted::{Api, Restrictions, Wire};
+use crate::log_limit::RateLimitedLog;
+use crate::restricted::{Api, Restrictions, Wire};
 
 /// A listener's admission rules.
-#[derive(Debug)]
 pub struct Admission {
     wire: Wire,
     restrictions: Restrictions,
+    /// The tenants file in force, when kiln runs with one.
+    tenants: Option<Arc<TenantsWatch>>,
+    /// Authentication failures, logged at most once a second.
+    failures: RateLimitedLog,
 }
 
-impl Admission {
-    pub fn new(wire: Wire, restrictions: Restrictions) -> Self {
-        Self { wire, restrictions }
-    }
+/// What a route asks of a caller when tenants are configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Server health: anyone.
+    Open,
+    /// A tenant with this scope.
+    Scope(Scope),
+    /// A route kiln does not serve: any tenant (the handler answers 404 /
+    /// UNIMPLEMENTED, to authenticated callers only).
+    Tenant,
+}
 
-    /// The API group a request path belongs to.
-    fn api(&self, path: &str) -> Option<Api> {
-        match self.wire {
-            Wire::Grpc => Api::of_grpc_path(path),
-            Wire::Http => Api::of_http_path(path),
+/// The scope each route needs. Triton's API groups decide, with two
+/// refinements: a model's readiness says whether it exists, so it is
+/// `metadata` (and goes through the tenant's namespace) where server
+/// readiness is open; the repository index is `metadata`, loading and
+/// unloading `model-control`.
+pub fn required(wire: Wire, path: &str) -> Need {
+    let api = match wire {
+        Wire::Grpc => Api::of_grpc_path(path),
+        Wire::Http => Api::of_http_path(path),
+    };
+    let method = path.rsplit('/').next().unwrap_or_default();
+    match api {
+        Some(Api::Health) => match wire {
+            Wire::Grpc if method == "ModelReady" => Need::Scope(Scope::Metadata),
+            Wire::Http if path.starts_with("/v2/models/") => Need::Scope(Scope::Metadata),
+            _ => Need::Open,
+        },
+        Some(Api::Metadata | Api::ModelConfig) => Need::Scope(Scope::Metadata),
+        Some(Api::Inference) => Need::Scope(Scope::Infer),
+        Some(Api::SharedMemory) => Need::Scope(Scope::SharedMemory),
+        Some(Api::ModelRepository) => match (wire, method) {
+            (Wire::Grpc, "RepositoryIndex") | (Wire::Http, "index") => Need::Scope(Scope::Metadata),
+            _ => Need::Scope(Scope::ModelControl),
+        },
+        Some(Api::Statistics) => Need::Scope(Scope::Statistics),
+        Some(Api::Trace | Api::Logging) => Need::Scope(Scope::Admin),
+        None => Need::Tenant,
+    }
+}
+
+/// Why a request was refused, and how each protocol says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credential, or one no tenant has: gRPC UNAUTHENTICATED, HTTP 401
+    /// with `WWW-Authenticate: Bearer`.
+    Unauthenticated(String),
+    /// The tenant lacks the route's scope: PERMISSION_DENIED / 403.
+    PermissionDenied(String),
+    /// A restricted API without its header, answered as Triton does:
+    /// UNAVAILABLE / 403.
+    Restricted(String),
+}
+
+impl Refusal {
+    fn message(&self) -> &str {
+        match self {
+            Refusal::Unauthenticated(m) | Refusal::PermissionDenied(m) | Refusal::Restricted(m) => {
+                m
+            }
         }
     }
 
-    /// Who is calling, from what the request carries.
-    fn identify(&self, headers: &http::HeaderMap) -> RequestContext {
-        let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
-        let protocol = match self.wire {
-            Wire::Grpc => Protocol::Grpc,
-            Wire::Http => Protocol::Http,
-        };
-        RequestContext::new(protocol, tenant)
+    fn into_response(self, wire: Wire) -> Response {
+        match wire {
+            Wire::Grpc => match self {
+                Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+                Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m),
+                Refusal::Restricted(m) => tonic::Status::unavailable(m),
+            }
+            .into_http(),
+            Wire::Http => {
+                let (status, challenge) = match &self {
+                    // RFC 6750: an invalid token names the error.
+                    Refusal::Unauthenticated(m) if m.starts_with(UNKNOWN_KEY) => (
+                        http::StatusCode::UNAUTHORIZED,
+                        Some(r#"Bearer realm="kiln", error="invalid_token""#),
+                    ),
+                    Refusal::Unauthenticated(_) => (
+                        http::StatusCode::UNAUTHORIZED,
+                        Some(r#"Bearer realm="kiln""#),
+                    ),
+                    Refusal::PermissionDenied(_) | Refusal::Restricted(_) => {
+                        (http::StatusCode::FORBIDDEN, None)
+                    }
+                };
+                let body = serde_json::json!({ "error": self.message() }).to_string();
+                let mut response = http::Response::builder()
+                    .status(status)
+                    .header(http::header::CONTENT_TYPE, "application/json");
+                if let Some(challenge) = challenge {
+                    response = response.header(http::header::WWW_AUTHENTICATE, challenge);
+                }
+                response
+                    .body(axum::body::Body::from(body))
+                    .expect("a valid response")
+            }
+        }
+    }
+}
+
+const NO_KEY: &str = "no credentials: send 'Authorization: Bearer <API key>'";
+const UNKNOWN_KEY: &str = "unknown credentials";
+
+/// The token of an `Authorization: Bearer <token>` header (scheme
+/// case-insensitive, RFC 6750).
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl Admission {
+    pub fn new(wire: Wire, restrictions: Restrictions, tenants: Option<Arc<TenantsWatch>>) -> Self {
+        Self {
+            wire,
+            restrictions,
+            tenants,
+            failures: RateLimitedLog::default(),
+        }
     }
 
-    /// Whether the caller may use `api`; the refusal's message if not.
-    fn authorize(&self, api: Option<Api>, headers: &http::HeaderMap) -> Result<(), String> {
-        self.restrictions.check(api, headers)
+    fn protocol(&self) -> Protocol {
+        match self.wire {
+            Wire::Grpc => Protocol::Grpc,
+            Wire::Http => Protocol::Http,
+        }
+    }
+
+    /// Who is calling and whether they may make this request.
+    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<RequestContext, Refusal> {
+        let identity = match &self.tenants {
+            None => match headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()) {
+                Some(name) if !name.is_empty() => Identity::Claimed(name.to_string()),
+                _ => Identity::Anonymous,
+            },
+            Some(tenants) => match required(self.wire, path) {
+                Need::Open => Identity::Anonymous,
+                need => Identity::Tenant(self.authenticate(tenants, need, headers)?),
+            },
+        };
+        self.restrictions
+            .check(
+                match self.wire {
+                    Wire::Grpc => Api::of_grpc_path(path),
+                    Wire::Http => Api::of_http_path(path),
+                },
+                headers,
+            )
+            .map_err(Refusal::Restricted)?;
+        Ok(RequestContext::new(self.protocol(), identity))
+    }
+
+    /// The tenant the request's API key belongs to, if it may do `need`.
+    fn authenticate(
+        &self,
+        tenants: &TenantsWatch,
+        need: Need,
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<str>, Refusal> {
+        let what = match self.wire {
+            Wire::Grpc => "grpc admission",
+            Wire::Http => "http admission",
+        };
+        let Some(key) = bearer(headers) else {
+            self.failures
+                .warn(what, format_args!("authentication failed: {NO_KEY}"));
+            return Err(Refusal::Unauthenticated(NO_KEY.into()));
+        };
+        let current = tenants.current();
+        let Some(tenant) = current.by_api_key(key) else {
+            self.failures.warn(
+                what,
+                format_args!(
+                    "authentication failed: an API key no tenant has ({:?})",
+                    kiln_tenancy::KeyDigest::of_key(key)
+                ),
+            );
+            return Err(Refusal::Unauthenticated(format!(
+                "{UNKNOWN_KEY}: the API key belongs to no tenant"
+            )));
+        };
+        if let Need::Scope(scope) = need {
+            if !tenant.scopes.contains(scope) {
+                return Err(Refusal::PermissionDenied(format!(
+                    "tenant '{}' lacks the scope '{scope}' this API needs",
+                    tenant.name
+                )));
+            }
+        }
+        Ok(tenant.name.clone())
     }
 }
 
@@ -74,36 +251,27 @@ async fn admit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let api = admission.api(request.uri().path());
-    let ctx = admission.identify(request.headers());
+    let path = request.uri().path();
+    let api = match admission.wire {
+        Wire::Grpc => Api::of_grpc_path(path),
+        Wire::Http => Api::of_http_path(path),
+    };
     let span = tracing::info_span!(
         "request",
-        protocol = ?ctx.protocol,
+        protocol = ?admission.protocol(),
         api = api.map_or("unknown", Api::name),
-        caller = ?ctx.identity,
+        caller = tracing::field::Empty,
     );
-    if let Err(message) = admission.authorize(api, request.headers()) {
-        span.in_scope(|| tracing::debug!("refused: {message}"));
-        return refusal(admission.wire, message);
-    }
+    let ctx = match admission.admit(path, request.headers()) {
+        Ok(ctx) => ctx,
+        Err(refusal) => {
+            span.in_scope(|| tracing::debug!("refused: {}", refusal.message()));
+            return refusal.into_response(admission.wire);
+        }
+    };
+    span.record("caller", tracing::field::debug(&ctx.identity));
     request.extensions_mut().insert(ctx);
     next.run(request).instrument(span).await
-}
-
-/// gRPC: a trailers-only UNAVAILABLE answer (Triton's code for a restricted
-/// protocol); HTTP: 403 with `{"error": ...}`.
-fn refusal(wire: Wire, message: String) -> Response {
-    match wire {
-        Wire::Grpc => tonic::Status::unavailable(message).into_http(),
-        Wire::Http => {
-            let body = serde_json::json!({ "error": message }).to_string();
-            http::Response::builder()
-                .status(http::StatusCode::FORBIDDEN)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(axum::body::Body::from(body))
-                .expect("a valid response")
-        }
-    }
 }
 
 /// The context admission gave a gRPC request. Every listener is built with
@@ -132,6 +300,15 @@ mod tests {
     /// A router whose handlers answer with the caller admission saw, and
     /// count how often a handler ran.
     fn router(wire: Wire, restricted: &[&str], ran: Arc<AtomicUsize>) -> Router {
+        router_with(wire, restricted, None, ran)
+    }
+
+    fn router_with(
+        wire: Wire,
+        restricted: &[&str],
+        tenants: Option<Arc<TenantsWatch>>,
+        ran: Arc<AtomicUsize>,
+    ) -> Router {
         let echo = move |Extension(ctx): Extension<RequestContext>| {
             let ran = ran.clone();
             async move {
@@ -142,24 +319,46 @@ mod tests {
         let router = Router::new()
             .route("/v2/health/live", get(echo.clone()))
             .route("/v2/repository/index", get(echo.clone()))
+            .route("/v2/repository/models/m/load", get(echo.clone()))
+            .route("/v2/models/m/ready", get(echo.clone()))
+            .route("/v2/models/m/infer", get(echo.clone()))
+            .route(
+                "/inference.GRPCInferenceService/ServerLive",
+                get(echo.clone()),
+            )
             .route("/inference.GRPCInferenceService/ModelInfer", get(echo));
         let flags: Vec<String> = restricted.iter().map(|s| s.to_string()).collect();
         apply(
             router,
-            Admission::new(wire, Restrictions::parse(wire, &flags).unwrap()),
+            Admission::new(wire, Restrictions::parse(wire, &flags).unwrap(), tenants),
         )
     }
 
-    async fn call(router: &Router, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    /// The response to a GET of `path` with `headers`.
+    async fn send(router: &Router, path: &str, headers: &[(&str, &str)]) -> Response {
         let mut request = http::Request::get(path);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = router
+        router
             .clone()
             .oneshot(request.body(Body::empty()).unwrap())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A gRPC response's status code (None: OK, the handler answered).
+    async fn grpc_status(router: &Router, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let response = send(router, path, headers).await;
+        assert_eq!(response.status().as_u16(), 200, "gRPC answers HTTP 200");
+        response
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    async fn call(router: &Router, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let response = send(router, path, headers).await;
         let status = response.status().as_u16();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -176,7 +375,7 @@ mod tests {
         let (_, body) = call(&r, "/v2/repository/index", &[(TENANT_HEADER, "team-a")]).await;
         assert_eq!(
             body,
-            format!("Http {:?}", Identity::Tenant("team-a".into()))
+            format!("Http {:?}", Identity::Claimed("team-a".into()))
         );
         assert_eq!(ran.load(SeqCst), 2);
     }
@@ -204,17 +403,8 @@ mod tests {
     async fn grpc_refusals_are_grpc_statuses() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = router(Wire::Grpc, &["inference:k=v"], ran.clone());
-        let response = r
-            .clone()
-            .oneshot(
-                http::Request::get("/inference.GRPCInferenceService/ModelInfer")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        assert_eq!(response.headers()["grpc-status"], "14"); // UNAVAILABLE
+        let infer = "/inference.GRPCInferenceService/ModelInfer";
+        assert_eq!(grpc_status(&r, infer, &[]).await.as_deref(), Some("14")); // UNAVAILABLE
         assert_eq!(ran.load(SeqCst), 0);
         let (_, body) = call(
             &r,
@@ -223,5 +413,203 @@ mod tests {
         )
         .await;
         assert_eq!(body, "Grpc Anonymous");
+    }
+
+    // printf %s alpha | sha256sum ; printf %s beta | sha256sum
+    const ALPHA: &str = "sha256:8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8";
+    const BETA: &str = "sha256:f44e64e75f3948e9f73f8dfa94721c4ce8cbb4f265c4790c702b2d41cfbf2753";
+
+    fn tenants(dir: &std::path::Path) -> Arc<TenantsWatch> {
+        let file = dir.join("tenants.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\", \"metadata\"]\n\
+                 [[tenant]]\nname = \"b\"\napi_keys = [\"{BETA}\"]\nscopes = [\"model-control\"]\n"
+            ),
+        )
+        .unwrap();
+        Arc::new(TenantsWatch::open(&file).unwrap())
+    }
+
+    #[tokio::test]
+    async fn with_tenants_a_key_names_the_caller_and_its_scopes_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = router_with(Wire::Http, &[], Some(tenants(dir.path())), ran.clone());
+        let alpha = [("authorization", "Bearer alpha")];
+        // Health needs nothing; a model's readiness needs `metadata`.
+        assert_eq!(
+            call(&r, "/v2/health/live", &[]).await,
+            (200, "Http Anonymous".into())
+        );
+        let (status, body) = call(&r, "/v2/models/m/ready", &alpha).await;
+        assert_eq!(
+            (status, body),
+            (200, format!("Http {:?}", Identity::Tenant("a".into())))
+        );
+        assert_eq!(
+            call(
+                &r,
+                "/v2/models/m/infer",
+                &[("authorization", "bearer alpha")]
+            )
+            .await
+            .0,
+            200
+        );
+        // The unverified header is ignored once tenants are configured.
+        let (_, body) = call(
+            &r,
+            "/v2/repository/index",
+            &[("authorization", "Bearer alpha"), (TENANT_HEADER, "b")],
+        )
+        .await;
+        assert_eq!(body, format!("Http {:?}", Identity::Tenant("a".into())));
+        assert_eq!(ran.load(SeqCst), 4);
+
+        let (status, body) = call(&r, "/v2/repository/models/m/load", &alpha).await;
+        assert_eq!(status, 403);
+        assert!(
+            body.contains("tenant 'a' lacks the scope 'model-control'"),
+            "{body}"
+        );
+        let (status, _) = call(
+            &r,
+            "/v2/repository/models/m/load",
+            &[("authorization", "Bearer beta")],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            call(
+                &r,
+                "/v2/models/m/infer",
+                &[("authorization", "Bearer beta")]
+            )
+            .await
+            .0,
+            403
+        );
+        assert_eq!(ran.load(SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn missing_or_unknown_keys_are_401_with_a_bearer_challenge() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = router_with(Wire::Http, &[], Some(tenants(dir.path())), ran.clone());
+        for (headers, challenge) in [
+            (&[][..], r#"Bearer realm="kiln""#),
+            (
+                &[("authorization", "Basic YWxwaGE=")][..],
+                r#"Bearer realm="kiln""#,
+            ),
+            (
+                &[("authorization", "Bearer gamma")][..],
+                r#"Bearer realm="kiln", error="invalid_token""#,
+            ),
+        ] {
+            let response = send(&r, "/v2/models/m/infer", headers).await;
+            assert_eq!(response.status().as_u16(), 401);
+            assert_eq!(response.headers()["www-authenticate"], challenge);
+        }
+        assert_eq!(ran.load(SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn grpc_tenant_refusals_are_unauthenticated_and_permission_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = router_with(Wire::Grpc, &[], Some(tenants(dir.path())), ran.clone());
+        let infer = "/inference.GRPCInferenceService/ModelInfer";
+        assert_eq!(grpc_status(&r, infer, &[]).await.as_deref(), Some("16"));
+        let beta = [("authorization", "Bearer beta")];
+        assert_eq!(grpc_status(&r, infer, &beta).await.as_deref(), Some("7"));
+        let alpha = [("authorization", "Bearer alpha")];
+        assert_eq!(grpc_status(&r, infer, &alpha).await, None);
+        let live = "/inference.GRPCInferenceService/ServerLive";
+        assert_eq!(grpc_status(&r, live, &[]).await, None);
+        assert_eq!(ran.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn every_route_maps_to_the_scope_it_needs() {
+        use Need::*;
+        let cases = [
+            (Wire::Http, "/v2/health/ready", Open),
+            (Wire::Http, "/v2", Scope(kiln_tenancy::Scope::Metadata)),
+            (
+                Wire::Http,
+                "/v2/models/m/versions/1/ready",
+                Scope(kiln_tenancy::Scope::Metadata),
+            ),
+            (
+                Wire::Http,
+                "/v2/models/m/config",
+                Scope(kiln_tenancy::Scope::Metadata),
+            ),
+            (
+                Wire::Http,
+                "/v2/models/m/infer",
+                Scope(kiln_tenancy::Scope::Infer),
+            ),
+            (
+                Wire::Http,
+                "/v2/models/stats",
+                Scope(kiln_tenancy::Scope::Statistics),
+            ),
+            (
+                Wire::Http,
+                "/v2/repository/index",
+                Scope(kiln_tenancy::Scope::Metadata),
+            ),
+            (
+                Wire::Http,
+                "/v2/repository/models/m/unload",
+                Scope(kiln_tenancy::Scope::ModelControl),
+            ),
+            (
+                Wire::Http,
+                "/v2/systemsharedmemory/status",
+                Scope(kiln_tenancy::Scope::SharedMemory),
+            ),
+            (Wire::Http, "/v2/logging", Scope(kiln_tenancy::Scope::Admin)),
+            (Wire::Http, "/nowhere", Tenant),
+            (Wire::Grpc, "/grpc.health.v1.Health/Check", Open),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/ServerReady",
+                Open,
+            ),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/ModelReady",
+                Scope(kiln_tenancy::Scope::Metadata),
+            ),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/RepositoryIndex",
+                Scope(kiln_tenancy::Scope::Metadata),
+            ),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/RepositoryModelLoad",
+                Scope(kiln_tenancy::Scope::ModelControl),
+            ),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/ModelStreamInfer",
+                Scope(kiln_tenancy::Scope::Infer),
+            ),
+            (
+                Wire::Grpc,
+                "/inference.GRPCInferenceService/TraceSetting",
+                Scope(kiln_tenancy::Scope::Admin),
+            ),
+        ];
+        for (wire, path, need) in cases {
+            assert_eq!(required(wire, path), need, "{path}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod grpc_wire;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod log_limit;
 pub mod restricted;
 pub mod shared_memory;
 mod state;

@@ -8,9 +8,11 @@
 //!
 //! Regions are kept per caller identity: a tenant sees, uses and unregisters
 //! only the regions it registered (Triton has one global namespace; with one
-//! anonymous caller kiln behaves the same). Until authentication lands the
-//! identity comes from the untrusted `kiln-tenant` header, so this separates
-//! namespaces but protects nothing; the key's file permissions do that.
+//! anonymous caller kiln behaves the same). With a tenants file the identity
+//! is the authenticated tenant, so another tenant cannot see, use or
+//! unregister a region; without one it is at most the unverified
+//! `kiln-tenant` header, which separates namespaces but protects nothing
+//! (the key's file permissions do that).
 //!
 //! CUDA shared memory (`cudaIpcMemHandle_t` regions) is not implemented: its
 //! calls answer UNIMPLEMENTED.
@@ -558,8 +560,8 @@ mod tests {
         });
         let (me, you, them) = (
             Identity::Anonymous,
-            Identity::Tenant("you".into()),
-            Identity::Tenant("them".into()),
+            Identity::Claimed("you".into()),
+            Identity::Claimed("them".into()),
         );
         shm.register(&me, "r", &a.0, 0, 64).unwrap();
         let e = shm.register(&me, "again", &a.0, 0, 32).unwrap_err();
@@ -612,7 +614,7 @@ mod tests {
         let err = shm.status(&me, &long).unwrap_err();
         assert!(err.message().len() < 400, "{}", err.message().len());
         // Another caller sees none of these.
-        let other = Identity::Tenant("other".into());
+        let other = Identity::Claimed("other".into());
         assert!(shm.status(&other, "").unwrap().is_empty());
         assert!(shm.input(&other, "IN", &reference("r", 4, 0), MAX).is_err());
     }

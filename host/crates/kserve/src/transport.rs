@@ -41,6 +41,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
 
+use crate::log_limit::RateLimitedLog;
+
 /// Which HTTP version a listener speaks. Each port speaks one, so no
 /// connection sits in a version-sniffing phase that no timeout covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,7 +386,7 @@ impl Listener {
         let builder = Arc::new(builder(&policy));
         let slots = Arc::new(Semaphore::new(policy.max_connections));
         let live = Arc::new(LiveConnections::default());
-        let mut refused = RateLimitedLog::default();
+        let refused = RateLimitedLog::default();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -598,29 +600,5 @@ fn refuse(tcp: TcpStream, wire: Wire) {
         );
         // Best effort, never blocking: a fresh socket's send buffer takes it.
         let _ = tcp.try_write(reply.as_bytes());
-    }
-}
-
-/// At most one warning per second per listener: a flood of refused
-/// connections must not become a flood of log lines.
-#[derive(Default)]
-struct RateLimitedLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    fn warn(&mut self, what: &str, message: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return;
-        }
-        let suppressed = std::mem::take(&mut self.suppressed);
-        self.last = Some(now);
-        tracing::warn!(listener = what, suppressed, "{message}");
     }
 }

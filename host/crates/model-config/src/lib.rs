@@ -41,8 +41,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::parse::{colon_before_lists, line_col};
+    use crate::parse::colon_before_lists;
     use crate::proto::{model_version_policy::PolicyChoice, ModelVersionPolicy};
+    use kiln_types::text::line_col;
 
     fn dir_with(name: &str, text: &str) -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();

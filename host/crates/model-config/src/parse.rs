@@ -32,7 +32,7 @@ pub fn parse_text(file: &Path, text: &str) -> Result<ModelConfig, ConfigError> {
         let location = e
             .labels()
             .and_then(|mut l| l.next())
-            .map(|span| line_col(text, span.offset()))
+            .map(|span| kiln_types::text::line_col(text, span.offset()))
             .map(|(line, col)| format!(":{line}:{col}"))
             .unwrap_or_default();
         ConfigError(format!("{}{location}: {e}", file.display()))
@@ -100,22 +100,6 @@ pub(crate) fn colon_before_lists(text: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&text[last..]);
     std::borrow::Cow::Owned(out)
-}
-
-/// Line and column (1-based, in characters) of a byte offset. The offset
-/// comes from the normalized text, which may be a byte longer than the
-/// user's before it (`colon_before_lists`): it is taken at the nearest
-/// character boundary at or before it (the fuzzer found an offset inside a
-/// multi-byte character).
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Reads and parses `<model_dir>/config.pbtxt`.

@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use bytes::Bytes;
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::{parse_text, validate, ModelSpec};
-use kiln_types::context::Protocol;
 use kiln_types::tensor::{DataType, Tensor};
 use kiln_types::{KilnError, ParamValue, RequestContext};
 
@@ -156,7 +155,7 @@ fn request(marker: f32, width: usize, parameters: &[(&str, ParamValue)]) -> Back
 }
 
 fn ctx() -> RequestContext {
-    RequestContext::new(Protocol::Internal, None)
+    RequestContext::internal()
 }
 
 impl Harness {

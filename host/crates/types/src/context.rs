@@ -1,18 +1,22 @@
 //! The request context: who is calling and how, made once per request by
-//! admission (kiln's `protocol::admission`) and carried down to the
-//! scheduler's job. Today a caller is anonymous or names itself with the
-//! `kiln-tenant` header (recorded, not trusted for decisions); tenancy fills
-//! `Identity` from verified credentials at that same point.
+//! admission (kiln-kserve's `admission`) and carried down to the
+//! scheduler's job.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
-    /// No credentials were presented (the only kind until auth lands).
+    /// No credentials: no tenants file is in force, or the route is open
+    /// (health).
     Anonymous,
-    /// A caller named by a trusted header (`kiln-tenant`), reserved for the
-    /// tenancy work; recorded in logs, not yet used for decisions.
-    Tenant(String),
+    /// Named by the `kiln-tenant` header while no tenants file is in force:
+    /// unverified, so it is recorded in logs and keeps callers' shared-memory
+    /// regions apart, and decides nothing else. With a tenants file the
+    /// header is ignored.
+    Claimed(String),
+    /// A tenant of the tenants file, authenticated by its credentials.
+    Tenant(Arc<str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,15 +36,12 @@ pub struct RequestContext {
     pub received_at: Instant,
 }
 
-/// Header (HTTP) and metadata key (gRPC) naming the caller's tenant.
+/// Header (HTTP) and metadata key (gRPC) a caller may name itself with when
+/// no tenants file is in force ([`Identity::Claimed`]).
 pub const TENANT_HEADER: &str = "kiln-tenant";
 
 impl RequestContext {
-    pub fn new(protocol: Protocol, tenant: Option<&str>) -> Self {
-        let identity = match tenant {
-            Some(t) if !t.is_empty() => Identity::Tenant(t.to_string()),
-            _ => Identity::Anonymous,
-        };
+    pub fn new(protocol: Protocol, identity: Identity) -> Self {
         Self {
             identity,
             protocol,
@@ -49,6 +50,6 @@ impl RequestContext {
     }
 
     pub fn internal() -> Self {
-        Self::new(Protocol::Internal, None)
+        Self::new(Protocol::Internal, Identity::Anonymous)
     }
 }

@@ -38,6 +38,21 @@ pub fn bound_message(mut message: String) -> String {
     message
 }
 
+/// Line and column (1-based, in characters) of a byte offset into `text`,
+/// for errors that name `file:line:column` (config.pbtxt, the tenants
+/// file). An offset inside a multi-byte character counts from the start of
+/// that character (the fuzzer found a parser reporting one).
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,308 @@
+//! The tenants file (TOML):
+//!
+//! ```toml
+//! [[tenant]]
+//! name = "team-a"
+//! api_keys = ["sha256:8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8"]
+//! scopes = ["infer", "metadata"]
+//! ```
+//!
+//! Unknown keys, bad digests, unknown scopes, duplicate names and a key
+//! digest given to two tenants are errors naming `file:line:column`, the
+//! way config.pbtxt errors are.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::keys::{KeyDigest, KeyIndex};
+use crate::scope::{Scope, Scopes};
+
+/// The largest tenants file kiln reads (it is the operator's, but is read
+/// again on every change while serving).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Why a tenants file was refused; the message names the file and, where
+/// one thing is wrong, its line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantsError(pub String);
+
+impl std::fmt::Display for TenantsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TenantsError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    tenant: Vec<TenantDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantDoc {
+    name: Spanned<String>,
+    #[serde(default)]
+    api_keys: Vec<Spanned<String>>,
+    scopes: Spanned<Vec<Spanned<String>>>,
+}
+
+/// One tenant as admission sees it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: Arc<str>,
+    pub scopes: Scopes,
+}
+
+/// One version of the tenants file, validated.
+pub struct Tenants {
+    tenants: Vec<Tenant>,
+    keys: KeyIndex,
+}
+
+/// The tenants, never their key digests.
+impl std::fmt::Debug for Tenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.tenants).finish()
+    }
+}
+
+/// Tenant names: what logs, metrics labels and namespaces show.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant name '{}' must be 1-64 of A-Z a-z 0-9 _ - . and not start with '.'",
+            kiln_types::text::clip(name)
+        ))
+    }
+}
+
+impl Tenants {
+    /// Parses and validates the text of the tenants file at `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, TenantsError> {
+        let at = |offset: usize, message: String| {
+            let (line, col) = kiln_types::text::line_col(text, offset);
+            TenantsError(format!("{}:{line}:{col}: {message}", file.display()))
+        };
+        let doc: FileDoc = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            match e.span() {
+                Some(span) => at(span.start, message),
+                None => TenantsError(format!("{}: {message}", file.display())),
+            }
+        })?;
+        let mut tenants = Vec::with_capacity(doc.tenant.len());
+        let mut keys = KeyIndex::default();
+        for (index, t) in doc.tenant.into_iter().enumerate() {
+            let name = t.name.get_ref().as_str();
+            check_name(name).map_err(|m| at(t.name.span().start, m))?;
+            if tenants.iter().any(|x: &Tenant| &*x.name == name) {
+                return Err(at(
+                    t.name.span().start,
+                    format!("tenant '{name}' is declared twice"),
+                ));
+            }
+            if t.api_keys.is_empty() {
+                return Err(at(
+                    t.name.span().start,
+                    format!("tenant '{name}' has no credentials: give it api_keys"),
+                ));
+            }
+            for key in &t.api_keys {
+                let digest = KeyDigest::parse(key.get_ref())
+                    .map_err(|m| at(key.span().start, format!("tenant '{name}': {m}")))?;
+                if let Err(owner) = keys.insert(digest, index) {
+                    let owner = if owner == index {
+                        "this tenant already".to_string()
+                    } else {
+                        format!("tenant '{}'", tenants[owner].name)
+                    };
+                    return Err(at(
+                        key.span().start,
+                        format!("tenant '{name}': this API key digest is given to {owner}: a key must name one tenant"),
+                    ));
+                }
+            }
+            let mut scopes = Scopes::default();
+            for s in t.scopes.get_ref() {
+                let scope = Scope::parse(s.get_ref()).ok_or_else(|| {
+                    at(
+                        s.span().start,
+                        format!(
+                            "tenant '{name}': unknown scope '{}' (scopes: {})",
+                            kiln_types::text::clip(s.get_ref()),
+                            Scope::ALL.map(Scope::name).join(", ")
+                        ),
+                    )
+                })?;
+                scopes.insert(scope);
+            }
+            if scopes.is_empty() {
+                return Err(at(
+                    t.scopes.span().start,
+                    format!(
+                        "tenant '{name}' has no scopes: list what it may do ({})",
+                        Scope::ALL.map(Scope::name).join(", ")
+                    ),
+                ));
+            }
+            tenants.push(Tenant {
+                name: name.into(),
+                scopes,
+            });
+        }
+        Ok(Self { tenants, keys })
+    }
+
+    /// Reads and validates the tenants file.
+    pub fn read(file: &Path) -> Result<Self, TenantsError> {
+        Self::parse(file, &read_text(file)?)
+    }
+
+    /// The tenant whose API key `key` is.
+    pub fn by_api_key(&self, key: &str) -> Option<&Tenant> {
+        self.keys.find(key).map(|i| &self.tenants[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+}
+
+/// The file's text, bounded by [`MAX_FILE_BYTES`].
+pub(crate) fn read_text(file: &Path) -> Result<String, TenantsError> {
+    use std::io::Read;
+    let error = |e: std::io::Error| TenantsError(format!("cannot read {}: {e}", file.display()));
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .map_err(error)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(error)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(TenantsError(format!(
+            "{} is larger than {MAX_FILE_BYTES} bytes",
+            file.display()
+        )));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALPHA: &str = "sha256:8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8";
+    // printf %s 'beta' | sha256sum
+    const BETA: &str = "sha256:f44e64e75f3948e9f73f8dfa94721c4ce8cbb4f265c4790c702b2d41cfbf2753";
+
+    fn parse(text: &str) -> Result<Tenants, String> {
+        Tenants::parse(Path::new("tenants.toml"), text).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn a_valid_file_maps_each_key_to_its_tenant() {
+        let t = parse(&format!(
+            "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\", \"metadata\"]\n\n\
+             [[tenant]]\nname = \"b\"\napi_keys = [\"{BETA}\"]\nscopes = [\"model-control\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        let a = t.by_api_key("alpha").unwrap();
+        assert_eq!(&*a.name, "a");
+        assert!(a.scopes.contains(Scope::Infer) && !a.scopes.contains(Scope::ModelControl));
+        assert_eq!(&*t.by_api_key("beta").unwrap().name, "b");
+        assert!(t.by_api_key("gamma").is_none());
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_line_and_column() {
+        let e = parse("[[tenant]]\nname = \"a\"\nscope = [\"infer\"]\n").unwrap_err();
+        assert!(
+            e.starts_with("tenants.toml:3:1: unknown field `scope`"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\", \"admin\", \"root\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("tenants.toml:4:29: tenant 'a': unknown scope 'root'"),
+            "{e}"
+        );
+        let e = parse("[[tenant]]\nname = \"a\"\napi_keys = [\"s3cret\"]\nscopes = [\"infer\"]\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with("tenants.toml:3:13:") && e.contains("never in clear"),
+            "{e}"
+        );
+        let e =
+            parse("[[tenant]]\nname = \"a b\"\napi_keys = []\nscopes = [\"infer\"]\n").unwrap_err();
+        assert!(e.starts_with("tenants.toml:2:8: tenant name 'a b'"), "{e}");
+        let e = parse("[[tenant]]\nname = \"a\"\nscopes = [\"infer\"]\n").unwrap_err();
+        assert!(e.contains("no credentials"), "{e}");
+        let e = parse(&format!(
+            "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = []\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("tenants.toml:4:10: tenant 'a' has no scopes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_name_or_a_key_may_appear_once() {
+        let two = |n2: &str, k2: &str| {
+            parse(&format!(
+                "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\"]\n\
+                 [[tenant]]\nname = \"{n2}\"\napi_keys = [\"{k2}\"]\nscopes = [\"infer\"]\n"
+            ))
+        };
+        let e = two("a", BETA).unwrap_err();
+        assert!(e.contains("tenant 'a' is declared twice"), "{e}");
+        let e = two("b", &ALPHA.to_uppercase().replace("SHA256", "sha256")).unwrap_err();
+        assert!(
+            e.starts_with(
+                "tenants.toml:7:13: tenant 'b': this API key digest is given to tenant 'a'"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tenants.toml");
+        std::fs::write(&file, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let e = Tenants::read(&file).err().unwrap();
+        assert!(e.0.contains("larger than"), "{e}");
+        assert!(Tenants::read(&dir.path().join("none.toml"))
+            .err()
+            .unwrap()
+            .0
+            .contains("cannot read"));
+    }
+}

@@ -1,0 +1,270 @@
+"""Tenants (`kiln serve --tenants FILE`): API keys sent as `Authorization: Bearer <key>`, stored
+as SHA-256 digests, scopes per tenant, the file re-read while serving. Driven with unmodified
+tritonclient (it passes headers as gRPC metadata and HTTP headers) and curl.
+
+Statuses: no or unknown key -> HTTP 401 with `WWW-Authenticate: Bearer` / gRPC UNAUTHENTICATED;
+a scope the tenant lacks -> 403 / PERMISSION_DENIED; server health stays open."""
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import subprocess
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
+from tritonclient.utils import InferenceServerException
+
+from kilnutil import add_sub_inputs, http_request, kiln_bin, run_check, wait_until
+
+KEYS = {"alpha": "alpha-key-0123456789", "beta": "beta-key-0123456789", "gamma": "gamma-key-0123456789"}
+
+
+def digest(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def tenants_toml(*tenants: tuple[str, list[str], list[str]]) -> str:
+    """[[tenant]] tables from (name, [keys in clear], [scopes])."""
+    out = []
+    for name, keys, scopes in tenants:
+        out.append(f'[[tenant]]\nname = "{name}"\napi_keys = {[digest(k) for k in keys]!r}\n'
+                   f'scopes = {scopes!r}\n'.replace("'", '"'))
+    return "\n".join(out)
+
+
+ALL_SCOPES = ["infer", "metadata", "model-control", "statistics", "shared-memory"]
+
+
+def write_tenants(path: pathlib.Path, text: str) -> None:
+    """Replaces the file in one step (rename), as an operator's tooling or a ConfigMap would."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def bearer(key: str, wire: str) -> dict:
+    # gRPC metadata keys are lower-case; HTTP takes either.
+    return {"authorization" if wire == "grpc" else "Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def tenant_server(copy_repo, kiln, tmp_path):
+    """kiln in explicit mode over add_sub, with alpha (every scope), beta (infer only)."""
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES), ("beta", [KEYS["beta"]], ["infer"])))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), "--model-control-mode", "explicit",
+               "--load-model", "add_sub", name="tenants")
+    srv.tenants_file = file
+    return srv
+
+
+def client(srv, wire):
+    return srv.new_grpc_client() if wire == "grpc" else srv.new_http_client()
+
+
+def status_of(exc: InferenceServerException, wire: str) -> str:
+    """The gRPC code name, or the HTTP status as a string."""
+    s = exc.status()
+    return s.removeprefix("StatusCode.") if wire == "grpc" else str(s)
+
+
+EXPECT = {
+    "unauthenticated": {"grpc": "UNAUTHENTICATED", "http": "401"},
+    "forbidden": {"grpc": "PERMISSION_DENIED", "http": "403"},
+}
+
+
+def expect(kind: str, wire: str, fn, *args, **kwargs) -> str:
+    with pytest.raises(InferenceServerException) as exc:
+        fn(*args, **kwargs)
+    assert status_of(exc.value, wire) == EXPECT[kind][wire], (wire, exc.value.status(), exc.value.message())
+    return exc.value.message()
+
+
+@pytest.mark.parametrize("wire", ["grpc", "http"])
+def test_every_api_but_health_needs_a_known_key(tenant_server, wire):
+    c = client(tenant_server, wire)
+    a = np.ones((1, 16), np.float32)
+    try:
+        assert c.is_server_live() and c.is_server_ready()
+        calls = [
+            (c.infer, ("add_sub", add_sub_inputs(grpcclient if wire == "grpc" else httpclient, a, a))),
+            (c.get_server_metadata, ()),
+            (c.get_model_metadata, ("add_sub",)),
+            (c.get_model_config, ("add_sub",)),
+            (c.get_model_repository_index, ()),
+            (c.get_inference_statistics, ("add_sub",)),
+            (c.load_model, ("add_sub",)),
+            (c.unload_model, ("add_sub",)),
+            (c.get_system_shared_memory_status, ()),
+        ]
+        for fn, args in calls:
+            message = expect("unauthenticated", wire, fn, *args)
+            assert "Bearer" in message, message
+            message = expect("unauthenticated", wire, fn, *args, headers=bearer("not-a-key", wire))
+            assert "unknown credentials" in message and "not-a-key" not in message, message
+        if wire == "grpc":
+            expect("unauthenticated", wire, c.is_model_ready, "add_sub")
+        else:  # tritonclient's HTTP readiness check answers False for any refusal
+            assert not c.is_model_ready("add_sub")
+            assert http_request(tenant_server.http_url, "GET", "/v2/models/add_sub/ready")[0] == 401
+        # The unverified tenant header grants nothing once tenants are configured.
+        expect("unauthenticated", wire, c.get_server_metadata, headers={"kiln-tenant": "alpha"})
+        ok = c.infer("add_sub", add_sub_inputs(grpcclient if wire == "grpc" else httpclient, a, a),
+                     headers=bearer(KEYS["alpha"], wire))
+        np.testing.assert_array_equal(ok.as_numpy("OUTPUT0"), a + a)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("wire", ["grpc", "http"])
+def test_scopes_decide_what_a_tenant_may_do(tenant_server, wire):
+    c = client(tenant_server, wire)
+    beta, alpha = bearer(KEYS["beta"], wire), bearer(KEYS["alpha"], wire)
+    mod = grpcclient if wire == "grpc" else httpclient
+    a = np.full((1, 16), 2.0, np.float32)
+    try:
+        c.infer("add_sub", add_sub_inputs(mod, a, a), headers=beta)
+        for fn, args in [(c.get_model_metadata, ("add_sub",)), (c.get_inference_statistics, ("add_sub",)),
+                         (c.load_model, ("add_sub",)), (c.get_system_shared_memory_status, ()),
+                         (c.get_model_repository_index, ())]:
+            message = expect("forbidden", wire, fn, *args, headers=beta)
+            assert "tenant 'beta' lacks the scope" in message, message
+        assert c.is_model_ready("add_sub", headers=alpha)
+        c.get_inference_statistics("add_sub", headers=alpha)
+        c.load_model("add_sub", headers=alpha)
+    finally:
+        c.close()
+
+
+def test_curl_sees_the_bearer_challenge(tenant_server):
+    url = f"http://{tenant_server.http_url}/v2/models/add_sub"
+    out = subprocess.run(["curl", "-s", "-i", url], capture_output=True, text=True, timeout=30).stdout
+    head = out.split("\r\n\r\n", 1)[0].lower()
+    assert head.startswith("http/1.1 401"), out
+    assert 'www-authenticate: bearer realm="kiln"' in head, out
+    out = subprocess.run(["curl", "-s", "-f", "-H", f"Authorization: Bearer {KEYS['alpha']}", url],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and '"name":"add_sub"' in out.stdout, out
+    health = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"http://{tenant_server.http_url}/v2/health/ready"], capture_output=True, text=True)
+    assert health.stdout == "200"
+
+
+def test_a_rotated_key_works_at_once_and_the_old_one_until_it_is_removed(tenant_server):
+    """Requests run with alpha's old key while the file gains a new key (both valid), then loses
+    the old one: no request with the old key fails before the removal; after it, 401 only."""
+    srv, file = tenant_server, tenant_server.tenants_file
+    new_key = "alpha-key-rotated-" + uuid.uuid4().hex
+    a = np.ones((1, 16), np.float32)
+    removed_at = [None]
+    outcomes = []  # (time sent, "ok" or the status)
+    stop = threading.Event()
+
+    def old_key_loop():
+        c = srv.new_http_client()
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                c.infer("add_sub", add_sub_inputs(httpclient, a, a), headers=bearer(KEYS["alpha"], "http"))
+                outcomes.append((sent, "ok"))
+            except InferenceServerException as exc:
+                outcomes.append((sent, str(exc.status())))
+        c.close()
+
+    t = threading.Thread(target=old_key_loop)
+    t.start()
+    try:
+        wait_until(lambda: len(outcomes) >= 20, 30, interval=0.02, what="requests with the old key")
+        write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"], new_key], ALL_SCOPES), ("beta", [KEYS["beta"]], ["infer"])))
+        c = srv.new_grpc_client()
+        wait_until(lambda: c.is_model_ready("add_sub", headers=bearer(new_key, "grpc")), 15, interval=0.05,
+                   what="the new key to be accepted")
+        n = len(outcomes)
+        wait_until(lambda: len(outcomes) >= n + 20, 30, interval=0.02, what="more requests with the old key")
+        removed_at[0] = time.monotonic()
+        write_tenants(file, tenants_toml(("alpha", [new_key], ALL_SCOPES), ("beta", [KEYS["beta"]], ["infer"])))
+        wait_until(lambda: outcomes[-1][1] == "401", 15, interval=0.05, what="the old key to be refused")
+        c.infer("add_sub", add_sub_inputs(grpcclient, a, a), headers=bearer(new_key, "grpc"))
+        c.close()
+    finally:
+        stop.set()
+        t.join(30)
+    before = [o for sent, o in outcomes if sent < removed_at[0]]
+    after = [o for sent, o in outcomes if sent >= removed_at[0]]
+    assert before and all(o == "ok" for o in before), [o for o in before if o != "ok"][:5]
+    assert after and set(after) <= {"ok", "401"}, set(after)
+    assert after[-1] == "401"
+    assert "tenants file reloaded" in srv.log()
+
+
+def test_a_broken_file_keeps_the_previous_one_in_force(tenant_server):
+    srv, file = tenant_server, tenant_server.tenants_file
+    write_tenants(file, '[[tenant]]\nname = "alpha"\nscope = ["infer"]\n')
+    wait_until(lambda: "tenants file refused" in srv.log(), 15, what="the refusal to be logged")
+    assert "unknown field `scope`" in srv.log()
+    assert srv.grpc.get_model_metadata("add_sub", headers=bearer(KEYS["alpha"], "grpc")).name == "add_sub"
+    time.sleep(2.5)  # two more polls of the same broken content: logged once
+    assert srv.log().count("tenants file refused") == 1
+
+
+@pytest.mark.parametrize("wire", ["grpc", "http"])
+def test_shared_memory_regions_belong_to_the_tenant_that_registered_them(copy_repo, kiln, tmp_path, wire):
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES), ("gamma", [KEYS["gamma"]], ALL_SCOPES)))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), name="tenants-shm")
+    c = client(srv, wire)
+    mod = grpcclient if wire == "grpc" else httpclient
+    alpha, gamma = bearer(KEYS["alpha"], wire), bearer(KEYS["gamma"], wire)
+    key = f"/kiln-tenancy-{uuid.uuid4().hex[:12]}"
+    a = np.arange(16, dtype=np.float32).reshape(1, 16)
+    handle = shm.create_shared_memory_region("t_in", key, 128)
+    try:
+        shm.set_shared_memory_region(handle, [a, a])
+        c.register_system_shared_memory("t_in", key, 128, headers=alpha)
+        status = c.get_system_shared_memory_status(headers=gamma)
+        names = list(status.regions) if wire == "grpc" else [r["name"] for r in status]
+        assert "t_in" not in names
+        inputs = [mod.InferInput("INPUT0", [1, 16], "FP32"), mod.InferInput("INPUT1", [1, 16], "FP32")]
+        inputs[0].set_shared_memory("t_in", 64, 0)
+        inputs[1].set_shared_memory("t_in", 64, 64)
+        with pytest.raises(InferenceServerException) as exc:
+            c.infer("add_sub", inputs, headers=gamma)
+        assert "t_in" in exc.value.message()
+        c.unregister_system_shared_memory("t_in", headers=gamma)  # gamma's own (none)
+        out = c.infer("add_sub", inputs, headers=alpha)
+        np.testing.assert_array_equal(out.as_numpy("OUTPUT0"), a + a)
+        c.unregister_system_shared_memory("t_in", headers=alpha)
+    finally:
+        shm.destroy_shared_memory_region(handle)
+        c.close()
+
+
+def test_kiln_check_validates_a_tenants_file(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(tenants_toml(("alpha", [KEYS["alpha"]], ["infer", "metadata"])))
+    proc = run_check("--tenants", good)
+    assert proc.returncode == 0, proc.stdout
+    assert "OK, 1 tenant(s)" in proc.stdout and "alpha" in proc.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[[tenant]]\nname = "alpha"\napi_keys = ["{KEYS["alpha"]}"]\nscopes = ["infer"]\n')
+    proc = run_check("--tenants", bad)
+    assert proc.returncode == 1
+    assert f"{bad}:3:13: tenant 'alpha': an API key is stored as its digest" in proc.stdout, proc.stdout
+    assert KEYS["alpha"] not in proc.stdout, "a key in clear was echoed"
+
+
+def test_a_broken_tenants_file_stops_the_start(copy_repo, tmp_path):
+    file = tmp_path / "tenants.toml"
+    file.write_text('[[tenant]]\nname = "alpha"\n')
+    proc = subprocess.run([str(kiln_bin()), "serve", "--model-repository", str(copy_repo("add_sub")),
+                           "--tenants", str(file), "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
+                           "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert f"{file}:1:1: missing field `scopes`" in proc.stderr, proc.stderr
