@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+import shutil
 import subprocess
 import threading
 import time
@@ -29,12 +30,17 @@ def digest(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def tenants_toml(*tenants: tuple[str, list[str], list[str]]) -> str:
-    """[[tenant]] tables from (name, [keys in clear], [scopes])."""
+def tenants_toml(*tenants: tuple) -> str:
+    """[[tenant]] tables from (name, [keys in clear], [scopes][, shared_models[, repository]]);
+    shared_models defaults to every model of the main repository."""
     out = []
-    for name, keys, scopes in tenants:
-        out.append(f'[[tenant]]\nname = "{name}"\napi_keys = {[digest(k) for k in keys]!r}\n'
-                   f'scopes = {scopes!r}\n'.replace("'", '"'))
+    for name, keys, scopes, *rest in tenants:
+        shared = rest[0] if rest else ["*"]
+        table = (f'[[tenant]]\nname = "{name}"\napi_keys = {[digest(k) for k in keys]!r}\n'
+                 f'scopes = {scopes!r}\nshared_models = {shared!r}\n').replace("'", '"')
+        if len(rest) > 1:
+            table += f'repository = "{rest[1]}"\n'
+        out.append(table)
     return "\n".join(out)
 
 
@@ -138,7 +144,10 @@ def test_scopes_decide_what_a_tenant_may_do(tenant_server, wire):
             assert "tenant 'beta' lacks the scope" in message, message
         assert c.is_model_ready("add_sub", headers=alpha)
         c.get_inference_statistics("add_sub", headers=alpha)
-        c.load_model("add_sub", headers=alpha)
+        # alpha has the scope (no 403); the shared model is not in its own repository.
+        with pytest.raises(InferenceServerException) as exc:
+            c.load_model("add_sub", headers=alpha)
+        assert status_of(exc.value, wire) == {"grpc": "NOT_FOUND", "http": "404"}[wire], exc.value
     finally:
         c.close()
 
@@ -268,3 +277,99 @@ def test_a_broken_tenants_file_stops_the_start(copy_repo, tmp_path):
                            "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert f"{file}:1:1: missing field `scopes`" in proc.stderr, proc.stderr
+
+
+def renamed_copy(src: pathlib.Path, dst_repo: pathlib.Path, name: str) -> None:
+    """A fixture model copied into `dst_repo` under another name."""
+    dst = dst_repo / name
+    shutil.copytree(src, dst)
+    config = dst / "config.pbtxt"
+    text = config.read_text()
+    config.write_text(text.replace(f'name: "{src.name}"', f'name: "{name}"', 1))
+
+
+@pytest.mark.parametrize("wire", ["grpc", "http"])
+def test_each_tenant_sees_its_own_models_and_the_shared_ones_granted(model_repo, copy_repo, kiln, tmp_path, wire):
+    """alpha and gamma each have a model called `calc` (a batched add_sub and an unbatched one)
+    in their own repositories; alpha may use the main repository's add_* models, gamma none.
+    What a tenant may not see answers exactly as an unknown model does."""
+    for tenant, src in (("alpha", "add_sub"), ("gamma", "add_sub_nobatch")):
+        (tmp_path / tenant).mkdir()
+        renamed_copy(model_repo / src, tmp_path / tenant, "calc")
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES, ["add_*"], "alpha"),
+                                     ("gamma", [KEYS["gamma"]], ALL_SCOPES, [], "gamma")))
+    srv = kiln(copy_repo("add_sub", "identity_fp32"), "--tenants", str(file), name="namespaces")
+    c = client(srv, wire)
+    mod = grpcclient if wire == "grpc" else httpclient
+    alpha, gamma = bearer(KEYS["alpha"], wire), bearer(KEYS["gamma"], wire)
+    a = np.arange(16, dtype=np.float32)
+    try:
+        def shape(meta):
+            inputs = meta.inputs if wire == "grpc" else meta["inputs"]
+            return list(inputs[0].shape if wire == "grpc" else inputs[0]["shape"])
+        assert shape(c.get_model_metadata("calc", headers=alpha)) == [-1, 16]
+        assert shape(c.get_model_metadata("calc", headers=gamma)) == [1, 16]  # unbatched
+        out = c.infer("calc", add_sub_inputs(mod, a.reshape(1, 16), a.reshape(1, 16)), headers=alpha)
+        np.testing.assert_array_equal(out.as_numpy("OUTPUT0"), 2 * a.reshape(1, 16))
+        out = c.infer("calc", add_sub_inputs(mod, a.reshape(1, 16), a.reshape(1, 16)), headers=gamma)
+        np.testing.assert_array_equal(out.as_numpy("OUTPUT0"), 2 * a.reshape(1, 16))
+        c.infer("add_sub", add_sub_inputs(mod, a.reshape(1, 16), a.reshape(1, 16)), headers=alpha)
+
+        def not_found(fn, *args, **kwargs) -> str:
+            with pytest.raises(InferenceServerException) as exc:
+                fn(*args, **kwargs)
+            assert status_of(exc.value, wire) == {"grpc": "NOT_FOUND", "http": "404"}[wire], exc.value
+            return exc.value.message()
+        hidden = not_found(c.infer, "add_sub", add_sub_inputs(mod, a.reshape(1, 16), a.reshape(1, 16)), headers=gamma)
+        unknown = not_found(c.infer, "no_such", add_sub_inputs(mod, a.reshape(1, 16), a.reshape(1, 16)), headers=gamma)
+        assert hidden == unknown.replace("no_such", "add_sub"), (hidden, unknown)
+        hidden = not_found(c.get_model_metadata, "identity_fp32", headers=alpha)
+        unknown = not_found(c.get_model_metadata, "no_such", headers=alpha)
+        assert hidden == unknown.replace("no_such", "identity_fp32"), (hidden, unknown)
+
+        def index(headers):
+            rows = c.get_model_repository_index(headers=headers)
+            rows = rows.models if wire == "grpc" else rows
+            return sorted({(r.name if wire == "grpc" else r["name"]) for r in rows})
+        assert index(alpha) == ["add_sub", "calc"]
+        assert index(gamma) == ["calc"]
+
+        def stats_names(headers):
+            s = c.get_inference_statistics(headers=headers)
+            s = s.model_stats if wire == "grpc" else s["model_stats"]
+            return sorted({(m.name if wire == "grpc" else m["name"]) for m in s})
+        assert stats_names(alpha) == ["add_sub", "calc"]
+        assert stats_names(gamma) == ["calc"]
+    finally:
+        c.close()
+
+
+def test_model_control_acts_on_the_tenants_own_repository_only(model_repo, copy_repo, kiln, tmp_path):
+    (tmp_path / "alpha").mkdir()
+    renamed_copy(model_repo / "add_sub", tmp_path / "alpha", "calc")
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES, ["*"], "alpha"),
+                                     ("beta", [KEYS["beta"]], ALL_SCOPES, ["*"])))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), "--model-control-mode", "explicit",
+               "--load-model", "add_sub", name="namespaces-control")
+    c = srv.new_grpc_client()
+    alpha, beta = bearer(KEYS["alpha"], "grpc"), bearer(KEYS["beta"], "grpc")
+    try:
+        assert not c.is_model_ready("calc", headers=alpha), "explicit mode: nothing of alpha's loads by itself"
+        c.load_model("calc", headers=alpha)
+        assert c.is_model_ready("calc", headers=alpha)
+        assert not c.is_model_ready("calc", headers=beta)
+        # The shared model is the operator's: no tenant loads or unloads it.
+        for fn in (c.load_model, c.unload_model):
+            with pytest.raises(InferenceServerException) as exc:
+                fn("add_sub", headers=alpha)
+            assert exc.value.status() == "StatusCode.NOT_FOUND", exc.value
+            with pytest.raises(InferenceServerException) as exc:
+                fn("add_sub", headers=beta)
+            assert exc.value.status() == "StatusCode.NOT_FOUND", exc.value
+        assert c.is_model_ready("add_sub", headers=beta)
+        c.unload_model("calc", headers=alpha)
+        assert not c.is_model_ready("calc", headers=alpha)
+    finally:
+        c.close()

@@ -78,7 +78,14 @@ pub fn check_tenants(file: &Path) -> bool {
         Ok(tenants) => {
             println!("{}: OK, {} tenant(s)", file.display(), tenants.len());
             for t in tenants.iter() {
-                println!("  {}  scopes {:?}", t.name, t.scopes);
+                let repository = t
+                    .repository
+                    .as_ref()
+                    .map_or("none".to_string(), |r| r.display().to_string());
+                println!(
+                    "  {}  scopes {:?}  repository {repository}  shared_models {:?}",
+                    t.name, t.scopes, t.shared_patterns
+                );
             }
             true
         }

@@ -20,8 +20,8 @@ use kiln_kserve::restricted::Wire;
 use kiln_kserve::shared_memory::SharedMemory;
 use kiln_kserve::transport::Listener;
 use kiln_kserve::{grpc, http, ServerState};
-use kiln_repository::{ControlMode, LocalRepository, ModelRegistry};
-use kiln_tenancy::TenantsWatch;
+use kiln_repository::{ControlMode, LocalRepository, ModelRegistry, Namespaces, TenantSpace};
+use kiln_tenancy::{Reload, Tenants, TenantsWatch};
 
 /// Instances get at least this long to stop, even when the exit timeout
 /// was spent on draining connections: a GPU instance freed after CUDA's exit
@@ -82,15 +82,35 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    let mode = settings.model_control_mode;
     let registry = ModelRegistry::new(
         LocalRepository::new(&repo),
-        settings.model_control_mode,
+        mode,
         crate::backend::registry(),
         metrics.clone(),
     );
+    let namespaces = {
+        let metrics = metrics.clone();
+        Arc::new(Namespaces::new(
+            registry.clone(),
+            Box::new(move |root: &std::path::Path| {
+                ModelRegistry::new(
+                    LocalRepository::new(root),
+                    mode,
+                    crate::backend::registry(),
+                    metrics.clone(),
+                )
+            }),
+        ))
+    };
+    // Each tenant's own repository, loaded with the main one at start.
+    let tenant_registries = match &tenants {
+        Some(tenants) => namespaces.update(tenant_spaces(&tenants.current())).0,
+        None => Vec::new(),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(ServerState::new(
-        registry.clone(),
+        namespaces.clone(),
         SharedMemory::new(settings.shared_memory),
         stop_rx.clone(),
     ));
@@ -167,8 +187,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let startup = {
         let registry = registry.clone();
         let load_models = settings.load_model.clone();
-        let mode = settings.model_control_mode;
         async move {
+            // Tenants' repositories follow the control mode; `--load-model`
+            // names models of the main repository.
+            for own in &tenant_registries {
+                load_at_start(own, mode).await;
+            }
             match mode {
                 ControlMode::None | ControlMode::Poll => registry.load_all().await,
                 ControlMode::Explicit if load_models.iter().any(|m| m == "*") => {
@@ -196,14 +220,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     if let Some(tenants) = tenants {
         let stopping = state.stopping();
+        let namespaces = namespaces.clone();
         tokio::spawn(async move {
             tokio::pin!(stopping);
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(TENANTS_POLL) => {
-                        let tenants = tenants.clone();
+                        let watch = tenants.clone();
                         // Outcomes are logged by the watch itself.
-                        let _ = tokio::task::spawn_blocking(move || tenants.reload_if_changed()).await;
+                        let reload = tokio::task::spawn_blocking(move || watch.reload_if_changed()).await;
+                        if matches!(reload, Ok(Reload::Replaced(_))) {
+                            apply_tenants(&namespaces, &tenants.current(), mode).await;
+                        }
                     }
                     _ = &mut stopping => break,
                 }
@@ -211,15 +239,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
-    if settings.model_control_mode == ControlMode::Poll {
-        let registry = registry.clone();
+    if mode == ControlMode::Poll {
+        let namespaces = namespaces.clone();
         let every = Duration::from_secs(settings.repository_poll_secs.max(1));
         let stopping = state.stopping();
         tokio::spawn(async move {
             tokio::pin!(stopping);
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => registry.poll_once().await,
+                    _ = tokio::time::sleep(every) => {
+                        for registry in namespaces.registries() {
+                            registry.poll_once().await;
+                        }
+                    }
                     _ = &mut stopping => break,
                 }
             }
@@ -263,8 +295,12 @@ async fn finish(
         }
     }
     // Instances release their models and GPU memory before the process exits.
-    let registry = state.registry.clone();
-    let stopped = tokio::task::spawn_blocking(move || registry.stop_all());
+    let registries = state.namespaces.registries();
+    let stopped = tokio::task::spawn_blocking(move || {
+        for registry in registries {
+            registry.stop_all();
+        }
+    });
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(MIN_INSTANCE_STOP);
@@ -280,6 +316,41 @@ async fn finish(
         "the exit timeout of {exit_timeout:?} expired before everything in flight finished"
     );
     Ok(())
+}
+
+/// What the tenants file says of each tenant's namespace.
+fn tenant_spaces(tenants: &Tenants) -> Vec<TenantSpace> {
+    tenants
+        .iter()
+        .map(|t| {
+            let tenant = t.clone();
+            TenantSpace {
+                name: t.name.clone(),
+                repository: t.repository.clone(),
+                shared: Arc::new(move |model: &str| tenant.may_use_shared(model)),
+            }
+        })
+        .collect()
+}
+
+/// Loads what a registry serves from the start in `mode` (everything in
+/// `none` and `poll`; nothing in `explicit`, where the tenant loads).
+async fn load_at_start(registry: &Arc<ModelRegistry>, mode: ControlMode) {
+    if mode != ControlMode::Explicit {
+        registry.load_all().await;
+    }
+}
+
+/// A new version of the tenants file: new repositories load, dropped ones
+/// stop once what runs on them has finished.
+async fn apply_tenants(namespaces: &Namespaces, tenants: &Tenants, mode: ControlMode) {
+    let (added, removed) = namespaces.update(tenant_spaces(tenants));
+    for registry in removed {
+        let _ = tokio::task::spawn_blocking(move || registry.stop_all()).await;
+    }
+    for registry in &added {
+        load_at_start(registry, mode).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -332,9 +332,10 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::ModelReadyRequest>,
     ) -> std::result::Result<Response<proto::ModelReadyResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         Ok(Response::new(proto::ModelReadyResponse {
-            ready: self.state.registry.is_ready(&r.name, &r.version),
+            ready: self.state.namespace(&ctx).is_ready(&r.name, &r.version),
         }))
     }
 
@@ -353,9 +354,11 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::ModelMetadataRequest>,
     ) -> std::result::Result<Response<proto::ModelMetadataResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
+        let namespace = self.state.namespace(&ctx);
         Ok(Response::new(
-            super::model_metadata(&self.state, &r.name, &r.version).map_err(grpc_status)?,
+            super::model_metadata(&namespace, &r.name, &r.version).map_err(grpc_status)?,
         ))
     }
 
@@ -364,12 +367,13 @@ impl GrpcInferenceService for GrpcService {
         r: Request<proto::ModelInferRequest>,
     ) -> std::result::Result<Response<proto::ModelInferResponse>, Status> {
         let ctx = super::admission::grpc_context(&r)?;
+        let namespace = self.state.namespace(&ctx);
         let req = r.into_inner();
         let request = super::off_the_runtime(conversion_cost(&req), || {
             to_infer_request(&self.state.shared_memory, ctx, req)
         })
         .map_err(grpc_status)?;
-        let response = inference::infer(self.state.registry.as_ref(), request)
+        let response = inference::infer(namespace.as_ref(), request)
             .await
             .map_err(grpc_status)?;
         Ok(Response::new(to_infer_response(response)))
@@ -382,6 +386,9 @@ impl GrpcInferenceService for GrpcService {
         r: Request<Streaming<proto::ModelInferRequest>>,
     ) -> std::result::Result<Response<InferStream>, Status> {
         let ctx = super::admission::grpc_context(&r)?;
+        // The namespace of the caller as the stream opened: a stream is one
+        // admission, like one request.
+        let namespace = self.state.namespace(&ctx);
         let state = self.state.clone();
         // At shutdown the stream stops taking requests; those already read
         // are answered, then it ends, so an idle stream does not hold the
@@ -392,6 +399,7 @@ impl GrpcInferenceService for GrpcService {
             .take_until(stopping)
             .map(move |msg| {
                 let state = state.clone();
+                let namespace = namespace.clone();
                 let mut ctx = ctx.clone();
                 ctx.received_at = std::time::Instant::now();
                 async move {
@@ -408,7 +416,7 @@ impl GrpcInferenceService for GrpcService {
                         to_infer_request(&state.shared_memory, ctx, req)
                     });
                     let result = match converted {
-                        Ok(request) => inference::infer(state.registry.as_ref(), request)
+                        Ok(request) => inference::infer(namespace.as_ref(), request)
                             .await
                             .map(to_infer_response),
                         Err(e) => Err(e),
@@ -433,10 +441,11 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::ModelConfigRequest>,
     ) -> std::result::Result<Response<proto::ModelConfigResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         let runner = self
             .state
-            .registry
+            .namespace(&ctx)
             .resolve(&r.name, &r.version)
             .map_err(grpc_status)?;
         Ok(Response::new(proto::ModelConfigResponse {
@@ -448,9 +457,11 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::ModelStatisticsRequest>,
     ) -> std::result::Result<Response<proto::ModelStatisticsResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
+        let namespace = self.state.namespace(&ctx);
         Ok(Response::new(
-            super::model_statistics(&self.state, &r.name, &r.version).map_err(grpc_status)?,
+            super::model_statistics(&namespace, &r.name, &r.version).map_err(grpc_status)?,
         ))
     }
 
@@ -458,10 +469,11 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::RepositoryIndexRequest>,
     ) -> std::result::Result<Response<proto::RepositoryIndexResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         let models = self
             .state
-            .registry
+            .namespace(&ctx)
             .index(r.ready)
             .map_err(grpc_status)?
             .into_iter()
@@ -479,6 +491,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::RepositoryModelLoadRequest>,
     ) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         super::check_explicit(&self.state).map_err(grpc_status)?;
         if let Some(key) = r.parameters.keys().next() {
@@ -487,7 +500,7 @@ impl GrpcInferenceService for GrpcService {
             ))));
         }
         self.state
-            .registry
+            .namespace(&ctx)
             .load(&r.model_name)
             .await
             .map_err(grpc_status)?;
@@ -498,10 +511,11 @@ impl GrpcInferenceService for GrpcService {
         &self,
         r: Request<proto::RepositoryModelUnloadRequest>,
     ) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
+        let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
         super::check_explicit(&self.state).map_err(grpc_status)?;
         self.state
-            .registry
+            .namespace(&ctx)
             .unload(&r.model_name)
             .await
             .map_err(grpc_status)?;

@@ -174,10 +174,11 @@ async fn server_metadata() -> Json<Value> {
 /// unloaded, failed, loading), as Triton answers.
 async fn model_ready(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(p): Path<HashMap<String, String>>,
 ) -> HttpResult<StatusCode> {
     let (model, version) = path_parts(&p);
-    match s.registry.resolve(model, version) {
+    match s.namespace(&ctx).resolve(model, version) {
         Ok(_) => Ok(StatusCode::OK),
         Err(e) => Err(KilnError::invalid(e.into_message()).into()),
     }
@@ -197,10 +198,11 @@ fn proto_json<M: ReflectMessage>(m: &M) -> Value {
 
 async fn model_metadata(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(p): Path<HashMap<String, String>>,
 ) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
-    let m = super::model_metadata(&s, model, version)?;
+    let m = super::model_metadata(&s.namespace(&ctx), model, version)?;
     let tensors = |ts: &[crate::proto::model_metadata_response::TensorMetadata]| {
         ts.iter()
             .map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape }))
@@ -213,25 +215,36 @@ async fn model_metadata(
 
 async fn model_config(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(p): Path<HashMap<String, String>>,
 ) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
-    let runner = s.registry.resolve(model, version)?;
+    let runner = s.namespace(&ctx).resolve(model, version)?;
     Ok(Json(proto_json(&runner.spec.config)))
 }
 
 async fn model_stats(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(p): Path<HashMap<String, String>>,
 ) -> HttpResult<Json<Value>> {
     let (model, version) = path_parts(&p);
     Ok(Json(proto_json(&super::model_statistics(
-        &s, model, version,
+        &s.namespace(&ctx),
+        model,
+        version,
     )?)))
 }
 
-async fn all_stats(State(s): AppState) -> HttpResult<Json<Value>> {
-    Ok(Json(proto_json(&super::model_statistics(&s, "", "")?)))
+async fn all_stats(
+    State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
+) -> HttpResult<Json<Value>> {
+    Ok(Json(proto_json(&super::model_statistics(
+        &s.namespace(&ctx),
+        "",
+        "",
+    )?)))
 }
 
 #[derive(Deserialize, Default)]
@@ -260,10 +273,11 @@ fn parse_small_body<T: serde::de::DeserializeOwned + Default>(
 
 async fn repository_index(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<Json<Value>> {
     let req: IndexRequest = parse_small_body(body, "repository index")?;
-    let rows = s.registry.index(req.ready)?;
+    let rows = s.namespace(&ctx).index(req.ready)?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|r| {
@@ -292,6 +306,7 @@ struct LoadRequest {
 
 async fn load(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
@@ -304,18 +319,19 @@ async fn load(
         ))
         .into());
     }
-    s.registry.load(&model).await?;
+    s.namespace(&ctx).load(&model).await?;
     Ok(StatusCode::OK)
 }
 
 async fn unload(
     State(s): AppState,
+    Extension(ctx): Extension<RequestContext>,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
     super::check_explicit(&s)?;
     let _: LoadRequest = parse_small_body(body, "unload")?;
-    s.registry.unload(&model).await?;
+    s.namespace(&ctx).unload(&model).await?;
     Ok(StatusCode::OK)
 }
 
@@ -419,10 +435,11 @@ async fn infer(
 ) -> HttpResult<Response> {
     let body = body_or_error(body)?;
     let (model, version) = path_parts(&p);
+    let namespace = s.namespace(&ctx);
     let (request, binary_outputs) = off_the_runtime(body.len(), || {
         parse_infer(&s.shared_memory, ctx, model, version, &headers, body)
     })?;
-    let response = inference::infer(s.registry.as_ref(), request).await?;
+    let response = inference::infer(namespace.as_ref(), request).await?;
     Ok(off_the_runtime(response_size(&response), || {
         render_infer(response, &binary_outputs)
     }))

@@ -82,12 +82,12 @@ pub fn cuda_shared_memory_unimplemented() -> kiln_types::error::KilnError {
 
 /// The metadata of a ready model version, in KServe terms (batch dim -1).
 pub fn model_metadata(
-    state: &ServerState,
+    namespace: &kiln_repository::Namespace,
     name: &str,
     version: &str,
 ) -> kiln_types::error::Result<proto::ModelMetadataResponse> {
     use proto::model_metadata_response::TensorMetadata;
-    let runner = state.registry.resolve(name, version)?;
+    let runner = namespace.resolve(name, version)?;
     let spec = &runner.spec;
     let tensors = |specs: &[kiln_model_config::TensorSpec]| {
         specs
@@ -105,8 +105,7 @@ pub fn model_metadata(
     };
     Ok(proto::ModelMetadataResponse {
         name: spec.name.clone(),
-        versions: state
-            .registry
+        versions: namespace
             .ready_versions(name)
             .iter()
             .map(|v| v.to_string())
@@ -123,22 +122,22 @@ pub fn model_metadata(
 }
 
 /// Statistics of one model (all ready versions, or one), or of every model
-/// when `name` is empty.
+/// the caller sees when `name` is empty.
 pub fn model_statistics(
-    state: &ServerState,
+    namespace: &kiln_repository::Namespace,
     name: &str,
     version: &str,
 ) -> kiln_types::error::Result<proto::ModelStatisticsResponse> {
     let runners = if name.is_empty() {
-        state.registry.ready_runners("")
+        namespace.ready_runners("")
     } else if version.is_empty() {
-        let r = state.registry.ready_runners(name);
+        let r = namespace.ready_runners(name);
         if r.is_empty() {
-            state.registry.resolve(name, "")?; // the precise NOT_FOUND / UNAVAILABLE error
+            namespace.resolve(name, "")?; // the precise NOT_FOUND / UNAVAILABLE error
         }
         r
     } else {
-        vec![state.registry.resolve(name, version)?]
+        vec![namespace.resolve(name, version)?]
     };
     Ok(proto::ModelStatisticsResponse {
         model_stats: runners
@@ -151,7 +150,7 @@ pub fn model_statistics(
 /// Load and unload are only allowed in explicit mode (Triton's rule).
 pub fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
     use kiln_repository::ControlMode;
-    if state.registry.mode() != ControlMode::Explicit {
+    if state.main_registry().mode() != ControlMode::Explicit {
         return Err(kiln_types::error::KilnError::unavailable(
             "explicit model load / unload is not allowed unless the server runs with --model-control-mode explicit",
         ));

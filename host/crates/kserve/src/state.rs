@@ -4,14 +4,17 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kiln_repository::ModelRegistry;
+use kiln_repository::{ModelRegistry, Namespace, Namespaces};
+use kiln_types::RequestContext;
 use tokio::sync::watch;
 
 use crate::shared_memory::SharedMemory;
 
 /// State shared by every protocol handler.
 pub struct ServerState {
-    pub registry: Arc<ModelRegistry>,
+    /// Every caller's view of the repositories (the main one, and each
+    /// tenant's with a tenants file).
+    pub namespaces: Arc<Namespaces>,
     /// Registered system shared-memory regions (both protocols share them).
     pub shared_memory: SharedMemory,
     /// Start-up loading finished and not shutting down.
@@ -22,16 +25,26 @@ pub struct ServerState {
 
 impl ServerState {
     pub fn new(
-        registry: Arc<ModelRegistry>,
+        namespaces: Arc<Namespaces>,
         shared_memory: SharedMemory,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            registry,
+            namespaces,
             shared_memory,
             ready: AtomicBool::new(false),
             stop,
         }
+    }
+
+    /// What the caller of `ctx` can see and control.
+    pub fn namespace(&self, ctx: &RequestContext) -> Arc<Namespace> {
+        self.namespaces.of(&ctx.identity)
+    }
+
+    /// The main repository's registry (its control mode is the server's).
+    pub fn main_registry(&self) -> &Arc<ModelRegistry> {
+        self.namespaces.main()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -18,9 +18,9 @@ use kiln_types::text::clip;
 /// Runs one request end to end. Failures after the model is resolved count
 /// in its statistics (`fail`, `nv_inference_request_failure`).
 pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<InferResponse> {
-    let runner = models.resolve(&request.model_name, &request.model_version)?;
+    let (runner, owner) = models.resolve(&request.model_name, &request.model_version)?;
     let received = request.ctx.received_at;
-    match run(models, &runner, request).await {
+    match run(owner, &runner, request).await {
         Ok((response, timing)) => {
             runner.stats.record_success(&timing);
             Ok(response)

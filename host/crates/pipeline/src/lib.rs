@@ -21,11 +21,14 @@ use kiln_types::Result;
 pub use infer::{arrange_inputs, infer};
 pub use request::{InferRequest, InferResponse, RequestedOutput, ResponseOutput};
 
-/// Finds the serving runner of a model version (kiln's model repository).
+/// Finds the serving runner of a model version (kiln's model repository,
+/// or a caller's namespace of repositories).
 pub trait ModelResolver: Send + Sync {
     /// `version` empty: the latest ready version. Errors are the answers a
-    /// client gets (NOT_FOUND, UNAVAILABLE, ...).
-    fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>>;
+    /// client gets (NOT_FOUND, UNAVAILABLE, ...). With the runner comes the
+    /// resolver of the namespace that owns the model: an ensemble's steps
+    /// are resolved there, not in the caller's namespace.
+    fn resolve(&self, name: &str, version: &str) -> Result<(Arc<ModelRunner>, &dyn ModelResolver)>;
 }
 
 /// Where a requested output goes instead of the response: a caller's

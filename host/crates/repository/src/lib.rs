@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod layout;
+mod namespace;
 mod source;
 pub mod warmup;
 
+pub use namespace::{Namespace, Namespaces, SharedFilter, TenantSpace};
 pub use source::{LocalRepository, RepositorySource};
 
 use std::collections::BTreeMap;
@@ -160,12 +162,7 @@ impl ModelRegistry {
     pub fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>> {
         let wanted = parse_version(name, version)?;
         let models = self.models.read();
-        let entry = models.get(name).ok_or_else(|| {
-            KilnError::not_found(format!(
-                "Request for unknown model: '{}' is not found",
-                clip(name)
-            ))
-        })?;
+        let entry = models.get(name).ok_or_else(|| unknown_model(name))?;
         if let Some(runner) = entry.ready_runner(wanted) {
             return Ok(runner.clone());
         }
@@ -209,6 +206,12 @@ impl ModelRegistry {
                 )))
             }
         }
+    }
+
+    /// Whether this registry has ever been asked about `name` (loaded,
+    /// failed, unloaded): a namespace's own models shadow shared ones.
+    pub fn knows(&self, name: &str) -> bool {
+        self.models.read().contains_key(name)
     }
 
     /// Is this model (version) ready? Unknown models are simply not ready.
@@ -568,6 +571,15 @@ impl ModelRegistry {
     }
 }
 
+/// What a client hears about a model that does not exist, or that it may
+/// not see (the same words, so existence does not leak).
+pub fn unknown_model(name: &str) -> KilnError {
+    KilnError::not_found(format!(
+        "Request for unknown model: '{}' is not found",
+        clip(name)
+    ))
+}
+
 fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
     if version.is_empty() {
         return Ok(None);
@@ -582,8 +594,12 @@ fn parse_version(name: &str, version: &str) -> Result<Option<i64>> {
 }
 
 impl kiln_pipeline::ModelResolver for ModelRegistry {
-    fn resolve(&self, name: &str, version: &str) -> Result<Arc<ModelRunner>> {
-        ModelRegistry::resolve(self, name, version)
+    fn resolve(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(Arc<ModelRunner>, &dyn kiln_pipeline::ModelResolver)> {
+        Ok((ModelRegistry::resolve(self, name, version)?, self))
     }
 }
 

@@ -5,14 +5,19 @@
 //! name = "team-a"
 //! api_keys = ["sha256:8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8"]
 //! scopes = ["infer", "metadata"]
+//! repository = "tenants/team-a"      # its own models (relative to this file)
+//! shared_models = ["digits*"]        # the main repository's models it may use
 //! ```
 //!
-//! Unknown keys, bad digests, unknown scopes, duplicate names and a key
-//! digest given to two tenants are errors naming `file:line:column`, the
-//! way config.pbtxt errors are.
+//! Unknown keys, bad digests, unknown scopes, duplicate names, a key digest
+//! given to two tenants, a repository that is not a directory and a bad
+//! pattern are errors naming `file:line:column`, the way config.pbtxt
+//! errors are.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -51,13 +56,40 @@ struct TenantDoc {
     #[serde(default)]
     api_keys: Vec<Spanned<String>>,
     scopes: Spanned<Vec<Spanned<String>>>,
+    repository: Option<Spanned<String>>,
+    #[serde(default)]
+    shared_models: Vec<Spanned<String>>,
 }
 
 /// One tenant as admission sees it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tenant {
     pub name: Arc<str>,
     pub scopes: Scopes,
+    /// Its own model repository (absolute, or relative to where kiln runs
+    /// if the file's own path was).
+    pub repository: Option<PathBuf>,
+    /// The patterns of `shared_models`, as written.
+    pub shared_patterns: Vec<String>,
+    shared: GlobSet,
+}
+
+impl Tenant {
+    /// May this tenant use the main repository's model `name`?
+    pub fn may_use_shared(&self, name: &str) -> bool {
+        self.shared.is_match(name)
+    }
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("repository", &self.repository)
+            .field("shared_models", &self.shared_patterns)
+            .finish()
+    }
 }
 
 /// One version of the tenants file, validated.
@@ -159,9 +191,49 @@ impl Tenants {
                     ),
                 ));
             }
+            let repository = match &t.repository {
+                None => None,
+                Some(dir) => {
+                    let base = file.parent().unwrap_or(Path::new(""));
+                    let path = base.join(dir.get_ref());
+                    if !path.is_dir() {
+                        return Err(at(
+                            dir.span().start,
+                            format!(
+                                "tenant '{name}': repository '{}' is not a directory",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    Some(path)
+                }
+            };
+            let mut shared = GlobSetBuilder::new();
+            for pattern in &t.shared_models {
+                let glob = GlobBuilder::new(pattern.get_ref())
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| {
+                        at(
+                            pattern.span().start,
+                            format!("tenant '{name}': shared_models pattern: {}", e.kind()),
+                        )
+                    })?;
+                shared.add(glob);
+            }
+            let shared = shared
+                .build()
+                .map_err(|e| at(t.name.span().start, format!("tenant '{name}': {e}")))?;
             tenants.push(Tenant {
                 name: name.into(),
                 scopes,
+                repository,
+                shared_patterns: t
+                    .shared_models
+                    .iter()
+                    .map(|p| p.get_ref().clone())
+                    .collect(),
+                shared,
             });
         }
         Ok(Self { tenants, keys })
@@ -290,6 +362,42 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn repositories_are_directories_and_patterns_select_shared_models() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("team-a")).unwrap();
+        let file = dir.path().join("tenants.toml");
+        let text = |repo: &str, patterns: &str| {
+            format!(
+                "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\"]\n\
+                 repository = \"{repo}\"\nshared_models = [{patterns}]\n"
+            )
+        };
+        let t = Tenants::parse(&file, &text("team-a", "\"digits*\", \"add_sub\"")).unwrap();
+        let a = t.by_api_key("alpha").unwrap();
+        assert_eq!(
+            a.repository.as_deref(),
+            Some(dir.path().join("team-a").as_path())
+        );
+        assert!(a.may_use_shared("digits_pipeline") && a.may_use_shared("add_sub"));
+        assert!(!a.may_use_shared("add_sub2") && !a.may_use_shared("resnet"));
+        let e = Tenants::parse(&file, &text("team-b", "")).unwrap_err().0;
+        assert!(
+            e.contains(":5:14: tenant 'a': repository") && e.contains("is not a directory"),
+            "{e}"
+        );
+        let e = Tenants::parse(&file, &text("team-a", "\"[x\""))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains(":6:18: tenant 'a': shared_models pattern"),
+            "{e}"
+        );
+        // No patterns: no shared model.
+        let t = Tenants::parse(&file, &text("team-a", "")).unwrap();
+        assert!(!t.by_api_key("alpha").unwrap().may_use_shared("digits"));
     }
 
     #[test]
