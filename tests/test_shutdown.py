@@ -20,21 +20,21 @@ def slow_inputs(mod, x, rounds):
     return [a, b]
 
 
-def timed(srv, rounds):
+def timed(srv, rounds, headers=None):
     x = np.ones((1, 4), np.float32)
     t0 = time.monotonic()
-    srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, rounds))
+    srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, rounds), headers=headers)
     return time.monotonic() - t0
 
 
-def calibrate(srv, target_s=0.3):
+def calibrate(srv, target_s=0.3, headers=None):
     """Matmul rounds that make one slow_identity request take about target_s.
 
     TorchScript's profiling executor runs the first calls of a model slower (profiling, then
     optimising), so each candidate is run a few times and the fastest run counts."""
     rounds = 200
     while True:
-        took = min(timed(srv, rounds) for _ in range(4))
+        took = min(timed(srv, rounds, headers) for _ in range(4))
         if took >= target_s / 2 or rounds > 10**7:
             return max(1, int(rounds * target_s / max(took, 1e-3)))
         rounds *= 3

@@ -155,7 +155,7 @@ def test_scopes_decide_what_a_tenant_may_do(tenant_server, wire):
 def test_curl_sees_the_bearer_challenge(tenant_server):
     url = f"http://{tenant_server.http_url}/v2/models/add_sub"
     out = subprocess.run(["curl", "-s", "-i", url], capture_output=True, text=True, timeout=30).stdout
-    head = out.split("\r\n\r\n", 1)[0].lower()
+    head = out.split("\n\n", 1)[0].lower()  # text mode: CRLF read as LF
     assert head.startswith("http/1.1 401"), out
     assert 'www-authenticate: bearer realm="kiln"' in head, out
     out = subprocess.run(["curl", "-s", "-f", "-H", f"Authorization: Bearer {KEYS['alpha']}", url],
@@ -371,5 +371,85 @@ def test_model_control_acts_on_the_tenants_own_repository_only(model_repo, copy_
         assert c.is_model_ready("add_sub", headers=beta)
         c.unload_model("calc", headers=alpha)
         assert not c.is_model_ready("calc", headers=alpha)
+    finally:
+        c.close()
+
+
+def quota_toml(name: str, key: str, quotas: str, extra: str = "") -> str:
+    return (f'[[tenant]]\nname = "{name}"\napi_keys = ["{digest(key)}"]\nscopes = {ALL_SCOPES!r}\n'
+            f'shared_models = ["*"]\n{extra}[tenant.quotas]\n{quotas}').replace("'", '"')
+
+
+def test_over_the_rate_quota_is_429_with_retry_after_and_resource_exhausted(copy_repo, kiln, tmp_path):
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, quota_toml("alpha", KEYS["alpha"], "requests_per_second = 1\nburst = 2\n")
+                  + "\n" + tenants_toml(("beta", [KEYS["beta"]], ALL_SCOPES)))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), name="quota-rate")
+    a = np.ones((1, 16), np.float32)
+    url = f"http://{srv.http_url}/v2/models/add_sub/config"
+    auth = ["-H", f"Authorization: Bearer {KEYS['alpha']}"]
+    codes = []
+    for _ in range(2):
+        codes.append(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *auth, url],
+                                    capture_output=True, text=True, timeout=30).stdout)
+    out = subprocess.run(["curl", "-s", "-i", *auth, url], capture_output=True, text=True, timeout=30).stdout
+    head, _, body = out.partition("\n\n")  # text mode: CRLF read as LF
+    assert codes == ["200", "200"], codes
+    assert head.lower().startswith("http/1.1 429"), out
+    assert "retry-after: 1" in head.lower(), out
+    assert "requests_per_second = 1 (burst 2)" in body, repr(out)
+    with pytest.raises(InferenceServerException) as exc:
+        srv.grpc.infer("add_sub", add_sub_inputs(grpcclient, a, a), headers=bearer(KEYS["alpha"], "grpc"))
+    assert exc.value.status() == "StatusCode.RESOURCE_EXHAUSTED", exc.value
+    assert "quota requests_per_second" in exc.value.message()
+    # Another tenant is not slowed by alpha's quota.
+    for _ in range(5):
+        srv.grpc.infer("add_sub", add_sub_inputs(grpcclient, a, a), headers=bearer(KEYS["beta"], "grpc"))
+    # The bucket refills.
+    wait_until(lambda: srv.grpc.get_model_metadata("add_sub", headers=bearer(KEYS["alpha"], "grpc")), 5,
+               interval=0.25, what="a token for alpha")
+
+
+def test_over_max_in_flight_is_refused_until_a_request_finishes(copy_repo, kiln, tmp_path):
+    from test_shutdown import calibrate, slow_inputs
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, quota_toml("alpha", KEYS["alpha"], "max_in_flight = 1\n"))
+    srv = kiln(copy_repo("slow_identity"), "--tenants", str(file), name="quota-in-flight")
+    alpha = bearer(KEYS["alpha"], "grpc")
+    x = np.ones((1, 4), np.float32)
+    rounds = calibrate(srv, target_s=1.0, headers=alpha)
+    outcome = []
+    t = threading.Thread(target=lambda: outcome.append(
+        srv.new_grpc_client().infer("slow_identity", slow_inputs(grpcclient, x, rounds), headers=alpha)))
+    t.start()
+    srv.wait_held("slow_identity", executing=1)
+    with pytest.raises(InferenceServerException) as exc:
+        srv.new_grpc_client().get_model_metadata("slow_identity", headers=alpha)
+    assert exc.value.status() == "StatusCode.RESOURCE_EXHAUSTED", exc.value
+    assert "max_in_flight = 1" in exc.value.message()
+    t.join(60)
+    assert outcome, "the request in flight failed"
+    srv.new_grpc_client().get_model_metadata("slow_identity", headers=alpha)
+
+
+def test_max_loaded_models_caps_a_tenants_own_repository(model_repo, copy_repo, kiln, tmp_path):
+    (tmp_path / "alpha").mkdir()
+    for name in ("one", "two"):
+        renamed_copy(model_repo / "add_sub", tmp_path / "alpha", name)
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, quota_toml("alpha", KEYS["alpha"], "max_loaded_models = 1\n", 'repository = "alpha"\n'))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), "--model-control-mode", "explicit", name="quota-models")
+    c = srv.new_grpc_client()
+    alpha = bearer(KEYS["alpha"], "grpc")
+    try:
+        c.load_model("one", headers=alpha)
+        c.load_model("one", headers=alpha)  # a reload is not a second model
+        with pytest.raises(InferenceServerException) as exc:
+            c.load_model("two", headers=alpha)
+        assert exc.value.status() == "StatusCode.RESOURCE_EXHAUSTED", exc.value
+        assert "max_loaded_models is 1" in exc.value.message()
+        c.unload_model("one", headers=alpha)
+        c.load_model("two", headers=alpha)
+        assert c.is_model_ready("two", headers=alpha) and not c.is_model_ready("one", headers=alpha)
     finally:
         c.close()

@@ -327,6 +327,7 @@ fn tenant_spaces(tenants: &Tenants) -> Vec<TenantSpace> {
             TenantSpace {
                 name: t.name.clone(),
                 repository: t.repository.clone(),
+                max_loaded_models: t.quotas.max_loaded_models.map(|n| n.get() as usize),
                 shared: Arc::new(move |model: &str| tenant.may_use_shared(model)),
             }
         })

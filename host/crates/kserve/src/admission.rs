@@ -9,7 +9,8 @@
 //!    (HTTP header, gRPC metadata `authorization`); without one, anonymous
 //!    (or the unverified `kiln-tenant` header's name);
 //! 2. the request is authorized: the tenant's scopes (see [`required`]),
-//!    then the operator's restricted APIs (Triton's
+//!    its quotas (requests per second, requests in flight: the slot is held
+//!    until the handler has answered), then the operator's restricted APIs (Triton's
 //!    `--grpc-restricted-protocol` / `--http-restricted-api`, [`Restrictions`]);
 //! 3. the request's tracing span opens; the handler, the pipeline and the
 //!    scheduler job (to the backend thread) all run inside it.
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use kiln_tenancy::{Scope, TenantsWatch};
+use kiln_tenancy::{InFlight, QuotaRefusal, Scope, TenantsWatch};
 use kiln_types::context::{Identity, Protocol, RequestContext, TENANT_HEADER};
 use tracing::Instrument;
 
@@ -93,6 +94,9 @@ pub enum Refusal {
     /// A restricted API without its header, answered as Triton does:
     /// UNAVAILABLE / 403.
     Restricted(String),
+    /// Over a quota: RESOURCE_EXHAUSTED / 429, with `Retry-After` (whole
+    /// seconds, rounded up) where the wait is known.
+    Quota(QuotaRefusal),
 }
 
 impl Refusal {
@@ -101,6 +105,7 @@ impl Refusal {
             Refusal::Unauthenticated(m) | Refusal::PermissionDenied(m) | Refusal::Restricted(m) => {
                 m
             }
+            Refusal::Quota(q) => q.message(),
         }
     }
 
@@ -110,6 +115,16 @@ impl Refusal {
                 Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m),
                 Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m),
                 Refusal::Restricted(m) => tonic::Status::unavailable(m),
+                Refusal::Quota(q) => {
+                    let mut status = tonic::Status::resource_exhausted(q.message());
+                    // gRPC's own "come back later" (honoured by retry policies).
+                    if let Some(wait) = q.retry_after() {
+                        if let Ok(ms) = wait.as_millis().max(1).to_string().parse() {
+                            status.metadata_mut().insert("grpc-retry-pushback-ms", ms);
+                        }
+                    }
+                    status
+                }
             }
             .into_http(),
             Wire::Http => {
@@ -126,6 +141,13 @@ impl Refusal {
                     Refusal::PermissionDenied(_) | Refusal::Restricted(_) => {
                         (http::StatusCode::FORBIDDEN, None)
                     }
+                    Refusal::Quota(_) => (http::StatusCode::TOO_MANY_REQUESTS, None),
+                };
+                let retry_after = match &self {
+                    Refusal::Quota(q) => q
+                        .retry_after()
+                        .map(|d| d.as_secs_f64().ceil().max(1.0) as u64),
+                    _ => None,
                 };
                 let body = serde_json::json!({ "error": self.message() }).to_string();
                 let mut response = http::Response::builder()
@@ -133,6 +155,9 @@ impl Refusal {
                     .header(http::header::CONTENT_TYPE, "application/json");
                 if let Some(challenge) = challenge {
                     response = response.header(http::header::WWW_AUTHENTICATE, challenge);
+                }
+                if let Some(secs) = retry_after {
+                    response = response.header(http::header::RETRY_AFTER, secs);
                 }
                 response
                     .body(axum::body::Body::from(body))
@@ -173,16 +198,24 @@ impl Admission {
         }
     }
 
-    /// Who is calling and whether they may make this request.
-    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<RequestContext, Refusal> {
-        let identity = match &self.tenants {
+    /// Who is calling and whether they may make this request; with a
+    /// tenant, its in-flight slot.
+    fn admit(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<(RequestContext, Option<InFlight>), Refusal> {
+        let (identity, slot) = match &self.tenants {
             None => match headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()) {
-                Some(name) if !name.is_empty() => Identity::Claimed(name.to_string()),
-                _ => Identity::Anonymous,
+                Some(name) if !name.is_empty() => (Identity::Claimed(name.to_string()), None),
+                _ => (Identity::Anonymous, None),
             },
             Some(tenants) => match required(self.wire, path) {
-                Need::Open => Identity::Anonymous,
-                need => Identity::Tenant(self.authenticate(tenants, need, headers)?),
+                Need::Open => (Identity::Anonymous, None),
+                need => {
+                    let (name, slot) = self.authenticate(tenants, need, headers)?;
+                    (Identity::Tenant(name), Some(slot))
+                }
             },
         };
         self.restrictions
@@ -194,16 +227,17 @@ impl Admission {
                 headers,
             )
             .map_err(Refusal::Restricted)?;
-        Ok(RequestContext::new(self.protocol(), identity))
+        Ok((RequestContext::new(self.protocol(), identity), slot))
     }
 
-    /// The tenant the request's API key belongs to, if it may do `need`.
+    /// The tenant the request's API key belongs to, if it may do `need`
+    /// and is within its quotas.
     fn authenticate(
         &self,
         tenants: &TenantsWatch,
         need: Need,
         headers: &http::HeaderMap,
-    ) -> Result<Arc<str>, Refusal> {
+    ) -> Result<(Arc<str>, InFlight), Refusal> {
         let what = match self.wire {
             Wire::Grpc => "grpc admission",
             Wire::Http => "http admission",
@@ -234,7 +268,8 @@ impl Admission {
                 )));
             }
         }
-        Ok(tenant.name.clone())
+        let slot = tenants.meters().admit(tenant).map_err(Refusal::Quota)?;
+        Ok((tenant.name.clone(), slot))
     }
 }
 
@@ -262,8 +297,8 @@ async fn admit(
         api = api.map_or("unknown", Api::name),
         caller = tracing::field::Empty,
     );
-    let ctx = match admission.admit(path, request.headers()) {
-        Ok(ctx) => ctx,
+    let (ctx, _in_flight) = match admission.admit(path, request.headers()) {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             span.in_scope(|| tracing::debug!("refused: {}", refusal.message()));
             return refusal.into_response(admission.wire);

@@ -125,6 +125,9 @@ pub struct ModelRegistry {
     /// One load or unload at a time: keeps the file scan, load and swap of a
     /// model consistent without holding `models` across slow work.
     changes: tokio::sync::Mutex<()>,
+    /// At most this many models with a ready version (a tenant's
+    /// `max_loaded_models`; 0: no limit).
+    max_models: std::sync::atomic::AtomicUsize,
 }
 
 impl ModelRegistry {
@@ -141,7 +144,15 @@ impl ModelRegistry {
             observer,
             models: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
+            max_models: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Caps how many models may be loaded at once (`None`: no cap). Models
+    /// already loaded stay; a load past the cap is refused.
+    pub fn set_max_models(&self, max: Option<usize>) {
+        self.max_models
+            .store(max.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn mode(&self) -> ControlMode {
@@ -321,6 +332,18 @@ impl ModelRegistry {
                 "invalid model name '{}'",
                 clip(name)
             )));
+        }
+        let max = self.max_models.load(std::sync::atomic::Ordering::Relaxed);
+        if max > 0 {
+            let models = self.models.read();
+            let loaded = |e: &ModelEntry| e.versions.values().any(|v| v.runner.is_some());
+            let count = models.values().filter(|e| loaded(e)).count();
+            if count >= max && !models.get(name).is_some_and(loaded) {
+                return Err(KilnError::resource_exhausted(format!(
+                    "failed to load '{}': {count} models are loaded, the quota max_loaded_models is {max}",
+                    clip(name)
+                )));
+            }
         }
         // The fingerprint first: a change while the model loads makes the
         // next poll load it again rather than miss it.

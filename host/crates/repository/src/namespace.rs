@@ -155,6 +155,8 @@ pub struct TenantSpace {
     pub name: Arc<str>,
     pub repository: Option<PathBuf>,
     pub shared: SharedFilter,
+    /// How many of its own models may be loaded at once.
+    pub max_loaded_models: Option<usize>,
 }
 
 /// Makes the registry of a tenant's own repository.
@@ -241,6 +243,9 @@ impl Namespaces {
                 }
                 (None, None) => None,
             };
+            if let Some(own) = &own {
+                own.set_max_models(space.max_loaded_models);
+            }
             let namespace = Arc::new(Namespace {
                 repository: space.repository,
                 own,
@@ -406,11 +411,13 @@ mod tests {
                 name: "a".into(),
                 repository: Some(own_dir.path().into()),
                 shared: Arc::new(|_: &str| true),
+                max_loaded_models: None,
             },
             TenantSpace {
                 name: "b".into(),
                 repository: None,
                 shared: only_pipe,
+                max_loaded_models: None,
             },
         ]);
         assert_eq!((added.len(), removed.len()), (1, 0));

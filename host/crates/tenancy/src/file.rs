@@ -7,6 +7,12 @@
 //! scopes = ["infer", "metadata"]
 //! repository = "tenants/team-a"      # its own models (relative to this file)
 //! shared_models = ["digits*"]        # the main repository's models it may use
+//!
+//! [tenant.quotas]                    # each optional
+//! requests_per_second = 100          # a token bucket ...
+//! burst = 200                        # ... this deep (default: requests_per_second)
+//! max_in_flight = 64                 # requests admitted and not yet answered
+//! max_loaded_models = 10             # models loaded from its own repository
 //! ```
 //!
 //! Unknown keys, bad digests, unknown scopes, duplicate names, a key digest
@@ -14,6 +20,7 @@
 //! pattern are errors naming `file:line:column`, the way config.pbtxt
 //! errors are.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,6 +66,33 @@ struct TenantDoc {
     repository: Option<Spanned<String>>,
     #[serde(default)]
     shared_models: Vec<Spanned<String>>,
+    #[serde(default)]
+    quotas: QuotasDoc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct QuotasDoc {
+    requests_per_second: Option<Spanned<u32>>,
+    burst: Option<Spanned<u32>>,
+    max_in_flight: Option<Spanned<u32>>,
+    max_loaded_models: Option<Spanned<u32>>,
+}
+
+/// A requests-per-second quota: a token bucket refilled at `per_second`,
+/// `burst` deep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// A tenant's quotas; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub rate: Option<Rate>,
+    pub max_in_flight: Option<NonZeroU32>,
+    pub max_loaded_models: Option<NonZeroU32>,
 }
 
 /// One tenant as admission sees it.
@@ -72,6 +106,7 @@ pub struct Tenant {
     /// The patterns of `shared_models`, as written.
     pub shared_patterns: Vec<String>,
     shared: GlobSet,
+    pub quotas: Quotas,
 }
 
 impl Tenant {
@@ -88,6 +123,7 @@ impl std::fmt::Debug for Tenant {
             .field("scopes", &self.scopes)
             .field("repository", &self.repository)
             .field("shared_models", &self.shared_patterns)
+            .field("quotas", &self.quotas)
             .finish()
     }
 }
@@ -224,6 +260,41 @@ impl Tenants {
             let shared = shared
                 .build()
                 .map_err(|e| at(t.name.span().start, format!("tenant '{name}': {e}")))?;
+            let positive = |field: &Option<Spanned<u32>>, what: &str| {
+                field
+                    .as_ref()
+                    .map(|v| {
+                        NonZeroU32::new(*v.get_ref()).ok_or_else(|| {
+                            at(
+                                v.span().start,
+                                format!("tenant '{name}': quotas.{what} must be at least 1 (leave it out for no limit)"),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let q = &t.quotas;
+            let per_second = positive(&q.requests_per_second, "requests_per_second")?;
+            let burst = positive(&q.burst, "burst")?;
+            let rate = match (per_second, burst) {
+                (Some(per_second), burst) => Some(Rate {
+                    per_second,
+                    burst: burst.unwrap_or(per_second),
+                }),
+                (None, Some(_)) => {
+                    let span = q.burst.as_ref().map_or(0, |b| b.span().start);
+                    return Err(at(
+                        span,
+                        format!("tenant '{name}': quotas.burst needs quotas.requests_per_second"),
+                    ));
+                }
+                (None, None) => None,
+            };
+            let quotas = Quotas {
+                rate,
+                max_in_flight: positive(&q.max_in_flight, "max_in_flight")?,
+                max_loaded_models: positive(&q.max_loaded_models, "max_loaded_models")?,
+            };
             tenants.push(Tenant {
                 name: name.into(),
                 scopes,
@@ -234,6 +305,7 @@ impl Tenants {
                     .map(|p| p.get_ref().clone())
                     .collect(),
                 shared,
+                quotas,
             });
         }
         Ok(Self { tenants, keys })
@@ -398,6 +470,33 @@ mod tests {
         // No patterns: no shared model.
         let t = Tenants::parse(&file, &text("team-a", "")).unwrap();
         assert!(!t.by_api_key("alpha").unwrap().may_use_shared("digits"));
+    }
+
+    #[test]
+    fn quotas_are_positive_and_burst_defaults_to_the_rate() {
+        let with = |quotas: &str| {
+            parse(&format!(
+                "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\"]\n[tenant.quotas]\n{quotas}"
+            ))
+        };
+        let t = with("requests_per_second = 5\nmax_in_flight = 2\n").unwrap();
+        let q = t.by_api_key("alpha").unwrap().quotas;
+        let rate = q.rate.unwrap();
+        assert_eq!((rate.per_second.get(), rate.burst.get()), (5, 5));
+        assert_eq!(q.max_in_flight.map(NonZeroU32::get), Some(2));
+        assert_eq!(q.max_loaded_models, None);
+        let e = with("max_in_flight = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("tenants.toml:6:17: tenant 'a': quotas.max_in_flight must be at least 1"),
+            "{e}"
+        );
+        let e = with("burst = 3\n").unwrap_err();
+        assert!(
+            e.contains("quotas.burst needs quotas.requests_per_second"),
+            "{e}"
+        );
+        let e = with("rps = 3\n").unwrap_err();
+        assert!(e.contains("unknown field `rps`"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Tenants: the callers one kiln serves, declared by the operator in the
 //! tenants file (`kiln serve --tenants FILE`, TOML). Each tenant has a name,
-//! credentials (API keys, stored as SHA-256 digests only) and scopes (what
-//! it may do). The file is re-read while kiln serves: keys rotate and
+//! credentials (API keys, stored as SHA-256 digests only), scopes (what it
+//! may do), a namespace (its own repository, shared models) and quotas. The file is re-read while kiln serves: keys rotate and
 //! tenants come and go without a restart; a file that fails to parse or
 //! validate leaves the previous one in force.
 //!
@@ -12,10 +12,12 @@
 
 mod file;
 mod keys;
+mod meter;
 mod scope;
 mod watch;
 
-pub use file::{Tenant, Tenants, TenantsError};
+pub use file::{Quotas, Rate, Tenant, Tenants, TenantsError};
 pub use keys::KeyDigest;
+pub use meter::{InFlight, Meters, QuotaRefusal};
 pub use scope::{Scope, Scopes};
 pub use watch::{Reload, TenantsWatch};

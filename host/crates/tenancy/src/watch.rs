@@ -18,10 +18,13 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::file::{read_text, Tenants, TenantsError};
+use crate::meter::Meters;
 
 pub struct TenantsWatch {
     path: PathBuf,
     current: ArcSwap<Tenants>,
+    /// What each tenant spends now (quotas), kept across reloads.
+    meters: Meters,
     /// SHA-256 of the content last looked at (in force or refused).
     seen: Mutex<[u8; 32]>,
 }
@@ -46,6 +49,7 @@ impl TenantsWatch {
         Ok(Self {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(tenants),
+            meters: Meters::default(),
             seen: Mutex::new(Sha256::digest(text.as_bytes()).into()),
         })
     }
@@ -57,6 +61,11 @@ impl TenantsWatch {
     /// The version in force.
     pub fn current(&self) -> Arc<Tenants> {
         self.current.load_full()
+    }
+
+    /// The tenants' quota meters.
+    pub fn meters(&self) -> &Meters {
+        &self.meters
     }
 
     /// Re-reads the file; swaps in its new content if that validates.
@@ -85,6 +94,7 @@ impl TenantsWatch {
         match Tenants::parse(&self.path, &text) {
             Ok(tenants) => {
                 let n = tenants.len();
+                self.meters.retain(&tenants);
                 self.current.store(Arc::new(tenants));
                 tracing::info!(file = %self.path.display(), tenants = n, "tenants file reloaded");
                 Reload::Replaced(n)
