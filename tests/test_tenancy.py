@@ -371,6 +371,13 @@ def test_model_control_acts_on_the_tenants_own_repository_only(model_repo, copy_
         assert c.is_model_ready("add_sub", headers=beta)
         c.unload_model("calc", headers=alpha)
         assert not c.is_model_ready("calc", headers=alpha)
+        # Every model-control action is logged with the tenant that asked.
+        log = srv.log()
+        assert 'model control caller=Tenant("alpha") model=calc action=Load' in log, log[-3000:]
+        assert 'model control caller=Tenant("alpha") model=calc action=Unload' in log
+        # Refused ones at most once a second: alpha's first refusal is there, the three
+        # that followed within the second are counted in the next line's `suppressed`.
+        assert 'Load of \'add_sub\' by Tenant("alpha") failed' in log
     finally:
         c.close()
 

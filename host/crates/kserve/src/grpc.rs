@@ -493,15 +493,13 @@ impl GrpcInferenceService for GrpcService {
     ) -> std::result::Result<Response<proto::RepositoryModelLoadResponse>, Status> {
         let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
-        super::check_explicit(&self.state).map_err(grpc_status)?;
         if let Some(key) = r.parameters.keys().next() {
             return Err(grpc_status(KilnError::unimplemented(format!(
-                "load parameter '{key}' (config override / inline files) is not supported yet"
+                "load parameter '{}' (config override / inline files) is not supported yet",
+                kiln_types::text::clip(key)
             ))));
         }
-        self.state
-            .namespace(&ctx)
-            .load(&r.model_name)
+        super::model_control(&self.state, &ctx, super::Control::Load, &r.model_name)
             .await
             .map_err(grpc_status)?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
@@ -513,10 +511,7 @@ impl GrpcInferenceService for GrpcService {
     ) -> std::result::Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
         let ctx = super::admission::grpc_context(&r)?;
         let r = r.into_inner();
-        super::check_explicit(&self.state).map_err(grpc_status)?;
-        self.state
-            .namespace(&ctx)
-            .unload(&r.model_name)
+        super::model_control(&self.state, &ctx, super::Control::Unload, &r.model_name)
             .await
             .map_err(grpc_status)?;
         Ok(Response::new(proto::RepositoryModelUnloadResponse {}))

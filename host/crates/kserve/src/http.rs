@@ -310,7 +310,6 @@ async fn load(
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
-    super::check_explicit(&s)?;
     let req: LoadRequest = parse_small_body(body, "load")?;
     if let Some((key, _)) = req.parameters.0.first() {
         return Err(KilnError::unimplemented(format!(
@@ -319,7 +318,7 @@ async fn load(
         ))
         .into());
     }
-    s.namespace(&ctx).load(&model).await?;
+    super::model_control(&s, &ctx, super::Control::Load, &model).await?;
     Ok(StatusCode::OK)
 }
 
@@ -329,9 +328,8 @@ async fn unload(
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> HttpResult<StatusCode> {
-    super::check_explicit(&s)?;
     let _: LoadRequest = parse_small_body(body, "unload")?;
-    s.namespace(&ctx).unload(&model).await?;
+    super::model_control(&s, &ctx, super::Control::Unload, &model).await?;
     Ok(StatusCode::OK)
 }
 

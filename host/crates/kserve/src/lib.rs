@@ -147,8 +147,42 @@ pub fn model_statistics(
     })
 }
 
+/// A model-control action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Load,
+    Unload,
+}
+
+/// Loads or unloads `name` in the caller's namespace (explicit mode only,
+/// Triton's rule), for both protocols. Every action that took place is
+/// logged with who asked; refused ones at most once a second (a client can
+/// send them as fast as it likes).
+pub async fn model_control(
+    state: &ServerState,
+    ctx: &kiln_types::RequestContext,
+    action: Control,
+    name: &str,
+) -> kiln_types::error::Result<()> {
+    check_explicit(state)?;
+    let namespace = state.namespace(ctx);
+    let result = match action {
+        Control::Load => namespace.load(name).await,
+        Control::Unload => namespace.unload(name).await,
+    };
+    let model = kiln_types::text::clip(name);
+    match &result {
+        Ok(()) => tracing::info!(caller = ?ctx.identity, %model, ?action, "model control"),
+        Err(e) => state.control_refusals.warn(
+            "model control",
+            format_args!("{action:?} of '{model}' by {:?} failed: {e}", ctx.identity),
+        ),
+    }
+    result
+}
+
 /// Load and unload are only allowed in explicit mode (Triton's rule).
-pub fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
+fn check_explicit(state: &ServerState) -> kiln_types::error::Result<()> {
     use kiln_repository::ControlMode;
     if state.main_registry().mode() != ControlMode::Explicit {
         return Err(kiln_types::error::KilnError::unavailable(

@@ -8,6 +8,7 @@ use kiln_repository::{ModelRegistry, Namespace, Namespaces};
 use kiln_types::RequestContext;
 use tokio::sync::watch;
 
+use crate::log_limit::RateLimitedLog;
 use crate::shared_memory::SharedMemory;
 
 /// State shared by every protocol handler.
@@ -17,6 +18,8 @@ pub struct ServerState {
     pub namespaces: Arc<Namespaces>,
     /// Registered system shared-memory regions (both protocols share them).
     pub shared_memory: SharedMemory,
+    /// Failed model-control actions, logged at most once a second.
+    pub control_refusals: RateLimitedLog,
     /// Start-up loading finished and not shutting down.
     ready: AtomicBool,
     /// Turns true when shutdown begins.
@@ -32,6 +35,7 @@ impl ServerState {
         Self {
             namespaces,
             shared_memory,
+            control_refusals: RateLimitedLog::default(),
             ready: AtomicBool::new(false),
             stop,
         }
