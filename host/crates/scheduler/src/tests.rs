@@ -154,6 +154,16 @@ fn request(marker: f32, width: usize, parameters: &[(&str, ParamValue)]) -> Back
     }
 }
 
+/// Waits for `condition`; a test that would wait for ever fails instead
+/// (a wrong expectation must not hang the suite).
+async fn until(condition: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "30 s without {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
 fn ctx() -> RequestContext {
     RequestContext::internal()
 }
@@ -173,16 +183,16 @@ impl Harness {
 
     /// Waits until `n` requests are queued (the gate keeps them there).
     async fn until_queued(&self, n: usize) {
-        while self.runner.shared.queue.waiting() < n {
-            tokio::task::yield_now().await;
-        }
+        until(
+            || self.runner.shared.queue.waiting() >= n,
+            "requests queued",
+        )
+        .await;
     }
 
     /// Waits until `n` executions have started (held at the gate).
     async fn until_executing(&self, n: usize) {
-        while self.entered.load(SeqCst) < n {
-            tokio::task::yield_now().await;
-        }
+        until(|| self.entered.load(SeqCst) >= n, "executions started").await;
     }
 
     fn executions(&self) -> Vec<Vec<f32>> {
@@ -300,10 +310,12 @@ async fn a_full_queue_refuses_with_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_queued_at_its_timeout_is_rejected() {
     let h = start(
-        "dynamic_batching { default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 1000 } }",
+        "dynamic_batching { default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 1000 allow_timeout_override: true } }",
         1,
     );
-    let blocker = h.submit(0.0, 1, &[]);
+    // The blocker may wait longer than 1 ms for the instance on a loaded
+    // machine: its own timeout is a minute (a CI run once hung on it).
+    let blocker = h.submit(0.0, 1, &[("timeout", ParamValue::Int(60_000_000))]);
     h.until_executing(1).await;
     let late = h.submit(1.0, 1, &[]);
     h.until_queued(1).await;
