@@ -57,12 +57,8 @@ pub enum Need {
 /// refinements: a model's readiness says whether it exists, so it is
 /// `metadata` (and goes through the tenant's namespace) where server
 /// readiness is open; the repository index is `metadata`, loading and
-/// unloading `model-control`.
-pub fn required(wire: Wire, path: &str) -> Need {
-    let api = match wire {
-        Wire::Grpc => Api::of_grpc_path(path),
-        Wire::Http => Api::of_http_path(path),
-    };
+/// unloading `model-control`. `api` is the path's group ([`Api::of`]).
+pub fn required(wire: Wire, path: &str, api: Option<Api>) -> Need {
     let method = path.rsplit('/').next().unwrap_or_default();
     match api {
         Some(Api::Health) => match wire {
@@ -198,11 +194,12 @@ impl Admission {
         }
     }
 
-    /// Who is calling and whether they may make this request; with a
-    /// tenant, its in-flight slot.
+    /// Who is calling and whether they may make this request (to `path`,
+    /// of group `api`); with a tenant, its in-flight slot.
     fn admit(
         &self,
         path: &str,
+        api: Option<Api>,
         headers: &http::HeaderMap,
     ) -> Result<(RequestContext, Option<InFlight>), Refusal> {
         let (identity, slot) = match &self.tenants {
@@ -210,7 +207,7 @@ impl Admission {
                 Some(name) if !name.is_empty() => (Identity::Claimed(name.to_string()), None),
                 _ => (Identity::Anonymous, None),
             },
-            Some(tenants) => match required(self.wire, path) {
+            Some(tenants) => match required(self.wire, path, api) {
                 Need::Open => (Identity::Anonymous, None),
                 need => {
                     let (name, slot) = self.authenticate(tenants, need, headers)?;
@@ -219,13 +216,7 @@ impl Admission {
             },
         };
         self.restrictions
-            .check(
-                match self.wire {
-                    Wire::Grpc => Api::of_grpc_path(path),
-                    Wire::Http => Api::of_http_path(path),
-                },
-                headers,
-            )
+            .check(api, headers)
             .map_err(Refusal::Restricted)?;
         Ok((RequestContext::new(self.protocol(), identity), slot))
     }
@@ -287,17 +278,14 @@ async fn admit(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let api = match admission.wire {
-        Wire::Grpc => Api::of_grpc_path(path),
-        Wire::Http => Api::of_http_path(path),
-    };
+    let api = Api::of(admission.wire, path);
     let span = tracing::info_span!(
         "request",
         protocol = ?admission.protocol(),
         api = api.map_or("unknown", Api::name),
         caller = tracing::field::Empty,
     );
-    let (ctx, _in_flight) = match admission.admit(path, request.headers()) {
+    let (ctx, _in_flight) = match admission.admit(path, api, request.headers()) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             span.in_scope(|| tracing::debug!("refused: {}", refusal.message()));
@@ -644,7 +632,7 @@ mod tests {
             ),
         ];
         for (wire, path, need) in cases {
-            assert_eq!(required(wire, path), need, "{path}");
+            assert_eq!(required(wire, path, Api::of(wire, path)), need, "{path}");
         }
     }
 }

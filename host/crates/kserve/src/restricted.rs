@@ -66,6 +66,14 @@ impl Api {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
+    /// The group of a request to a listener speaking `wire`.
+    pub fn of(wire: Wire, path: &str) -> Option<Api> {
+        match wire {
+            Wire::Grpc => Self::of_grpc_path(path),
+            Wire::Http => Self::of_http_path(path),
+        }
+    }
+
     /// The group of a gRPC method (`/package.Service/Method`).
     pub fn of_grpc_path(path: &str) -> Option<Api> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
