@@ -120,6 +120,7 @@ def test_every_api_but_health_needs_a_known_key(tenant_server, wire):
         else:  # tritonclient's HTTP readiness check answers False for any refusal
             assert not c.is_model_ready("add_sub")
             assert http_request(tenant_server.http_url, "GET", "/v2/models/add_sub/ready")[0] == 401
+        assert c.is_server_live() and c.is_server_ready(), "refusals left the server unhealthy"
         # The unverified tenant header grants nothing once tenants are configured.
         expect("unauthenticated", wire, c.get_server_metadata, headers={"kiln-tenant": "alpha"})
         ok = c.infer("add_sub", add_sub_inputs(grpcclient if wire == "grpc" else httpclient, a, a),
@@ -412,6 +413,8 @@ def test_over_the_rate_quota_is_429_with_retry_after_and_resource_exhausted(copy
     # Another tenant is not slowed by alpha's quota.
     for _ in range(5):
         srv.grpc.infer("add_sub", add_sub_inputs(grpcclient, a, a), headers=bearer(KEYS["beta"], "grpc"))
+    # Refused requests leave the server healthy (health needs no key and no token).
+    assert srv.grpc.is_server_live() and srv.http.is_server_ready()
     # The bucket refills.
     wait_until(lambda: srv.grpc.get_model_metadata("add_sub", headers=bearer(KEYS["alpha"], "grpc")), 5,
                interval=0.25, what="a token for alpha")
