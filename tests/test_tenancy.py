@@ -463,3 +463,68 @@ def test_max_loaded_models_caps_a_tenants_own_repository(model_repo, copy_repo, 
         assert c.is_model_ready("two", headers=alpha) and not c.is_model_ready("one", headers=alpha)
     finally:
         c.close()
+
+
+def test_over_max_queued_per_model_is_refused_and_other_tenants_still_queue(copy_repo, kiln, tmp_path):
+    from test_shutdown import calibrate, slow_inputs
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, quota_toml("alpha", KEYS["alpha"], "max_queued_per_model = 1\n")
+                  + "\n" + tenants_toml(("beta", [KEYS["beta"]], ALL_SCOPES)))
+    srv = kiln(copy_repo("slow_identity"), "--tenants", str(file), name="quota-queued")
+    alpha, beta = bearer(KEYS["alpha"], "grpc"), bearer(KEYS["beta"], "grpc")
+    x = np.ones((1, 4), np.float32)
+    rounds = calibrate(srv, target_s=1.0, headers=alpha)
+    done = []
+
+    def send(headers):
+        srv.new_grpc_client().infer("slow_identity", slow_inputs(grpcclient, x, rounds), headers=headers)
+        done.append(headers)
+
+    threads = [threading.Thread(target=send, args=(alpha,))]
+    threads[0].start()
+    srv.wait_held("slow_identity", executing=1)  # alpha's first runs on the one instance
+    threads.append(threading.Thread(target=send, args=(alpha,)))
+    threads[1].start()
+    srv.wait_held("slow_identity", pending=1, executing=1)  # alpha's second waits: its quota is full
+    with pytest.raises(InferenceServerException) as exc:
+        srv.new_grpc_client().infer("slow_identity", slow_inputs(grpcclient, x, 1), headers=alpha)
+    assert exc.value.status() == "StatusCode.RESOURCE_EXHAUSTED", exc.value
+    assert "tenant 'alpha'" in exc.value.message() and "max_queued_per_model" in exc.value.message()
+    threads.append(threading.Thread(target=send, args=(beta,)))
+    threads[2].start()
+    srv.wait_held("slow_identity", pending=2, executing=1)  # beta's own count is its own
+    for t in threads:
+        t.join(60)
+    assert len(done) == 3, "a queued request failed"
+
+
+def test_plugin_ceilings_hold_a_tenants_plugins_down(plugins, model_repo, copy_repo, kiln, tmp_path):
+    """quotas.wasm_fuel / wasm_memory_mb: a plugin of the tenant's repository that sets no fuel
+    gets the ceiling (a runaway loop ends out of fuel, not at its deadline); one that asks for
+    more memory than the ceiling fails its load naming the ceiling; the same plugin in the main
+    repository is not held down."""
+    from test_plugins import fp32_input, plugin_model
+    own = tmp_path / "alpha"
+    plugin_model(own, "spin", "hostile_loop", {"wasm_timeout_ms": "20000"})
+    plugin_model(own, "greedy", "scale", {"factor": "2", "wasm_memory_mb": "512"})
+    main = copy_repo("add_sub")
+    plugin_model(main, "greedy_main", "scale", {"factor": "2", "wasm_memory_mb": "512"})
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, quota_toml("alpha", KEYS["alpha"], "wasm_fuel = 2000000\nwasm_memory_mb = 64\n"
+                                   "wasm_timeout_ms = 30000\n", 'repository = "alpha"\n'))
+    srv = kiln(main, "--tenants", str(file), name="quota-plugins")
+    c = srv.new_grpc_client()
+    alpha = bearer(KEYS["alpha"], "grpc")
+    try:
+        started = time.monotonic()
+        with pytest.raises(InferenceServerException, match="out of fuel"):
+            c.infer("spin", [fp32_input(np.ones((1, 4), np.float32))], headers=alpha, client_timeout=60)
+        assert time.monotonic() - started < 10, "the fuel ceiling, not the 20 s deadline, should stop it"
+        assert not c.is_model_ready("greedy", headers=alpha)
+        index = {m.name: m for m in c.get_model_repository_index(headers=alpha).models}
+        assert "ceiling of 64" in index["greedy"].reason and "tenant 'alpha'" in index["greedy"].reason, index
+        a = np.arange(4, dtype=np.float32).reshape(1, 4)
+        out = c.infer("greedy_main", [fp32_input(a)], headers=alpha).as_numpy("OUTPUT")
+        np.testing.assert_array_equal(out, a * 2)
+    finally:
+        c.close()

@@ -30,7 +30,7 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
             status: if ok { "OK" } else { "ERROR" },
             detail,
         };
-        let spec = match backends.read_spec(&dir) {
+        let spec = match backends.read_spec(&dir, None) {
             Ok(spec) => spec,
             Err(e) => {
                 rows.push(row("-".into(), false, e.0));

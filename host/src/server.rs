@@ -20,6 +20,7 @@ use kiln_kserve::restricted::Wire;
 use kiln_kserve::shared_memory::SharedMemory;
 use kiln_kserve::transport::Listener;
 use kiln_kserve::{grpc, http, ServerState};
+use kiln_model_config::Ceilings;
 use kiln_repository::{ControlMode, LocalRepository, ModelRegistry, Namespaces, TenantSpace};
 use kiln_tenancy::{Reload, Tenants, TenantsWatch};
 
@@ -328,6 +329,17 @@ fn tenant_spaces(tenants: &Tenants) -> Vec<TenantSpace> {
                 name: t.name.clone(),
                 repository: t.repository.clone(),
                 max_loaded_models: t.quotas.max_loaded_models.map(|n| n.get() as usize),
+                ceilings: (!t.quotas.plugin_ceilings.is_empty()).then(|| {
+                    Arc::new(Ceilings {
+                        owner: format!("tenant '{}'", t.name),
+                        limits: t
+                            .quotas
+                            .plugin_ceilings
+                            .iter()
+                            .map(|&(key, max)| (key.to_string(), max))
+                            .collect(),
+                    })
+                }),
                 shared: Arc::new(move |model: &str| tenant.may_use_shared(model)),
             }
         })

@@ -27,7 +27,7 @@ mod tests {
         tmp: &tempfile::TempDir,
         name: &str,
     ) -> Result<kiln_model_config::ModelSpec, kiln_model_config::ConfigError> {
-        super::registry().read_spec(&tmp.path().join(name))
+        super::registry().read_spec(&tmp.path().join(name), None)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_model_config::proto::{model_instance_group::Kind as InstanceKind, ModelConfig};
-use kiln_model_config::{ConfigError, ModelSpec, Placement, CONFIG_FILE};
+use kiln_model_config::{Ceilings, ConfigError, ModelSpec, Placement, CONFIG_FILE};
 
 use crate::instance::{Backend, BackendError};
 
@@ -64,16 +64,31 @@ impl BackendRegistry {
 
     /// Every check a config passes, common and backend-specific: the
     /// [`ModelSpec`] the server works from.
-    pub fn spec(&self, model_dir: &Path, config: ModelConfig) -> Result<ModelSpec, ConfigError> {
+    /// `ceilings`: those of the repository's owner (a tenant's plugin quotas).
+    pub fn spec(
+        &self,
+        model_dir: &Path,
+        config: ModelConfig,
+        ceilings: Option<Arc<Ceilings>>,
+    ) -> Result<ModelSpec, ConfigError> {
         let mut spec = kiln_model_config::validate(model_dir, config)?;
+        spec.ceilings = ceilings;
         self.validate(&mut spec)
             .map_err(|m| ConfigError::at(&model_dir.join(CONFIG_FILE), m))?;
         Ok(spec)
     }
 
     /// Reads, parses and checks `model_dir/config.pbtxt`.
-    pub fn read_spec(&self, model_dir: &Path) -> Result<ModelSpec, ConfigError> {
-        self.spec(model_dir, kiln_model_config::read_config(model_dir)?)
+    pub fn read_spec(
+        &self,
+        model_dir: &Path,
+        ceilings: Option<Arc<Ceilings>>,
+    ) -> Result<ModelSpec, ConfigError> {
+        self.spec(
+            model_dir,
+            kiln_model_config::read_config(model_dir)?,
+            ceilings,
+        )
     }
 
     /// The backend-specific half of [`Self::spec`].

@@ -25,7 +25,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use kiln_tenancy::{InFlight, QuotaRefusal, Scope, TenantsWatch};
-use kiln_types::context::{Identity, Protocol, RequestContext, TENANT_HEADER};
+use kiln_types::context::{Identity, Protocol, RequestContext, Share, TENANT_HEADER};
 use tracing::Instrument;
 
 use crate::log_limit::RateLimitedLog;
@@ -202,23 +202,27 @@ impl Admission {
         api: Option<Api>,
         headers: &http::HeaderMap,
     ) -> Result<(RequestContext, Option<InFlight>), Refusal> {
-        let (identity, slot) = match &self.tenants {
+        let (identity, share, slot) = match &self.tenants {
             None => match headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()) {
-                Some(name) if !name.is_empty() => (Identity::Claimed(name.to_string()), None),
-                _ => (Identity::Anonymous, None),
+                Some(name) if !name.is_empty() => {
+                    (Identity::Claimed(name.to_string()), Share::default(), None)
+                }
+                _ => (Identity::Anonymous, Share::default(), None),
             },
             Some(tenants) => match required(self.wire, path, api) {
-                Need::Open => (Identity::Anonymous, None),
+                Need::Open => (Identity::Anonymous, Share::default(), None),
                 need => {
-                    let (name, slot) = self.authenticate(tenants, need, headers)?;
-                    (Identity::Tenant(name), Some(slot))
+                    let (name, share, slot) = self.authenticate(tenants, need, headers)?;
+                    (Identity::Tenant(name), share, Some(slot))
                 }
             },
         };
         self.restrictions
             .check(api, headers)
             .map_err(Refusal::Restricted)?;
-        Ok((RequestContext::new(self.protocol(), identity), slot))
+        let mut ctx = RequestContext::new(self.protocol(), identity);
+        ctx.share = share;
+        Ok((ctx, slot))
     }
 
     /// The tenant the request's API key belongs to, if it may do `need`
@@ -228,7 +232,7 @@ impl Admission {
         tenants: &TenantsWatch,
         need: Need,
         headers: &http::HeaderMap,
-    ) -> Result<(Arc<str>, InFlight), Refusal> {
+    ) -> Result<(Arc<str>, Share, InFlight), Refusal> {
         let what = match self.wire {
             Wire::Grpc => "grpc admission",
             Wire::Http => "http admission",
@@ -260,7 +264,11 @@ impl Admission {
             }
         }
         let slot = tenants.meters().admit(tenant).map_err(Refusal::Quota)?;
-        Ok((tenant.name.clone(), slot))
+        let share = Share {
+            weight: tenant.weight,
+            max_queued_per_model: tenant.quotas.max_queued_per_model.map(|n| n.get()),
+        };
+        Ok((tenant.name.clone(), share, slot))
     }
 }
 

@@ -9,10 +9,12 @@
 //! factory (kiln-backend's `BackendFactory::validate`), after these checks.
 #![forbid(unsafe_code)]
 
+mod ceilings;
 mod ensemble;
 mod parse;
 mod spec;
 
+pub use ceilings::Ceilings;
 pub use ensemble::check_steps;
 pub use parse::{parse_text, read_config, ConfigError, CONFIG_FILE};
 pub use spec::{

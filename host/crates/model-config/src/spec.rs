@@ -91,6 +91,9 @@ pub struct ModelSpec {
     pub model_dir: PathBuf,
     /// Accepted settings kiln does not act on yet, for the load log.
     pub warnings: Vec<String>,
+    /// Ceilings its repository's owner puts on its parameters (a tenant's
+    /// plugin quotas); backends apply them when they read the parameters.
+    pub ceilings: Option<std::sync::Arc<crate::Ceilings>>,
 }
 
 impl ModelSpec {
@@ -372,6 +375,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         instances,
         model_dir: model_dir.to_path_buf(),
         warnings,
+        ceilings: None,
     })
 }
 

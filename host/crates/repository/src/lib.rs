@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use kiln_backend::BackendRegistry;
-use kiln_model_config::ModelSpec;
+use kiln_model_config::{Ceilings, ModelSpec};
 use kiln_scheduler::stats::{ModelStats, StatsObserver};
 use kiln_scheduler::ModelRunner;
 use kiln_types::error::{KilnError, Result};
@@ -128,6 +128,8 @@ pub struct ModelRegistry {
     /// At most this many models with a ready version (a tenant's
     /// `max_loaded_models`; 0: no limit).
     max_models: std::sync::atomic::AtomicUsize,
+    /// Ceilings on its models' parameters ([`Self::set_ceilings`]).
+    ceilings: RwLock<Option<Arc<Ceilings>>>,
 }
 
 impl ModelRegistry {
@@ -145,6 +147,7 @@ impl ModelRegistry {
             models: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
             max_models: std::sync::atomic::AtomicUsize::new(0),
+            ceilings: RwLock::default(),
         })
     }
 
@@ -153,6 +156,12 @@ impl ModelRegistry {
     pub fn set_max_models(&self, max: Option<usize>) {
         self.max_models
             .store(max.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ceilings on its models' parameters (a tenant's plugin quotas), in
+    /// force from the next load; models already loaded keep their settings.
+    pub fn set_ceilings(&self, ceilings: Option<Arc<Ceilings>>) {
+        *self.ceilings.write() = ceilings;
     }
 
     pub fn mode(&self) -> ControlMode {
@@ -364,7 +373,8 @@ impl ModelRegistry {
                 )))
             }
         };
-        let spec = match self.backends.read_spec(&dir) {
+        let ceilings = self.ceilings.read().clone();
+        let spec = match self.backends.read_spec(&dir, ceilings) {
             Ok(spec) => Arc::new(spec),
             Err(e) => return Err(self.fail_model(name, seen, e.0)),
         };

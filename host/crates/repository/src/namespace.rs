@@ -157,6 +157,8 @@ pub struct TenantSpace {
     pub shared: SharedFilter,
     /// How many of its own models may be loaded at once.
     pub max_loaded_models: Option<usize>,
+    /// Ceilings on its own models' parameters (plugin quotas).
+    pub ceilings: Option<Arc<kiln_model_config::Ceilings>>,
 }
 
 /// Makes the registry of a tenant's own repository.
@@ -245,6 +247,7 @@ impl Namespaces {
             };
             if let Some(own) = &own {
                 own.set_max_models(space.max_loaded_models);
+                own.set_ceilings(space.ceilings.clone());
             }
             let namespace = Arc::new(Namespace {
                 repository: space.repository,
@@ -412,12 +415,14 @@ mod tests {
                 repository: Some(own_dir.path().into()),
                 shared: Arc::new(|_: &str| true),
                 max_loaded_models: None,
+                ceilings: None,
             },
             TenantSpace {
                 name: "b".into(),
                 repository: None,
                 shared: only_pipe,
                 max_loaded_models: None,
+                ceilings: None,
             },
         ]);
         assert_eq!((added.len(), removed.len()), (1, 0));

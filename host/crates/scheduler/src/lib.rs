@@ -3,8 +3,10 @@
 //! (synchronous, on its own OS thread) and answer through oneshot channels,
 //! bridging to tokio the way text-embeddings-inference does.
 //!
-//! An idle instance takes the oldest request of the highest priority and,
-//! with `dynamic_batching`, keeps taking compatible requests (same per-item
+//! Tenants share a queue by weight (deficit round robin, see `queue`). An
+//! idle instance takes the next request in that order (within a tenant, the
+//! oldest of the highest priority) and, with `dynamic_batching`, keeps taking
+//! compatible requests in the same order (same per-item
 //! shapes and parameters) until the batch is full, a preferred size is
 //! reached, or `max_queue_delay_microseconds` since the oldest request has
 //! passed; only one idle instance gathers at a time, so a batch goes to one
@@ -35,7 +37,7 @@ use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::Tensor;
 use kiln_types::{ParamValue, RequestContext};
-use queue::{Queue, Refused};
+use queue::{Placement, Queue, Refused};
 use stats::ModelStats;
 
 /// What one execution produced for one request.
@@ -109,7 +111,8 @@ impl ModelRunner {
         let stats = Arc::new(stats);
         let shared = Arc::new(Shared {
             name: format!("{}:{version}", spec.name),
-            queue: Queue::new(policy.levels),
+            // A turn's credit covers the largest request (see `queue`).
+            queue: Queue::new(policy.levels, policy.max_batch_size as u64),
             policy,
             gathering: parking_lot::Mutex::new(()),
             stats: stats.clone(),
@@ -200,10 +203,16 @@ impl ModelRunner {
         // Counted before the push: an idle instance may take the job (and
         // count it out) before `push` returns.
         self.stats.pending(1);
-        let pushed = self
-            .shared
-            .queue
-            .push(job, priority - 1, level.max_queue_size);
+        let flow_cap = ctx.share.max_queued_per_model;
+        let placement = Placement {
+            flow: ctx.tenant().cloned(),
+            level: priority - 1,
+            cost: items as u64,
+            weight: ctx.share.weight,
+            max_len: level.max_queue_size,
+            max_flow_len: flow_cap.map_or(0, |n| n as usize),
+        };
+        let pushed = self.shared.queue.push(job, placement);
         if pushed.is_err() {
             self.stats.pending(-1);
         }
@@ -215,6 +224,12 @@ impl ModelRunner {
                 self.spec.name, level.max_queue_size
             )))
             }
+            Err(Refused::FlowFull(_)) => return Err(KilnError::resource_exhausted(format!(
+                "tenant '{}' has {} requests queued for model '{}', its quota max_queued_per_model",
+                ctx.tenant().map_or("", |t| t),
+                flow_cap.unwrap_or(0),
+                self.spec.name
+            ))),
             Err(Refused::Closed(_)) => {
                 return Err(KilnError::unavailable(format!(
                     "model '{}' version {} is unloading",

@@ -9,8 +9,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use bytes::Bytes;
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::{parse_text, validate, ModelSpec};
+use kiln_types::context::{Identity, Protocol};
 use kiln_types::tensor::{DataType, Tensor};
-use kiln_types::{KilnError, ParamValue, RequestContext};
+use kiln_types::{KilnError, ParamValue, RequestContext, Share};
 
 use super::stats::{ModelStats, RequestTiming, StatsObserver};
 use super::ModelRunner;
@@ -168,6 +169,16 @@ fn ctx() -> RequestContext {
     RequestContext::internal()
 }
 
+/// A request of tenant `name`.
+fn tenant(name: &str, weight: u32, max_queued_per_model: Option<u32>) -> RequestContext {
+    let mut ctx = RequestContext::new(Protocol::Internal, Identity::Tenant(name.into()));
+    ctx.share = Share {
+        weight,
+        max_queued_per_model,
+    };
+    ctx
+}
+
 impl Harness {
     /// Queues a request on the runtime; returns its answer's handle.
     fn submit(
@@ -176,9 +187,20 @@ impl Harness {
         width: usize,
         parameters: &[(&str, ParamValue)],
     ) -> tokio::task::JoinHandle<Result<Vec<Tensor>, KilnError>> {
+        self.submit_as(ctx(), marker, width, parameters)
+    }
+
+    /// [`Self::submit`] for the caller `ctx`.
+    fn submit_as(
+        &self,
+        ctx: RequestContext,
+        marker: f32,
+        width: usize,
+        parameters: &[(&str, ParamValue)],
+    ) -> tokio::task::JoinHandle<Result<Vec<Tensor>, KilnError>> {
         let runner = self.runner.clone();
         let request = request(marker, width, parameters);
-        tokio::spawn(async move { runner.execute(&ctx(), request).await.map(|o| o.outputs) })
+        tokio::spawn(async move { runner.execute(&ctx, request).await.map(|o| o.outputs) })
     }
 
     /// Waits until `n` requests are queued (the gate keeps them there).
@@ -384,4 +406,64 @@ async fn the_gauges_count_waiting_and_executing_requests() {
     assert!(e.message().contains("request timeout expired"), "{e}");
     // Counted out before the answer went.
     assert_eq!(h.gauges.now(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_take_turns_within_and_across_batches() {
+    let h = start("dynamic_batching { max_queue_delay_microseconds: 1000 }", 1);
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    // Tenant a floods first; b's two requests arrive behind all eight.
+    let mut answers = Vec::new();
+    for (i, m) in (10..18).enumerate() {
+        answers.push(h.submit_as(tenant("a", 1, None), m as f32, 1, &[]));
+        h.until_queued(i + 1).await;
+    }
+    for (i, m) in [20, 21].into_iter().enumerate() {
+        answers.push(h.submit_as(tenant("b", 1, None), m as f32, 1, &[]));
+        h.until_queued(9 + i).await;
+    }
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    // a's turn (4 items: the quantum is max_batch_size) fills the first
+    // batch; b's turn comes next and its requests share the second batch
+    // with a's next turn, instead of waiting behind all of a's.
+    assert_eq!(
+        h.executions(),
+        vec![
+            vec![0.0],
+            vec![10.0, 11.0, 12.0, 13.0],
+            vec![20.0, 21.0, 14.0, 15.0],
+            vec![16.0, 17.0],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_queued_quota_is_refused_and_others_are_not() {
+    let h = start("", 1);
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let queued: Vec<_> = (1..=2)
+        .map(|m| h.submit_as(tenant("a", 1, Some(2)), m as f32, 1, &[]))
+        .collect();
+    h.until_queued(2).await;
+    let e = h
+        .submit_as(tenant("a", 1, Some(2)), 3.0, 1, &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, KilnError::ResourceExhausted(_)), "{e:?}");
+    assert!(e.message().contains("tenant 'a'"), "{e}");
+    assert!(e.message().contains("max_queued_per_model"), "{e}");
+    let other = h.submit_as(tenant("b", 1, Some(2)), 4.0, 1, &[]);
+    h.until_queued(3).await;
+    h.gate.open();
+    for a in queued.into_iter().chain([blocker, other]) {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(h.executions().len(), 4);
 }

@@ -7,12 +7,17 @@
 //! scopes = ["infer", "metadata"]
 //! repository = "tenants/team-a"      # its own models (relative to this file)
 //! shared_models = ["digits*"]        # the main repository's models it may use
+//! weight = 3                         # its share of a busy model (default 1)
 //!
 //! [tenant.quotas]                    # each optional
 //! requests_per_second = 100          # a token bucket ...
 //! burst = 200                        # ... this deep (default: requests_per_second)
 //! max_in_flight = 64                 # requests admitted and not yet answered
+//! max_queued_per_model = 32          # requests waiting in one model's queue
 //! max_loaded_models = 10             # models loaded from its own repository
+//! wasm_memory_mb = 128               # ceilings on its own plugins' settings
+//! wasm_timeout_ms = 500
+//! wasm_fuel = 1000000000
 //! ```
 //!
 //! Unknown keys, bad digests, unknown scopes, duplicate names, a key digest
@@ -66,6 +71,7 @@ struct TenantDoc {
     repository: Option<Spanned<String>>,
     #[serde(default)]
     shared_models: Vec<Spanned<String>>,
+    weight: Option<Spanned<u32>>,
     #[serde(default)]
     quotas: QuotasDoc,
 }
@@ -77,7 +83,15 @@ struct QuotasDoc {
     burst: Option<Spanned<u32>>,
     max_in_flight: Option<Spanned<u32>>,
     max_loaded_models: Option<Spanned<u32>>,
+    max_queued_per_model: Option<Spanned<u32>>,
+    wasm_memory_mb: Option<Spanned<u32>>,
+    wasm_timeout_ms: Option<Spanned<u32>>,
+    wasm_fuel: Option<Spanned<u64>>,
 }
+
+/// The largest scheduling weight: one tenant gets at most this many turns'
+/// worth of a busy model for another's one.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// A requests-per-second quota: a token bucket refilled at `per_second`,
 /// `burst` deep.
@@ -88,11 +102,15 @@ pub struct Rate {
 }
 
 /// A tenant's quotas; `None` is no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quotas {
     pub rate: Option<Rate>,
     pub max_in_flight: Option<NonZeroU32>,
     pub max_loaded_models: Option<NonZeroU32>,
+    pub max_queued_per_model: Option<NonZeroU32>,
+    /// Ceilings on its own plugins' `wasm_memory_mb`, `wasm_timeout_ms`
+    /// and `wasm_fuel` (parameter name, ceiling), in that order, those set.
+    pub plugin_ceilings: Vec<(&'static str, u64)>,
 }
 
 /// One tenant as admission sees it.
@@ -107,6 +125,8 @@ pub struct Tenant {
     pub shared_patterns: Vec<String>,
     shared: GlobSet,
     pub quotas: Quotas,
+    /// Its share of a busy model against other tenants' (1..=[`MAX_WEIGHT`]).
+    pub weight: u32,
 }
 
 impl Tenant {
@@ -124,6 +144,7 @@ impl std::fmt::Debug for Tenant {
             .field("repository", &self.repository)
             .field("shared_models", &self.shared_patterns)
             .field("quotas", &self.quotas)
+            .field("weight", &self.weight)
             .finish()
     }
 }
@@ -290,10 +311,40 @@ impl Tenants {
                 }
                 (None, None) => None,
             };
+            let mut plugin_ceilings = Vec::new();
+            for (key, value) in [
+                ("wasm_memory_mb", &q.wasm_memory_mb),
+                ("wasm_timeout_ms", &q.wasm_timeout_ms),
+            ] {
+                if let Some(v) = positive(value, key)? {
+                    plugin_ceilings.push((key, u64::from(v.get())));
+                }
+            }
+            if let Some(fuel) = &q.wasm_fuel {
+                if *fuel.get_ref() == 0 {
+                    return Err(at(
+                        fuel.span().start,
+                        format!("tenant '{name}': quotas.wasm_fuel must be at least 1 (leave it out for no limit)"),
+                    ));
+                }
+                plugin_ceilings.push(("wasm_fuel", *fuel.get_ref()));
+            }
             let quotas = Quotas {
                 rate,
                 max_in_flight: positive(&q.max_in_flight, "max_in_flight")?,
                 max_loaded_models: positive(&q.max_loaded_models, "max_loaded_models")?,
+                max_queued_per_model: positive(&q.max_queued_per_model, "max_queued_per_model")?,
+                plugin_ceilings,
+            };
+            let weight = match &t.weight {
+                None => 1,
+                Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref(),
+                Some(w) => {
+                    return Err(at(
+                        w.span().start,
+                        format!("tenant '{name}': weight must be 1..={MAX_WEIGHT}"),
+                    ))
+                }
             };
             tenants.push(Tenant {
                 name: name.into(),
@@ -306,6 +357,7 @@ impl Tenants {
                     .collect(),
                 shared,
                 quotas,
+                weight,
             });
         }
         Ok(Self { tenants, keys })
@@ -480,7 +532,7 @@ mod tests {
             ))
         };
         let t = with("requests_per_second = 5\nmax_in_flight = 2\n").unwrap();
-        let q = t.by_api_key("alpha").unwrap().quotas;
+        let q = &t.by_api_key("alpha").unwrap().quotas;
         let rate = q.rate.unwrap();
         assert_eq!((rate.per_second.get(), rate.burst.get()), (5, 5));
         assert_eq!(q.max_in_flight.map(NonZeroU32::get), Some(2));
@@ -497,6 +549,36 @@ mod tests {
         );
         let e = with("rps = 3\n").unwrap_err();
         assert!(e.contains("unknown field `rps`"), "{e}");
+    }
+
+    #[test]
+    fn weights_and_plugin_ceilings() {
+        let with = |extra: &str, quotas: &str| {
+            parse(&format!(
+                "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\"]\n{extra}[tenant.quotas]\n{quotas}"
+            ))
+        };
+        let t = with("", "").unwrap();
+        assert_eq!(t.by_api_key("alpha").unwrap().weight, 1);
+        let t = with(
+            "weight = 3\n",
+            "max_queued_per_model = 8\nwasm_fuel = 5000000000\nwasm_memory_mb = 64\n",
+        )
+        .unwrap();
+        let a = t.by_api_key("alpha").unwrap();
+        assert_eq!(a.weight, 3);
+        assert_eq!(a.quotas.max_queued_per_model.map(NonZeroU32::get), Some(8));
+        assert_eq!(
+            a.quotas.plugin_ceilings,
+            vec![("wasm_memory_mb", 64), ("wasm_fuel", 5_000_000_000)]
+        );
+        let e = with("weight = 0\n", "").unwrap_err();
+        assert!(
+            e.contains("tenants.toml:5:10: tenant 'a': weight must be 1..=1000"),
+            "{e}"
+        );
+        let e = with("", "wasm_fuel = 0\n").unwrap_err();
+        assert!(e.contains("quotas.wasm_fuel must be at least 1"), "{e}");
     }
 
     #[test]

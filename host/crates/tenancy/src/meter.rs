@@ -9,6 +9,7 @@
 //! ([`Meters::retain`]), so there is one meter per configured tenant.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::RwLock;
 
-use crate::file::{Quotas, Tenant, Tenants};
+use crate::file::{Quotas, Rate, Tenant, Tenants};
 
 /// Which quota refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +48,25 @@ impl QuotaRefusal {
     }
 }
 
+/// The quotas admission meters (rate and in-flight); a change to any other
+/// quota leaves a tenant's bucket and count as they are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Metered {
+    rate: Option<Rate>,
+    max_in_flight: Option<NonZeroU32>,
+}
+
+impl Metered {
+    fn of(quotas: &Quotas) -> Self {
+        Self {
+            rate: quotas.rate,
+            max_in_flight: quotas.max_in_flight,
+        }
+    }
+}
+
 struct Meter {
-    quotas: Quotas,
+    quotas: Metered,
     bucket: Option<DefaultDirectRateLimiter>,
     in_flight: AtomicU32,
 }
@@ -67,17 +85,18 @@ pub struct Meters(RwLock<HashMap<Arc<str>, Arc<Meter>>>);
 
 impl Meters {
     fn meter(&self, tenant: &Tenant) -> Arc<Meter> {
+        let quotas = Metered::of(&tenant.quotas);
         if let Some(m) = self.0.read().get(&tenant.name) {
-            if m.quotas == tenant.quotas {
+            if m.quotas == quotas {
                 return m.clone();
             }
         }
         let mut meters = self.0.write();
         let m = meters
             .entry(tenant.name.clone())
-            .or_insert_with(|| Arc::new(Meter::new(tenant.quotas)));
-        if m.quotas != tenant.quotas {
-            *m = Arc::new(Meter::new(tenant.quotas));
+            .or_insert_with(|| Arc::new(Meter::new(quotas)));
+        if m.quotas != quotas {
+            *m = Arc::new(Meter::new(quotas));
         }
         m.clone()
     }
@@ -130,7 +149,7 @@ impl Meters {
 }
 
 impl Meter {
-    fn new(quotas: Quotas) -> Self {
+    fn new(quotas: Metered) -> Self {
         Self {
             bucket: quotas.rate.map(|rate| {
                 RateLimiter::direct(Quota::per_second(rate.per_second).allow_burst(rate.burst))

@@ -34,6 +34,30 @@ pub struct RequestContext {
     /// When the protocol layer received the request; the base of the
     /// request-duration statistics.
     pub received_at: Instant,
+    /// The caller's claim on a model's queue (its tenant's weight and
+    /// queued-requests quota); the default for callers without a tenant.
+    pub share: Share,
+}
+
+/// What a model's queue needs to know of the caller's tenant to share the
+/// model fairly: requests are taken from each tenant's requests in
+/// proportion to `weight` (deficit round robin, kiln-scheduler's `queue`),
+/// and at most `max_queued_per_model` of them wait in one model's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// At least 1.
+    pub weight: u32,
+    /// `None`: only the model's own `max_queue_size` applies.
+    pub max_queued_per_model: Option<u32>,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Self {
+            weight: 1,
+            max_queued_per_model: None,
+        }
+    }
 }
 
 /// Header (HTTP) and metadata key (gRPC) a caller may name itself with when
@@ -46,6 +70,17 @@ impl RequestContext {
             identity,
             protocol,
             received_at: Instant::now(),
+            share: Share::default(),
+        }
+    }
+
+    /// The tenant the request's requests count against when a queue shares
+    /// a model between tenants; `None` for every caller without one (they
+    /// share one turn).
+    pub fn tenant(&self) -> Option<&Arc<str>> {
+        match &self.identity {
+            Identity::Tenant(name) => Some(name),
+            _ => None,
         }
     }
 

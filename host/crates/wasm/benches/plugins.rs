@@ -33,7 +33,7 @@ fn load(name: &str, wasm: &Path, config_text: &str) -> (tempfile::TempDir, WasmI
     std::fs::write(dir.join("config.pbtxt"), config_text).unwrap();
     let mut backends = kiln_backend::BackendRegistry::default();
     backends.register(WasmFactory);
-    let spec = backends.read_spec(&dir).unwrap();
+    let spec = backends.read_spec(&dir, None).unwrap();
     let instance = WasmInstance::load(&spec, &dir.join("1/model.wasm")).unwrap();
     (tmp, instance)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_model_config::ModelSpec;
+use kiln_model_config::{Ceilings, ModelSpec};
 use kiln_sandbox::{CallLimits, Grants, MAX_MEMORY_MB};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -48,26 +48,34 @@ impl PluginSettings {
             .iter()
             .map(|(k, v)| (k.clone(), v.string_value.clone()))
             .collect();
-        let number = |key: &str, default: u64| -> Result<u64, String> {
-            match parameters.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("parameter '{key}': expected a whole number, got '{v}'")),
-            }
+        let asked = |key: &str| -> Result<Option<u64>, String> {
+            parameters
+                .get(key)
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        format!("parameter '{key}': expected a whole number, got '{v}'")
+                    })
+                })
+                .transpose()
         };
-        let timeout_ms = number("wasm_timeout_ms", DEFAULT_TIMEOUT_MS)?.max(1);
-        let memory_mb = number("wasm_memory_mb", DEFAULT_MEMORY_MB)?;
+        // The repository owner's ceilings (a tenant's quotas) hold each
+        // limit down; an absent one gets the lower of default and ceiling.
+        let ceilings = spec.ceilings.as_deref();
+        let limit =
+            |key: &str, default: Option<u64>| Ceilings::apply(ceilings, key, asked(key)?, default);
+        let number =
+            |key: &str, default: u64| -> Result<u64, String> { Ok(asked(key)?.unwrap_or(default)) };
+        let timeout_ms = limit("wasm_timeout_ms", Some(DEFAULT_TIMEOUT_MS))?
+            .unwrap_or(DEFAULT_TIMEOUT_MS)
+            .max(1);
+        let memory_mb =
+            limit("wasm_memory_mb", Some(DEFAULT_MEMORY_MB))?.unwrap_or(DEFAULT_MEMORY_MB);
         if memory_mb == 0 || memory_mb > MAX_MEMORY_MB {
             return Err(format!(
                 "parameter 'wasm_memory_mb': must be 1..={MAX_MEMORY_MB}, got {memory_mb}"
             ));
         }
-        let fuel = parameters
-            .get("wasm_fuel")
-            .map(|_| number("wasm_fuel", 0))
-            .transpose()?;
+        let fuel = limit("wasm_fuel", None)?;
         let grants = Grants::parse(parameters.get("wasm_grants").map_or("", String::as_str))?;
         let log_bytes = number("wasm_log_bytes", DEFAULT_LOG_BYTES)?.min(64 << 20) as usize;
         Ok(Self {
