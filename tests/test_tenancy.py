@@ -528,3 +528,40 @@ def test_plugin_ceilings_hold_a_tenants_plugins_down(plugins, model_repo, copy_r
         np.testing.assert_array_equal(out, a * 2)
     finally:
         c.close()
+
+
+def test_metrics_count_each_tenant_apart_and_every_refusal(model_repo, copy_repo, kiln, tmp_path):
+    """nv_inference_* carry a `tenant` label: the tenant that asked on the per-request series,
+    the tenant whose repository holds the model on the per-model ones, so alpha's and gamma's
+    models called `calc` never share a series; kiln_tenant_compute_duration_us charges each
+    tenant its requests' compute; kiln_tenant_refusals_total counts refusals by reason."""
+    from kilnutil import metric, parse_metrics
+    for tenant in ("alpha", "gamma"):
+        (tmp_path / tenant).mkdir()
+        renamed_copy(model_repo / "add_sub", tmp_path / tenant, "calc")
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES, ["*"], "alpha"),
+                                     ("beta", [KEYS["beta"]], ["metadata"]),
+                                     ("gamma", [KEYS["gamma"]], ALL_SCOPES, ["*"], "gamma")))
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), name="tenant-metrics")
+    a = np.ones((1, 16), np.float32)
+    calls = {("alpha", "add_sub"): 3, ("gamma", "add_sub"): 2, ("alpha", "calc"): 4, ("gamma", "calc"): 1}
+    for (tenant, model), n in calls.items():
+        for _ in range(n):
+            srv.grpc.infer(model, add_sub_inputs(grpcclient, a, a), headers=bearer(KEYS[tenant], "grpc"))
+    for headers in ({}, bearer("no-such-key", "grpc"), bearer(KEYS["beta"], "grpc")):
+        with pytest.raises(InferenceServerException):
+            srv.grpc.infer("add_sub", add_sub_inputs(grpcclient, a, a), headers=headers)
+    _, _, body = http_request(srv.metrics_url, "GET", "/metrics")
+    samples = parse_metrics(body.decode())
+    for (tenant, model), n in calls.items():
+        assert metric(samples, "nv_inference_request_success", model=model, tenant=tenant) == n, (tenant, model)
+        assert metric(samples, "kiln_tenant_compute_duration_us", model=model, tenant=tenant) > 0
+    # Per model: the repository that holds it ("" = the main one).
+    assert metric(samples, "nv_inference_count", model="add_sub", tenant="") == 5
+    assert metric(samples, "nv_inference_count", model="calc", tenant="alpha") == 4
+    assert metric(samples, "nv_inference_count", model="calc", tenant="gamma") == 1
+    assert metric(samples, "kiln_model_ready", model="calc", tenant="gamma") == 1
+    assert metric(samples, "kiln_tenant_refusals_total", tenant="", reason="unauthenticated") == 2
+    assert metric(samples, "kiln_tenant_refusals_total", tenant="beta", reason="permission_denied") == 1
+    assert not any(dict(ls).get("tenant") not in ("", "alpha", "beta", "gamma") for _, ls in samples)

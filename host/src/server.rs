@@ -88,18 +88,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         LocalRepository::new(&repo),
         mode,
         crate::backend::registry(),
-        metrics.clone(),
+        metrics.owned_by(""),
     );
     let namespaces = {
         let metrics = metrics.clone();
         Arc::new(Namespaces::new(
             registry.clone(),
-            Box::new(move |root: &std::path::Path| {
+            Box::new(move |tenant: &str, root: &std::path::Path| {
                 ModelRegistry::new(
                     LocalRepository::new(root),
                     mode,
                     crate::backend::registry(),
-                    metrics.clone(),
+                    metrics.owned_by(tenant),
                 )
             }),
         ))
@@ -163,7 +163,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             Wire::Grpc,
             settings.grpc_restricted.clone(),
             tenants.clone(),
-        ),
+        )
+        .with_refusals(metrics.clone()),
     );
     let http_router = admission::apply(
         http::router(state.clone()),
@@ -171,7 +172,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             Wire::Http,
             settings.http_restricted.clone(),
             tenants.clone(),
-        ),
+        )
+        .with_refusals(metrics.clone()),
     );
     let metrics_router = crate::metrics::router(metrics);
     let servers = {

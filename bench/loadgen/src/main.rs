@@ -15,6 +15,11 @@
 //! `p50 latency: … usec`, `Avg request latency: …`) so the same scripts read
 //! both.
 //!
+//!
+//! `--header KEY:VALUE` (repeatable) sends gRPC metadata with every call, e.g.
+//! a tenant's key for a server with a tenants file
+//! (`--header "authorization:Bearer $KEY"`).
+//!
 //!   loadgen --url http://127.0.0.1:8001 --model resnet50_batched \
 //!           --input INPUT__0:FP32:1,3,224,224 --concurrency 64
 
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use rand::RngCore;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 
 /// Generated from kiln-kserve's proto/ (Triton's protos), lints are not ours to fix.
 #[allow(clippy::all, clippy::pedantic)]
@@ -54,6 +60,10 @@ struct Args {
     /// Seconds measured.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// KEY:VALUE, gRPC metadata sent with every ModelInfer and ModelStatistics
+    /// call, e.g. "authorization:Bearer KEY" (repeatable; the key is lower-cased).
+    #[arg(long)]
+    header: Vec<String>,
 }
 
 /// Bytes per element of a KServe datatype (BYTES is not supported here).
@@ -98,6 +108,34 @@ fn parse_input(spec: &str) -> Result<(InferInputTensor, Bytes), String> {
     Ok((tensor, Bytes::from(data)))
 }
 
+/// The `--header` options as gRPC metadata (ASCII values only).
+fn parse_headers(specs: &[String]) -> Result<MetadataMap, String> {
+    let mut map = MetadataMap::new();
+    for spec in specs {
+        let Some((key, value)) = spec.split_once(':') else {
+            return Err(format!("--header '{spec}': expected KEY:VALUE"));
+        };
+        let key: AsciiMetadataKey = key
+            .trim()
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|e| format!("--header '{spec}': key: {e}"))?;
+        let value: AsciiMetadataValue = value
+            .trim()
+            .parse()
+            .map_err(|e| format!("--header '{spec}': value: {e}"))?;
+        map.append(key, value);
+    }
+    Ok(map)
+}
+
+/// `message` with `headers` as its metadata.
+fn with_headers<T>(message: T, headers: &MetadataMap) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = headers.clone();
+    request
+}
+
 /// What one caller saw during the measured window.
 #[derive(Default)]
 struct Tally {
@@ -109,6 +147,7 @@ struct Tally {
 async fn caller(
     url: String,
     request: ModelInferRequest,
+    headers: MetadataMap,
     measure_from: Instant,
     until: Instant,
 ) -> Result<Tally, String> {
@@ -130,7 +169,9 @@ async fn caller(
             return Ok(tally);
         }
         // Cloning shares the payload: `raw_input_contents` are `Bytes`.
-        let result = client.model_infer(request.clone()).await;
+        let result = client
+            .model_infer(with_headers(request.clone(), &headers))
+            .await;
         let done = Instant::now();
         if started < measure_from || done > until {
             continue;
@@ -150,16 +191,24 @@ async fn caller(
 }
 
 /// The model's statistics at `at` (all versions summed), or why not.
-async fn statistics_at(url: String, model: String, at: Instant) -> Result<ModelStatistics, String> {
+async fn statistics_at(
+    url: String,
+    model: String,
+    headers: MetadataMap,
+    at: Instant,
+) -> Result<ModelStatistics, String> {
     tokio::time::sleep_until(at.into()).await;
     let mut client = GrpcInferenceServiceClient::connect(url)
         .await
         .map_err(|e| format!("statistics: cannot connect: {e}"))?;
     let stats = client
-        .model_statistics(ModelStatisticsRequest {
-            name: model,
-            version: String::new(),
-        })
+        .model_statistics(with_headers(
+            ModelStatisticsRequest {
+                name: model,
+                version: String::new(),
+            },
+            &headers,
+        ))
         .await
         .map_err(|s| format!("statistics: {}", s.message()))?
         .into_inner();
@@ -240,6 +289,13 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
+    let headers = match parse_headers(&args.header) {
+        Ok(headers) => headers,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.seconds);
@@ -248,12 +304,20 @@ async fn main() -> std::process::ExitCode {
             tokio::spawn(caller(
                 args.url.clone(),
                 request.clone(),
+                headers.clone(),
                 measure_from,
                 until,
             ))
         })
         .collect();
-    let snapshot = |at| tokio::spawn(statistics_at(args.url.clone(), args.model.clone(), at));
+    let snapshot = |at| {
+        tokio::spawn(statistics_at(
+            args.url.clone(),
+            args.model.clone(),
+            headers.clone(),
+            at,
+        ))
+    };
     let (stats_before, stats_after) = (snapshot(measure_from), snapshot(until));
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0u64, None);

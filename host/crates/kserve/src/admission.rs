@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use kiln_tenancy::{InFlight, QuotaRefusal, Scope, TenantsWatch};
+use kiln_tenancy::{InFlight, QuotaRefusal, RefusalObserver, Scope, TenantsWatch};
 use kiln_types::context::{Identity, Protocol, RequestContext, Share, TENANT_HEADER};
 use tracing::Instrument;
 
@@ -39,6 +39,8 @@ pub struct Admission {
     tenants: Option<Arc<TenantsWatch>>,
     /// Authentication failures, logged at most once a second.
     failures: RateLimitedLog,
+    /// Counts every refusal by tenant and reason.
+    refusals: Arc<dyn RefusalObserver>,
 }
 
 /// What a route asks of a caller when tenants are configured.
@@ -184,7 +186,15 @@ impl Admission {
             restrictions,
             tenants,
             failures: RateLimitedLog::default(),
+            refusals: Arc::new(()),
         }
+    }
+
+    /// Tells `refusals` of every request refused for its credential, scope
+    /// or quota.
+    pub fn with_refusals(mut self, refusals: Arc<dyn RefusalObserver>) -> Self {
+        self.refusals = refusals;
+        self
     }
 
     fn protocol(&self) -> Protocol {
@@ -240,6 +250,7 @@ impl Admission {
         let Some(key) = bearer(headers) else {
             self.failures
                 .warn(what, format_args!("authentication failed: {NO_KEY}"));
+            self.refusals.refused(None, "unauthenticated");
             return Err(Refusal::Unauthenticated(NO_KEY.into()));
         };
         let current = tenants.current();
@@ -251,19 +262,25 @@ impl Admission {
                     kiln_tenancy::KeyDigest::of_key(key)
                 ),
             );
+            self.refusals.refused(None, "unauthenticated");
             return Err(Refusal::Unauthenticated(format!(
                 "{UNKNOWN_KEY}: the API key belongs to no tenant"
             )));
         };
         if let Need::Scope(scope) = need {
             if !tenant.scopes.contains(scope) {
+                self.refusals
+                    .refused(Some(&tenant.name), "permission_denied");
                 return Err(Refusal::PermissionDenied(format!(
                     "tenant '{}' lacks the scope '{scope}' this API needs",
                     tenant.name
                 )));
             }
         }
-        let slot = tenants.meters().admit(tenant).map_err(Refusal::Quota)?;
+        let slot = tenants.meters().admit(tenant).map_err(|q| {
+            self.refusals.refused(Some(&tenant.name), q.quota());
+            Refusal::Quota(q)
+        })?;
         let share = Share {
             weight: tenant.weight,
             max_queued_per_model: tenant.quotas.max_queued_per_model.map(|n| n.get()),

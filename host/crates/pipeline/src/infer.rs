@@ -19,14 +19,14 @@ use kiln_types::text::clip;
 /// in its statistics (`fail`, `nv_inference_request_failure`).
 pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<InferResponse> {
     let (runner, owner) = models.resolve(&request.model_name, &request.model_version)?;
-    let received = request.ctx.received_at;
+    let ctx = request.ctx.clone();
     match run(owner, &runner, request).await {
         Ok((response, timing)) => {
-            runner.stats.record_success(&timing);
+            runner.stats.record_success(&ctx, &timing);
             Ok(response)
         }
         Err(e) => {
-            runner.stats.record_failure(received.elapsed());
+            runner.stats.record_failure(&ctx, ctx.received_at.elapsed());
             Err(e)
         }
     }
@@ -68,6 +68,8 @@ async fn run(
             outputs,
             timings,
             queue: std::time::Duration::ZERO,
+            // Its steps are charged in their own models.
+            compute_share: std::time::Duration::ZERO,
         }
     } else {
         runner
@@ -110,6 +112,7 @@ async fn run(
         total: request.ctx.received_at.elapsed(),
         queue: outcome.queue,
         exec: outcome.timings,
+        compute_share: outcome.compute_share,
     };
     let response = InferResponse {
         model_name: spec.name.clone(),

@@ -37,6 +37,8 @@ pub trait RegistryObserver: Send + Sync + 'static {
     /// The observer of version `version` of `model`'s statistics.
     fn version_stats(&self, model: &str, version: i64) -> Box<dyn StatsObserver>;
     fn set_ready(&self, model: &str, version: i64, ready: bool);
+    /// A load was refused for the repository owner's quota `quota`.
+    fn refused(&self, _quota: &'static str) {}
 }
 
 #[derive(
@@ -348,6 +350,7 @@ impl ModelRegistry {
             let loaded = |e: &ModelEntry| e.versions.values().any(|v| v.runner.is_some());
             let count = models.values().filter(|e| loaded(e)).count();
             if count >= max && !models.get(name).is_some_and(loaded) {
+                self.observer.refused("max_loaded_models");
                 return Err(KilnError::resource_exhausted(format!(
                     "failed to load '{}': {count} models are loaded, the quota max_loaded_models is {max}",
                     clip(name)

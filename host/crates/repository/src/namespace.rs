@@ -162,7 +162,8 @@ pub struct TenantSpace {
 }
 
 /// Makes the registry of a tenant's own repository.
-pub type RegistryFactory = Box<dyn Fn(&Path) -> Arc<ModelRegistry> + Send + Sync>;
+/// Makes the registry of tenant `name`'s own repository at `root`.
+pub type RegistryFactory = Box<dyn Fn(&str, &Path) -> Arc<ModelRegistry> + Send + Sync>;
 
 /// Every caller's namespace: the main repository's for callers without a
 /// tenant, and one per tenant.
@@ -239,7 +240,7 @@ impl Namespaces {
             let own = match (kept, &space.repository) {
                 (Some(own), _) => Some(own),
                 (None, Some(dir)) => {
-                    let registry = (self.make_registry)(dir);
+                    let registry = (self.make_registry)(&space.name, dir);
                     added.push(registry.clone());
                     Some(registry)
                 }
@@ -407,7 +408,10 @@ mod tests {
 
         let main = registry(main_dir.path());
         main.load_all().await;
-        let namespaces = Namespaces::new(main.clone(), Box::new(|root: &Path| registry(root)));
+        let namespaces = Namespaces::new(
+            main.clone(),
+            Box::new(|_: &str, root: &Path| registry(root)),
+        );
         let only_pipe: SharedFilter = Arc::new(|name: &str| name == "pipe");
         let (added, removed) = namespaces.update(vec![
             TenantSpace {

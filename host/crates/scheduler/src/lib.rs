@@ -45,6 +45,9 @@ pub struct ExecOutcome {
     pub outputs: Vec<Tensor>,
     pub timings: ExecTimings,
     pub queue: Duration,
+    /// This request's part of the execution's compute time (its batch
+    /// items over the batch's).
+    pub compute_share: Duration,
 }
 
 struct Job {
@@ -224,12 +227,15 @@ impl ModelRunner {
                 self.spec.name, level.max_queue_size
             )))
             }
-            Err(Refused::FlowFull(_)) => return Err(KilnError::resource_exhausted(format!(
+            Err(Refused::FlowFull(_)) => {
+                self.stats.refused(ctx, "max_queued_per_model");
+                return Err(KilnError::resource_exhausted(format!(
                 "tenant '{}' has {} requests queued for model '{}', its quota max_queued_per_model",
                 ctx.tenant().map_or("", |t| t),
                 flow_cap.unwrap_or(0),
                 self.spec.name
-            ))),
+            )));
+            }
             Err(Refused::Closed(_)) => {
                 return Err(KilnError::unavailable(format!(
                     "model '{}' version {} is unloading",
@@ -370,11 +376,13 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
         shared.stats.executing(-count);
         match result {
             Ok(per_request) => {
+                let compute = timings.input + timings.infer + timings.output;
                 for (job, outputs) in jobs.into_iter().zip(per_request) {
                     let _ = job.reply.send(Ok(ExecOutcome {
                         outputs,
                         timings,
                         queue: started - job.enqueued,
+                        compute_share: compute.mul_f64(job.items as f64 / total.max(1) as f64),
                     }));
                 }
             }

@@ -13,12 +13,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use kiln_backend::ExecTimings;
+use kiln_types::RequestContext;
 
 /// Told of every recorded event, as it is recorded (kiln's Prometheus
 /// counters implement it).
 pub trait StatsObserver: Send + Sync + 'static {
-    fn success(&self, timing: &RequestTiming);
-    fn failure(&self);
+    /// A request of `tenant` (`None`: a caller without one) succeeded.
+    fn success(&self, tenant: Option<&str>, timing: &RequestTiming);
+    fn failure(&self, tenant: Option<&str>);
+    /// A request of `tenant` was refused for its quota `quota` (named as
+    /// the tenants file names it).
+    fn refused(&self, _tenant: Option<&str>, _quota: &'static str) {}
     fn execution(&self, batch_size: u64);
     /// Requests accepted and not yet executing changed by `delta` (Triton's
     /// `nv_inference_pending_request_count`).
@@ -28,11 +33,14 @@ pub trait StatsObserver: Send + Sync + 'static {
 }
 
 impl StatsObserver for Box<dyn StatsObserver> {
-    fn success(&self, timing: &RequestTiming) {
-        (**self).success(timing)
+    fn success(&self, tenant: Option<&str>, timing: &RequestTiming) {
+        (**self).success(tenant, timing)
     }
-    fn failure(&self) {
-        (**self).failure()
+    fn failure(&self, tenant: Option<&str>) {
+        (**self).failure(tenant)
+    }
+    fn refused(&self, tenant: Option<&str>, quota: &'static str) {
+        (**self).refused(tenant, quota)
     }
     fn execution(&self, batch_size: u64) {
         (**self).execution(batch_size)
@@ -47,8 +55,8 @@ impl StatsObserver for Box<dyn StatsObserver> {
 
 /// No observer.
 impl StatsObserver for () {
-    fn success(&self, _: &RequestTiming) {}
-    fn failure(&self) {}
+    fn success(&self, _: Option<&str>, _: &RequestTiming) {}
+    fn failure(&self, _: Option<&str>) {}
     fn execution(&self, _: u64) {}
     fn pending(&self, _: i64) {}
     fn executing(&self, _: i64) {}
@@ -133,6 +141,10 @@ pub struct RequestTiming {
     pub total: Duration,
     pub queue: Duration,
     pub exec: ExecTimings,
+    /// The request's part of its execution's compute time (input + infer +
+    /// output, times its batch items over the batch's): what a tenant is
+    /// charged for (`kiln_tenant_compute_duration_us`).
+    pub compute_share: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -158,15 +170,15 @@ impl ModelStats {
         }
     }
 
-    /// One successful request (alone or part of a batch).
-    pub fn record_success(&self, t: &RequestTiming) {
+    /// One successful request (alone or part of a batch) of `ctx`'s caller.
+    pub fn record_success(&self, ctx: &RequestContext, t: &RequestTiming) {
         self.success.add(1, t.total);
         self.queue.add(1, t.queue);
         self.compute_input.add(1, t.exec.input);
         self.compute_infer.add(1, t.exec.infer);
         self.compute_output.add(1, t.exec.output);
         self.last_inference_ms.store(now_ms(), Relaxed);
-        self.observer.success(t);
+        self.observer.success(ctx.tenant().map(|t| &**t), t);
     }
 
     /// One model execution of `batch_size` items (one or more requests).
@@ -184,10 +196,15 @@ impl ModelStats {
         self.observer.execution(batch_size);
     }
 
-    pub fn record_failure(&self, total: Duration) {
+    pub fn record_failure(&self, ctx: &RequestContext, total: Duration) {
         self.fail.add(1, total);
         self.last_inference_ms.store(now_ms(), Relaxed);
-        self.observer.failure();
+        self.observer.failure(ctx.tenant().map(|t| &**t));
+    }
+
+    /// A request of `ctx`'s caller refused for its tenant's quota `quota`.
+    pub(crate) fn refused(&self, ctx: &RequestContext, quota: &'static str) {
+        self.observer.refused(ctx.tenant().map(|t| &**t), quota);
     }
 
     /// Requests entered (`delta` > 0) or left (`delta` < 0) the state

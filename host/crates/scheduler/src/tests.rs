@@ -28,8 +28,8 @@ impl Gauges {
 }
 
 impl StatsObserver for Gauges {
-    fn success(&self, _: &RequestTiming) {}
-    fn failure(&self) {}
+    fn success(&self, _: Option<&str>, _: &RequestTiming) {}
+    fn failure(&self, _: Option<&str>) {}
     fn execution(&self, _: u64) {}
     fn pending(&self, delta: i64) {
         self.0 .0.fetch_add(delta, SeqCst);

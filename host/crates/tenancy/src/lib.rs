@@ -21,3 +21,16 @@ pub use keys::KeyDigest;
 pub use meter::{InFlight, Meters, QuotaRefusal};
 pub use scope::{Scope, Scopes};
 pub use watch::{Reload, TenantsWatch};
+
+/// Told of every request refused before it ran, with the tenant (`None`:
+/// no credential named one) and the reason: `unauthenticated`,
+/// `permission_denied`, or the quota's name as the tenants file writes it
+/// (kiln's Prometheus metrics implement it).
+pub trait RefusalObserver: Send + Sync + 'static {
+    fn refused(&self, tenant: Option<&str>, reason: &'static str);
+}
+
+/// No observer.
+impl RefusalObserver for () {
+    fn refused(&self, _: Option<&str>, _: &'static str) {}
+}

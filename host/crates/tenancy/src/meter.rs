@@ -33,6 +33,14 @@ pub enum QuotaRefusal {
 }
 
 impl QuotaRefusal {
+    /// The quota's name, as the tenants file writes it.
+    pub fn quota(&self) -> &'static str {
+        match self {
+            QuotaRefusal::Rate { .. } => "requests_per_second",
+            QuotaRefusal::InFlight { .. } => "max_in_flight",
+        }
+    }
+
     pub fn message(&self) -> &str {
         match self {
             QuotaRefusal::Rate { message, .. } | QuotaRefusal::InFlight { message } => message,

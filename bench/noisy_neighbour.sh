@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Noisy neighbour: kiln's fair share of one busy model between two tenants (README "Tenants",
+# "Fair share": each model's queue serves one flow per tenant by deficit round robin, by weight).
+# One shared model with dynamic batching and one instance; tenants a and b (keys generated per
+# run, the file holds their SHA-256 digests); bench/loadgen as the client, one process per tenant,
+# each sending that tenant's key as gRPC metadata (`--header "authorization:Bearer KEY"`). A fresh
+# server per phase (with that phase's tenants file), then a warm-up and one measured window:
+#   a. alone:     b alone at concurrency C_B (4): b's throughput, p50, p99 with nobody else;
+#   b. single:    a alone at C_A + C_B (64 + 4): what one tenant gets out of the model;
+#   c. flood:     weights 1:1, a at C_A (64) and b at C_B (4) at once: b's p99 against (a)
+#                 (target at most 1.5x) and both throughputs;
+#   d. saturate:  weights 1:1 and 3:1, a and b both at C_SAT (64): the throughput split against
+#                 the weights (target within 10 %) and the total against (b) (target within 3 %);
+#   e. fifo:      (c) without a tenants file: both callers anonymous, one FIFO flow (Triton's
+#                 queue), to show what fair share changes.
+# Prints a markdown table and the derived ratios against the targets, also written to
+# $out/table.md with the header in $out/header.md ($out: OUT, default target/bench/noisy-neighbour
+# here, /tmp/out on the GPU machine); raw loadgen outputs and server logs in $out/raw.
+#
+# Modes:
+#   bash bench/noisy_neighbour.sh cpu       # here (development machine: scripts/setup.sh,
+#                                           # cargo build --release, cargo build --release -p kiln-loadgen)
+#   bash bench/noisy_neighbour.sh prepare   # here, for the GPU machine: bench/gpu_vs_triton.sh prepare
+#                                           # (.carry/kiln-cuda, .carry/loadgen, the bundles); a stale
+#                                           # .carry/kiln-cuda (built before fair share) is reused, so
+#                                           # delete it first
+#   bash bench/noisy_neighbour.sh device    # GPU machine (device tool, carry [".carry"])
+# cpu: a TorchScript MLP on [batch, 256] FP32 (4 x (256 -> 2048 -> tanh -> 256)), max_batch_size 8,
+#   max_queue_delay_microseconds 300, one CPU instance (one intra-op thread: kiln's default), so a
+#   full batch is ~2.5 ms of one core and compute dominates the per-request cost. The machine has
+#   2 cores: the model's instance thread takes one, and kiln's gRPC threads and the two loadgen
+#   processes share the other (and whatever else runs here; the script waits for an idle
+#   machine before each phase). The client's cost is part of every figure: loadgen is lean (one
+#   shared input, a connection per caller, no per-request allocation beyond the call), and the
+#   table shows the CPU time kiln and the loadgens took in each phase. Flood phases run two
+#   loadgens, so their client cost is higher than the alone phase's.
+# device: bench/gpu/make_resnet.py's ResNet-50 (TorchScript, FP32, INPUT__0 [3, 224, 224]) on the
+#   GPU, one instance, max_batch_size DEVICE_MAX_BATCH (16), max_queue_delay_microseconds 500,
+#   as bench/gpu_vs_triton.sh's batched models but with one instance so the queue is the
+#   bottleneck.
+#
+# Env: WARMUP_S (3; device 5) and MEASURE_S (10) per phase; C_A (64), C_B (4), C_SAT (64);
+#      IDLE_WAIT_S (300, cpu: longest wait for an idle machine before a phase); OUT;
+#      KILN_BIN (cpu: another kiln build); SERVER_ENV (VAR=VALUE words for kiln);
+#      DEVICE_MAX_BATCH (16).
+# The whole cpu run takes about 2 minutes after the builds when the machine is idle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-}
+MEASURE_S=${MEASURE_S:-10}
+C_A=${C_A:-64} C_B=${C_B:-4} C_SAT=${C_SAT:-64}
+IDLE_WAIT_S=${IDLE_WAIT_S:-300}
+kiln_env=${SERVER_ENV:-}   # start_kiln (bench/lib.sh) passes these to kiln
+. bench/lib.sh
+die() { echo "FAILED: $*" >&2; exit 1; }
+
+case $MODE in
+cpu)
+  WARMUP_S=${WARMUP_S:-3}
+  OUT=${OUT:-$PWD/target/bench/noisy-neighbour}
+  bench_local_setup
+  loadgen=$PWD/target/release/loadgen
+  [[ -x $loadgen ]] || die "no $loadgen: cargo build --release -p kiln-loadgen first"
+  "$loadgen" --help | grep -q -- --header || die "$loadgen has no --header: cargo build --release -p kiln-loadgen"
+  model=shared_mlp
+  input=INPUT__0:FP32:1,256
+  repo=$out/repo
+  ;;
+device)
+  WARMUP_S=${WARMUP_S:-5}
+  bench_device_setup
+  py=python3
+  loadgen=./.carry/loadgen
+  "$loadgen" --help | grep -q -- --header || die "$loadgen has no --header: bash bench/noisy_neighbour.sh prepare"
+  model=resnet50_shared
+  input=INPUT__0:FP32:1,3,224,224
+  repo=/tmp/nn-repo
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+  ;;
+prepare)
+  bash bench/gpu_vs_triton.sh prepare
+  exit 0
+  ;;
+*)
+  echo "usage: $0 cpu|prepare|device" >&2; exit 2 ;;
+esac
+raw=$out/raw
+rm -rf "$raw" "$repo"; mkdir -p "$raw" "$repo"
+
+kiln=""
+cleanup() { [[ -n $kiln ]] && kill -TERM "$kiln" 2>/dev/null && wait "$kiln" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- the shared model
+if [[ $MODE == cpu ]]; then
+  batch_cost=$("$py" - "$repo/$model" <<'PY'
+import pathlib, sys, time
+import torch
+
+class Mlp(torch.nn.Module):
+    """4 x (256 -> 2048 -> tanh -> 256): ~4.2 M multiply-adds per row, 16 MiB of weights."""
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("up", torch.randn(4, 256, 2048, generator=g) / 16.0)
+        self.register_buffer("down", torch.randn(4, 2048, 256, generator=g) / 45.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(4):
+            x = torch.tanh(x @ self.up[i]) @ self.down[i]
+        return x
+
+d = pathlib.Path(sys.argv[1])
+(d / "1").mkdir(parents=True, exist_ok=True)
+# Traced, not scripted: torch.jit.script needs the source file, and this runs from stdin.
+scripted = torch.jit.trace(Mlp().eval(), torch.randn(2, 256))
+scripted.save(str(d / "1" / "model.pt"))
+(d / "config.pbtxt").write_text("""name: "shared_mlp"
+platform: "pytorch_libtorch"
+max_batch_size: 8
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 256 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 256 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+dynamic_batching { max_queue_delay_microseconds: 300 }
+""")
+# What a batch costs on one thread (kiln's intra-op default), here and now.
+torch.set_num_threads(1)
+costs = []
+with torch.no_grad():
+    for b in (1, 4, 8):
+        x = torch.randn(b, 256)
+        for _ in range(5):
+            scripted(x)
+        t = time.perf_counter()
+        for _ in range(40):
+            scripted(x)
+        costs.append(f"batch {b}: {(time.perf_counter() - t) / 40 * 1e3:.2f} ms")
+print(", ".join(costs))
+PY
+)
+  model_line="$model: TorchScript MLP on [batch, 256] FP32, max_batch_size 8, max_queue_delay_microseconds 300, 1 CPU instance; one thread, in torch here: $batch_cost"
+else
+  DEVICE_MAX_BATCH=${DEVICE_MAX_BATCH:-16}
+  python3 bench/gpu/make_resnet.py "$repo" --name "$model" --max-batch "$DEVICE_MAX_BATCH" --count 1 \
+    --batching "max_queue_delay_microseconds: 500" > /dev/null
+  model_line="$model: ResNet-50 TorchScript FP32 on the GPU, max_batch_size $DEVICE_MAX_BATCH, max_queue_delay_microseconds 500, 1 instance"
+fi
+
+# ---------------------------------------------------------------- tenants and keys
+declare -A key
+for t in a b; do key[$t]=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n'); done
+write_tenants() { # FILE WEIGHT_A WEIGHT_B
+  local t w
+  : > "$1"
+  for t in a b; do
+    w=$2; [[ $t == b ]] && w=$3
+    printf '[[tenant]]\nname = "%s"\napi_keys = ["sha256:%s"]\nscopes = ["infer", "metadata", "statistics"]\nshared_models = ["*"]\nweight = %s\n\n' \
+      "$t" "$(printf %s "${key[$t]}" | sha256sum | cut -d' ' -f1)" "$w" >> "$1"
+  done
+}
+
+{
+  echo "# Noisy neighbour: fair share of one model between two tenants ($MODE, $(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  if [[ $MODE == cpu ]]; then
+    echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1); load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  else
+    echo "- machine: $(cat "$out/gpu.txt"), $(nproc) CPUs"
+  fi
+  echo "- kiln: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- host 2>/dev/null || echo ' + uncommitted host/ changes'), $kiln_bin${SERVER_ENV:+, env $SERVER_ENV}"
+  echo "- model: $model_line"
+  echo "- client: bench/loadgen, closed loop, $WARMUP_S s warm-up + $MEASURE_S s measured per phase; a fresh server per phase;"\
+       "concurrent tenants run one loadgen each over the same window"
+  [[ $MODE == cpu ]] && echo "- the model's instance takes one of the 2 cores; kiln's gRPC threads and the loadgens share the other"
+} | tee "$out/header.md"
+
+# ---------------------------------------------------------------- phases
+# CPU time, in ticks: one process (all its threads), and the machine (busy, total).
+proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+children_ticks() { # FILE: `times` output -> its second line (waited-for children, user + system) in ticks
+  awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print int(t * 100 + 0.5) }' "$1"
+}
+
+# phase ID WEIGHTS TENANT:CONCURRENCY...: a fresh server (WEIGHTS "A:B" for a tenants file with
+# those weights, "none" for none: anonymous callers), one loadgen per TENANT:CONCURRENCY, all
+# at once; appends one line per tenant to $out/results.txt:
+# id|weights|tenant|concurrency|weight|infer/s|p50|p99|server-side|kiln cores|loadgen cores|machine busy %
+phase() {
+  local id=$1 weights=$2 load t c w hdr pids=() ports http grpc s0 s1 m0 m1 k0 k1 total
+  shift 2
+  if [[ $MODE == cpu ]]; then wait_idle "$IDLE_WAIT_S" | sed -u "s/^/[$id] /"; fi
+  ports=$raw/ports-$id.json
+  local args=(serve --model-repository "$repo" --host 127.0.0.1 --http-port 0 --grpc-port 0
+              --metrics-port 0 --port-file "$ports")
+  if [[ $weights != none ]]; then
+    write_tenants "$raw/tenants-$id.toml" "${weights%:*}" "${weights#*:}"
+    args+=(--tenants "$raw/tenants-$id.toml")
+  fi
+  start_kiln "$raw/kiln-$id.log" "${args[@]}"
+  for _ in $(seq 1 300); do
+    [[ -s $ports ]] && break
+    kill -0 "$kiln" 2>/dev/null || { tail -20 "$raw/kiln-$id.log"; die "kiln exited at start ($id)"; }
+    sleep 0.2
+  done
+  http=$(sed -n 's/.*"http": *\([0-9]*\).*/\1/p' "$ports")
+  grpc=$(sed -n 's/.*"grpc": *\([0-9]*\).*/\1/p' "$ports")
+  [[ -n $http && -n $grpc ]] || die "no ports in $ports"
+  wait_ready "$http" "$kiln" "$raw/kiln-$id.log" || die "kiln did not become ready ($id, log: $raw/kiln-$id.log)"
+  echo "== $id: weights $weights, $* (kiln gRPC port $grpc)"
+  s0=$(proc_ticks "$kiln"); times > "$raw/times0"; m0=($(machine_ticks))
+  for load in "$@"; do
+    t=${load%:*} c=${load#*:} hdr=()
+    [[ $weights != none ]] && hdr=(--header "authorization:Bearer ${key[$t]}")
+    timeout -s KILL $(( ${WARMUP_S%.*} + ${MEASURE_S%.*} + 60 )) "$loadgen" --url "http://127.0.0.1:$grpc" \
+      --model "$model" --input "$input" --concurrency "$c" --warmup "$WARMUP_S" --seconds "$MEASURE_S" \
+      "${hdr[@]}" > "$raw/lg-$id-$t.txt" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+  m1=($(machine_ticks)); times > "$raw/times1"; s1=$(proc_ticks "$kiln")
+  k0=$(children_ticks "$raw/times0"); k1=$(children_ticks "$raw/times1")
+  total=$(( m1[1] - m0[1] ))
+  local cores
+  cores=$(awk -v s=$((s1 - s0)) -v k=$((k1 - k0)) -v b=$((m1[0] - m0[0])) -v t=$total -v n="$(nproc)" \
+    'BEGIN { if (t <= 0) t = 1; printf "%.2f|%.2f|%d", s * n / t, k * n / t, 100 * b / t }')
+  kill -TERM "$kiln"; wait "$kiln" || true; kiln=""
+  for load in "$@"; do
+    t=${load%:*} c=${load#*:} w=-
+    [[ $weights != none ]] && { w=${weights%:*}; [[ $t == b ]] && w=${weights#*:}; }
+    echo "$id|$weights|$t|$c|$w|$(pa_row "$raw/lg-$id-$t.txt" | sed 's/ | /|/g')|$cores" | tee -a "$out/results.txt"
+  done
+}
+: > "$out/results.txt"
+
+phase alone 1:1 "b:$C_B"
+phase single 1:1 "a:$((C_A + C_B))"
+phase flood 1:1 "a:$C_A" "b:$C_B"
+phase saturate-1:1 1:1 "a:$C_SAT" "b:$C_SAT"
+phase saturate-3:1 3:1 "a:$C_SAT" "b:$C_SAT"
+phase fifo none "a:$C_A" "b:$C_B"
+
+# ---------------------------------------------------------------- table
+"$py" - "$out/results.txt" > "$out/table.md" <<'PY'
+import re, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for pid, weights, tenant, c, w, tp, p50, p99, srv, kc, lc, busy in rows:
+    m = re.search(r"average batch ([0-9.]+)", srv)
+    by[(pid, tenant)] = dict(weights=weights, c=c, w=w, tp=tp, p50=p50, p99=p99,
+                             batch=m.group(1) if m else "", kc=kc, lc=lc, busy=busy)
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+def fmt(x, d=0):
+    v = num(x)
+    return "fail" if v is None else f"{v:,.{d}f}"
+label = {"alone": "a. b alone", "single": "b. one tenant", "flood": "c. flood, weights 1:1",
+         "saturate-1:1": "d. both saturate, 1:1", "saturate-3:1": "d. both saturate, 3:1",
+         "fifo": "e. flood, no tenants (FIFO)"}
+print("| phase | tenant | concurrency | weight | infer/s | p50 µs | p99 µs | avg batch | kiln cores | loadgen cores | machine busy |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+seen = set()
+for pid, weights, tenant, *_ in rows:
+    r = by[(pid, tenant)]
+    first = pid not in seen
+    seen.add(pid)
+    who = tenant if weights != "none" else f"{tenant} (anonymous)"
+    cpu = (r["kc"], r["lc"], f"{r['busy']} %") if first else ("", "", "")
+    print(f"| {label.get(pid, pid) if first else ''} | {who} | {r['c']} | {r['w']} | {fmt(r['tp'], 1)} | {fmt(r['p50'])} "
+          f"| {fmt(r['p99'])} | {r['batch']} | {cpu[0]} | {cpu[1]} | {cpu[2]} |")
+print()
+print("(avg batch: the model's, both tenants together, from ModelStatistics over the window; "
+      "cores: CPU time over the whole phase, warm-up included, in cores)")
+print()
+def get(pid, tenant, key):
+    r = by.get((pid, tenant))
+    return num(r[key]) if r else None
+def ratio(a, b):
+    return a / b if a is not None and b else None
+checks = []
+def check(what, value, target, ok, unit="×"):
+    v = "n/a" if value is None else f"{value:.2f}{unit}"
+    met = "" if ok is None else ("yes" if value is not None and ok(value) else "NO")
+    checks.append(f"| {what} | {v} | {target} | {met} |")
+alone99, alone50 = get("alone", "b", "p99"), get("alone", "b", "p50")
+check("c. b's p99 under a's flood / alone (weights 1:1)", ratio(get("flood", "b", "p99"), alone99), "≤ 1.5×", lambda v: v <= 1.5)
+check("c. b's p50 under a's flood / alone (weights 1:1)", ratio(get("flood", "b", "p50"), alone50), "", None)
+check("c. b's throughput under flood / alone", ratio(get("flood", "b", "tp"), get("alone", "b", "tp")), "", None)
+check("e. b's p99 under a's flood / alone, no tenants (FIFO)", ratio(get("fifo", "b", "p99"), alone99), "(contrast)", None)
+check("e. b's p50 under a's flood / alone, no tenants (FIFO)", ratio(get("fifo", "b", "p50"), alone50), "(contrast)", None)
+single = get("single", "a", "tp")
+for pid, weight in (("saturate-1:1", 1.0), ("saturate-3:1", 3.0)):
+    a, b = get(pid, "a", "tp"), get(pid, "b", "tp")
+    split = ratio(a, b)
+    check(f"d. a/b throughput at {pid.split('-')[1]} (target {weight:.0f}) / weight ratio", None if split is None else split / weight,
+          "within 10 % of 1", lambda v: abs(v - 1) <= 0.10)
+    total = a + b if a is not None and b is not None else None
+    check(f"d. total throughput at {pid.split('-')[1]} / one tenant (b)", ratio(total, single), "within 3 % of 1", lambda v: abs(v - 1) <= 0.03)
+check("c. total throughput under flood (1:1) / one tenant (b)", ratio(
+    (get("flood", "a", "tp") or 0) + (get("flood", "b", "tp") or 0), single), "", None)
+print("| derived | value | target | met |")
+print("|---|---|---|---|")
+print("\n".join(checks))
+PY
+echo
+cat "$out/header.md"
+echo
+cat "$out/table.md"
+echo
+echo "(loadgen outputs, server logs, tenants files and results.txt: $out)"
