@@ -565,3 +565,108 @@ def test_metrics_count_each_tenant_apart_and_every_refusal(model_repo, copy_repo
     assert metric(samples, "kiln_tenant_refusals_total", tenant="", reason="unauthenticated") == 2
     assert metric(samples, "kiln_tenant_refusals_total", tenant="beta", reason="permission_denied") == 1
     assert not any(dict(ls).get("tenant") not in ("", "alpha", "beta", "gamma") for _, ls in samples)
+
+
+def jwks_and_signers(tmp_path):
+    """An RSA and a P-256 key pair; the JWKS of their public halves (kids "rsa-1", "ec-1")."""
+    import json
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    keys = {"rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "ec-1": ec.generate_private_key(ec.SECP256R1())}
+    entries = []
+    for kid, key in keys.items():
+        algo = pyjwt.algorithms.RSAAlgorithm if kid.startswith("rsa") else pyjwt.algorithms.ECAlgorithm
+        entry = json.loads(algo.to_jwk(key.public_key()))
+        entry["kid"] = kid
+        entries.append(entry)
+    return keys, json.dumps({"keys": entries})
+
+
+def token(key, kid: str, tenant: str = "alpha", aud: str = "kiln", exp_in: float = 300, nbf_in: float | None = None,
+          alg: str | None = None) -> str:
+    import jwt as pyjwt
+    now = time.time()
+    claims = {"tenant": tenant, "aud": aud, "iss": "https://idp.test", "exp": int(now + exp_in)}
+    if nbf_in is not None:
+        claims["nbf"] = int(now + nbf_in)
+    alg = alg or ("RS256" if kid.startswith("rsa") else "ES256")
+    return pyjwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+def test_jwts_name_their_tenant_and_bad_ones_get_401(copy_repo, kiln, tmp_path):
+    """[jwt]: RS256 and ES256 tokens verified against a JWKS file, the tenant taken from the
+    `tenant` claim; expired, not-yet-valid, wrong-audience, wrong-issuer, foreign-key, HMAC
+    (algorithm confusion) and unknown-tenant tokens are refused with 401 / UNAUTHENTICATED;
+    API keys keep working beside tokens; a rotated JWKS takes over within seconds."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    keys, jwks = jwks_and_signers(tmp_path)
+    (tmp_path / "jwks.json").write_text(jwks)
+    file = tmp_path / "tenants.toml"
+    write_tenants(file, '[jwt]\njwks = "jwks.json"\naudience = "kiln"\nissuer = "https://idp.test"\n'
+                  'leeway_seconds = 0\n\n'
+                  + tenants_toml(("alpha", [KEYS["alpha"]], ALL_SCOPES))
+                  + '\n[[tenant]]\nname = "beta"\nscopes = ["infer"]\nshared_models = ["*"]\n')
+    srv = kiln(copy_repo("add_sub"), "--tenants", str(file), name="jwt")
+    a = np.ones((1, 16), np.float32)
+
+    def infer(credential, wire="grpc"):
+        c = srv.grpc if wire == "grpc" else srv.http
+        mod = grpcclient if wire == "grpc" else httpclient
+        return c.infer("add_sub", add_sub_inputs(mod, a, a), headers=bearer(credential, wire))
+
+    for wire in ("grpc", "http"):
+        infer(token(keys["rsa-1"], "rsa-1"), wire)
+        infer(token(keys["ec-1"], "ec-1", tenant="beta"), wire)
+        infer(KEYS["alpha"], wire)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    bad = {
+        "expired": (token(keys["rsa-1"], "rsa-1", exp_in=-5), "expired"),
+        "not yet valid": (token(keys["rsa-1"], "rsa-1", nbf_in=120), "not valid yet"),
+        "audience": (token(keys["ec-1"], "ec-1", aud="someone-else"), "audience"),
+        "foreign key": (token(other, "rsa-1"), "signature"),
+        "unknown tenant": (token(keys["rsa-1"], "rsa-1", tenant="mallory"), "not in the tenants file"),
+        "hmac": (token(b"a-shared-secret-of-32-bytes-long", "rsa-1", alg="HS256"), "not accepted"),
+    }
+    for case, (credential, why) in bad.items():
+        expect("unauthenticated", "grpc", infer, credential)
+        out = subprocess.run(["curl", "-s", "-i", "-H", f"Authorization: Bearer {credential}",
+                              f"http://{srv.http_url}/v2/models/add_sub"], capture_output=True, text=True,
+                             timeout=30).stdout
+        head, _, body = out.partition("\n\n")
+        assert head.lower().startswith("http/1.1 401"), (case, out)
+        assert "www-authenticate: bearer" in head.lower(), (case, out)
+        assert why in body, (case, body)
+    # Rotation: the JWKS now holds a new RSA key only; old tokens stop working.
+    import json
+
+    import jwt as pyjwt
+    new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    entry = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(new.public_key()))
+    entry["kid"] = "rsa-2"
+    tmp = tmp_path / "jwks.tmp"
+    tmp.write_text(json.dumps({"keys": [entry]}))
+    tmp.replace(tmp_path / "jwks.json")
+    old = token(keys["rsa-1"], "rsa-1")
+
+    def rotated():
+        try:
+            infer(old)
+            return False
+        except InferenceServerException as e:
+            return status_of(e, "grpc") == "UNAUTHENTICATED"
+    wait_until(rotated, 10, interval=0.2, what="the old JWKS key refused")
+    infer(token(new, "rsa-2"))
+
+
+def test_kiln_check_validates_the_jwt_table(tmp_path):
+    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}')
+    file = tmp_path / "tenants.toml"
+    file.write_text('[jwt]\njwks = "jwks.json"\naudience = "kiln"\n')
+    proc = run_check("--tenants", str(file))
+    assert proc.returncode != 0
+    assert f"{file}:2:8:" in proc.stdout and "key 'h' is neither an RSA nor a P-256 key" in proc.stdout
+    file.write_text('[jwt]\njwks = "jwks.json"\naudience = "kiln"\nalgorithms = ["HS256"]\n')
+    proc = run_check("--tenants", str(file))
+    assert "'HS256' is not accepted" in proc.stdout

@@ -254,18 +254,36 @@ impl Admission {
             return Err(Refusal::Unauthenticated(NO_KEY.into()));
         };
         let current = tenants.current();
-        let Some(tenant) = current.by_api_key(key) else {
-            self.failures.warn(
-                what,
-                format_args!(
-                    "authentication failed: an API key no tenant has ({:?})",
+        let found = match current.jwt() {
+            Some(jwt) if kiln_tenancy::looks_like_jwt(key) => match jwt.verify(key) {
+                Ok(name) => current
+                    .by_name(&name)
+                    .ok_or_else(|| "the token's tenant is not in the tenants file".to_string()),
+                Err(why) => Err(why),
+            },
+            _ => current.by_api_key(key).ok_or_else(|| {
+                format!(
+                    "an API key no tenant has ({:?})",
                     kiln_tenancy::KeyDigest::of_key(key)
-                ),
-            );
-            self.refusals.refused(None, "unauthenticated");
-            return Err(Refusal::Unauthenticated(format!(
-                "{UNKNOWN_KEY}: the API key belongs to no tenant"
-            )));
+                )
+            }),
+        };
+        let tenant = match found {
+            Ok(tenant) => tenant,
+            Err(why) => {
+                self.failures
+                    .warn(what, format_args!("authentication failed: {why}"));
+                self.refusals.refused(None, "unauthenticated");
+                // The client learns that its credential was refused, and
+                // for a token why (expired, wrong audience): what the
+                // token's holder can read in it anyway.
+                let detail = if current.jwt().is_some() && kiln_tenancy::looks_like_jwt(key) {
+                    why
+                } else {
+                    "the API key belongs to no tenant".to_string()
+                };
+                return Err(Refusal::Unauthenticated(format!("{UNKNOWN_KEY}: {detail}")));
+            }
         };
         if let Need::Scope(scope) = need {
             if !tenant.scopes.contains(scope) {

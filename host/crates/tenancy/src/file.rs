@@ -34,6 +34,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::jwt::{JwtDoc, JwtVerifier};
 use crate::keys::{KeyDigest, KeyIndex};
 use crate::scope::{Scope, Scopes};
 
@@ -59,6 +60,7 @@ impl std::error::Error for TenantsError {}
 struct FileDoc {
     #[serde(default)]
     tenant: Vec<TenantDoc>,
+    jwt: Option<JwtDoc>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +155,7 @@ impl std::fmt::Debug for Tenant {
 pub struct Tenants {
     tenants: Vec<Tenant>,
     keys: KeyIndex,
+    jwt: Option<JwtVerifier>,
 }
 
 /// The tenants, never their key digests.
@@ -193,6 +196,15 @@ impl Tenants {
                 None => TenantsError(format!("{}: {message}", file.display())),
             }
         })?;
+        let jwt = match doc.jwt {
+            None => None,
+            Some(jwt) => Some(
+                JwtVerifier::from_doc(jwt, file.parent().unwrap_or(Path::new("")), &|o, m| {
+                    at(o, m).0
+                })
+                .map_err(TenantsError)?,
+            ),
+        };
         let mut tenants = Vec::with_capacity(doc.tenant.len());
         let mut keys = KeyIndex::default();
         for (index, t) in doc.tenant.into_iter().enumerate() {
@@ -204,10 +216,12 @@ impl Tenants {
                     format!("tenant '{name}' is declared twice"),
                 ));
             }
-            if t.api_keys.is_empty() {
+            if t.api_keys.is_empty() && jwt.is_none() {
                 return Err(at(
                     t.name.span().start,
-                    format!("tenant '{name}' has no credentials: give it api_keys"),
+                    format!(
+                        "tenant '{name}' has no credentials: give it api_keys, or configure [jwt]"
+                    ),
                 ));
             }
             for key in &t.api_keys {
@@ -360,12 +374,22 @@ impl Tenants {
                 weight,
             });
         }
-        Ok(Self { tenants, keys })
+        Ok(Self { tenants, keys, jwt })
     }
 
     /// Reads and validates the tenants file.
     pub fn read(file: &Path) -> Result<Self, TenantsError> {
         Self::parse(file, &read_text(file)?)
+    }
+
+    /// The tenant called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| &*t.name == name)
+    }
+
+    /// The verifier of bearer JWTs, when the file has a `[jwt]` table.
+    pub fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_ref()
     }
 
     /// The tenant whose API key `key` is.

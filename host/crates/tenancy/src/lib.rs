@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 mod file;
+mod jwt;
 mod keys;
 mod meter;
 mod scope;
 mod watch;
 
 pub use file::{Quotas, Rate, Tenant, Tenants, TenantsError};
+pub use jwt::{looks_like_jwt, JwtVerifier};
 pub use keys::KeyDigest;
 pub use meter::{InFlight, Meters, QuotaRefusal};
 pub use scope::{Scope, Scopes};

@@ -46,11 +46,12 @@ impl TenantsWatch {
     pub fn open(path: &Path) -> Result<Self, TenantsError> {
         let text = read_text(path)?;
         let tenants = Tenants::parse(path, &text)?;
+        let seen = fingerprint(&text, &tenants);
         Ok(Self {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(tenants),
             meters: Meters::default(),
-            seen: Mutex::new(Sha256::digest(text.as_bytes()).into()),
+            seen: Mutex::new(seen),
         })
     }
 
@@ -86,13 +87,16 @@ impl TenantsWatch {
                 return Reload::Refused(e);
             }
         };
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let digest = fingerprint(&text, &self.current());
         if *seen == digest {
             return Reload::Unchanged;
         }
         *seen = digest;
         match Tenants::parse(&self.path, &text) {
             Ok(tenants) => {
+                // As the new file names its JWKS, so a JWKS it newly names
+                // is not taken for a change on the next poll.
+                *seen = fingerprint(&text, &tenants);
                 let n = tenants.len();
                 self.meters.retain(&tenants);
                 self.current.store(Arc::new(tenants));
@@ -105,6 +109,17 @@ impl TenantsWatch {
             }
         }
     }
+}
+
+/// What a change of the tenants file or of the JWKS file it names (as the
+/// file in force names it) changes.
+fn fingerprint(text: &str, current: &Tenants) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    if let Some(jwt) = current.jwt() {
+        h.update(Sha256::digest(crate::jwt::jwks_bytes(jwt.jwks_path())));
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]
