@@ -270,6 +270,18 @@ def test_kiln_check_validates_a_tenants_file(tmp_path):
     assert KEYS["alpha"] not in proc.stdout, "a key in clear was echoed"
 
 
+def test_kiln_check_warns_of_overlapping_patterns_and_hidden_models(model_repo, copy_repo, tmp_path):
+    main = copy_repo("add_sub", "add_sub_nobatch")
+    (tmp_path / "alpha").mkdir()
+    renamed_copy(model_repo / "add_sub", tmp_path / "alpha", "add_sub")
+    file = tmp_path / "tenants.toml"
+    file.write_text(tenants_toml(("alpha", [KEYS["alpha"]], ["infer"], ["add_sub_nobatch", "add*"], "alpha")))
+    proc = run_check(main, "--tenants", file)
+    assert proc.returncode == 0, proc.stdout
+    assert "shared_models pattern 'add*' also grants 'add_sub_nobatch'" in proc.stdout, proc.stdout
+    assert "tenant 'alpha': its own model 'add_sub' hides the main repository's 'add_sub'" in proc.stdout, proc.stdout
+
+
 def test_a_broken_tenants_file_stops_the_start(copy_repo, tmp_path):
     file = tmp_path / "tenants.toml"
     file.write_text('[[tenant]]\nname = "alpha"\n')

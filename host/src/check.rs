@@ -72,11 +72,33 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Validates the tenants file; prints its tenants or the error. True if valid.
-pub fn check_tenants(file: &Path) -> bool {
+/// Validates the tenants file; prints its tenants and warnings, or the
+/// error. With the main repository `main`, also warns of a tenant's own
+/// model that hides a main-repository model its patterns grant. True if
+/// valid (warnings do not fail it).
+pub fn check_tenants(file: &Path, main: Option<&Path>) -> bool {
     match kiln_tenancy::Tenants::read(file) {
         Ok(tenants) => {
             println!("{}: OK, {} tenant(s)", file.display(), tenants.len());
+            for w in tenants.warnings() {
+                println!("warning: {w}");
+            }
+            let names = |dir: &Path| -> Vec<String> {
+                layout::model_dirs(dir)
+                    .map(|dirs| dirs.into_iter().map(|(name, _)| name).collect())
+                    .unwrap_or_default()
+            };
+            let main_models = main.map(names).unwrap_or_default();
+            for t in tenants.iter() {
+                for own in t.repository.as_deref().map(names).unwrap_or_default() {
+                    if main_models.contains(&own) && t.may_use_shared(&own) {
+                        println!(
+                            "warning: tenant '{}': its own model '{own}' hides the main repository's '{own}' that its shared_models grant",
+                            t.name
+                        );
+                    }
+                }
+            }
             for t in tenants.iter() {
                 let repository = t
                     .repository

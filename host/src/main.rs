@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::Check { dir, tenants } => {
             let mut ok = true;
             if let Some(file) = tenants {
-                ok &= kiln::check::check_tenants(&file);
+                ok &= kiln::check::check_tenants(&file, dir.as_deref());
             }
             if let Some(dir) = dir {
                 ok &= match kiln::check::check_repository(&dir) {

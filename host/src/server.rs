@@ -78,6 +78,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(file) => {
             let watch = TenantsWatch::open(file).context("--tenants")?;
             tracing::info!(file = %file.display(), tenants = watch.current().len(), "tenants file in force");
+            for w in watch.current().warnings() {
+                tracing::warn!("{w}");
+            }
             Some(Arc::new(watch))
         }
         None => None,

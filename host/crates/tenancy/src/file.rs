@@ -156,6 +156,9 @@ pub struct Tenants {
     tenants: Vec<Tenant>,
     keys: KeyIndex,
     jwt: Option<JwtVerifier>,
+    /// What is legal but likely a mistake (overlapping patterns), named by
+    /// `file:line:column`; `kiln check` prints them, serving logs them.
+    warnings: Vec<String>,
 }
 
 /// The tenants, never their key digests.
@@ -163,6 +166,11 @@ impl std::fmt::Debug for Tenants {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(&self.tenants).finish()
     }
+}
+
+/// Whether a shared_models pattern matches more than its own text.
+fn has_glob_syntax(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{', '\\'])
 }
 
 /// Tenant names: what logs, metrics labels and namespaces show.
@@ -206,6 +214,7 @@ impl Tenants {
             ),
         };
         let mut tenants = Vec::with_capacity(doc.tenant.len());
+        let mut warnings = Vec::new();
         let mut keys = KeyIndex::default();
         for (index, t) in doc.tenant.into_iter().enumerate() {
             let name = t.name.get_ref().as_str();
@@ -280,6 +289,7 @@ impl Tenants {
                 }
             };
             let mut shared = GlobSetBuilder::new();
+            let mut matchers: Vec<(&str, globset::GlobMatcher)> = Vec::new();
             for pattern in &t.shared_models {
                 let glob = GlobBuilder::new(pattern.get_ref())
                     .literal_separator(true)
@@ -290,6 +300,24 @@ impl Tenants {
                             format!("tenant '{name}': shared_models pattern: {}", e.kind()),
                         )
                     })?;
+                let text = pattern.get_ref().as_str();
+                let covered = matchers.iter().find(|(other, m)| {
+                    *other == text || (!has_glob_syntax(text) && m.is_match(text))
+                });
+                if let Some((other, _)) = covered {
+                    warnings.push(at(
+                        pattern.span().start,
+                        format!("tenant '{name}': shared_models pattern '{}' adds nothing: '{}' already grants it", kiln_types::text::clip(text), kiln_types::text::clip(other)),
+                    ).0);
+                } else if let Some((other, _)) = matchers.iter().find(|(other, _)| {
+                    !has_glob_syntax(other) && glob.compile_matcher().is_match(other)
+                }) {
+                    warnings.push(at(
+                        pattern.span().start,
+                        format!("tenant '{name}': shared_models pattern '{}' also grants '{}', listed before it", kiln_types::text::clip(text), kiln_types::text::clip(other)),
+                    ).0);
+                }
+                matchers.push((text, glob.compile_matcher()));
                 shared.add(glob);
             }
             let shared = shared
@@ -374,12 +402,22 @@ impl Tenants {
                 weight,
             });
         }
-        Ok(Self { tenants, keys, jwt })
+        Ok(Self {
+            tenants,
+            keys,
+            jwt,
+            warnings,
+        })
     }
 
     /// Reads and validates the tenants file.
     pub fn read(file: &Path) -> Result<Self, TenantsError> {
         Self::parse(file, &read_text(file)?)
+    }
+
+    /// What is legal but likely a mistake, each naming `file:line:column`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The tenant called `name`.
@@ -573,6 +611,26 @@ mod tests {
         );
         let e = with("rps = 3\n").unwrap_err();
         assert!(e.contains("unknown field `rps`"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_patterns_are_warned_of_not_refused() {
+        let t = parse(&format!(
+            "[[tenant]]\nname = \"a\"\napi_keys = [\"{ALPHA}\"]\nscopes = [\"infer\"]\nshared_models = [\"digits\", \"dig*\", \"add\", \"add\", \"x?\"]\n"
+        ))
+        .unwrap();
+        let w = t.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "tenants.toml:5:28: tenant 'a': shared_models pattern 'dig*' also grants 'digits'"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("pattern 'add' adds nothing: 'add' already grants it"),
+            "{w:?}"
+        );
     }
 
     #[test]

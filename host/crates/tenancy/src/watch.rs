@@ -99,8 +99,11 @@ impl TenantsWatch {
                 *seen = fingerprint(&text, &tenants);
                 let n = tenants.len();
                 self.meters.retain(&tenants);
-                self.current.store(Arc::new(tenants));
                 tracing::info!(file = %self.path.display(), tenants = n, "tenants file reloaded");
+                for w in tenants.warnings() {
+                    tracing::warn!("{w}");
+                }
+                self.current.store(Arc::new(tenants));
                 Reload::Replaced(n)
             }
             Err(e) => {
