@@ -443,6 +443,121 @@ def run_attacks(srv: KilnServer, quick: bool):
 # ---------------------------------------------------------------- soak and reloads
 
 
+def run_tenant_attacks(models: pathlib.Path, tmp: pathlib.Path, out: pathlib.Path, quick: bool) -> bool:
+    """A server with a tenants file: floods of unknown API keys and of forged JWT-shaped tokens
+    (each refused with 401, the refusals logged at most once a second per listener), and one
+    tenant flooding over its rate quota (429s) while another tenant's requests keep being
+    answered promptly. Health is probed throughout as for the other attacks."""
+    import hashlib
+    import http.client
+    import random
+    global PROBE
+    repo = copy_models(models, tmp / "tenant-repo", ["add_sub"])
+    keys = {"flood": "flood-key-0123456789", "calm": "calm-key-0123456789"}
+    quotas = {"flood": "requests_per_second = 50\nburst = 50\n", "calm": ""}
+    (tmp / "jwks.json").write_text(json.dumps({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}))
+    text = '[jwt]\njwks = "jwks.json"\naudience = "kiln"\n'
+    for name, key in keys.items():
+        text += (f'\n[[tenant]]\nname = "{name}"\napi_keys = ["sha256:{hashlib.sha256(key.encode()).hexdigest()}"]\n'
+                 f'scopes = ["infer", "metadata"]\nshared_models = ["*"]\n[tenant.quotas]\n{quotas[name]}')
+    (tmp / "tenants.toml").write_text(text)
+    srv = KilnServer(repo, ["--tenants", str(tmp / "tenants.toml")], log_dir=out, name="reliability-tenants").start()
+    saved, PROBE = PROBE, HealthProbe(srv)
+    PROBE.start()
+    body = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 16], "data": [1.0] * 16}
+                                  for n in ("INPUT0", "INPUT1")]})
+    host, port = srv.http_url.rsplit(":", 1)
+
+    def send_many(n: int, credential, threads: int = 8) -> dict:
+        counts: dict = {}
+        lock = threading.Lock()
+
+        def worker(count):
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            for _ in range(count):
+                headers = {"Authorization": f"Bearer {credential()}", "Content-Type": "application/json"}
+                # A refused request's body is not read, so the server may close the
+                # connection after answering: send again on a new one, once.
+                status = "error"
+                for _attempt in range(2):
+                    try:
+                        conn.request("POST", "/v2/models/add_sub/infer", body=body, headers=headers)
+                        resp = conn.getresponse()
+                        resp.read()
+                        status = resp.status
+                        if resp.will_close:
+                            conn.close()
+                            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                        break
+                    except (OSError, http.client.HTTPException):
+                        conn.close()
+                        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                with lock:
+                    counts[status] = counts.get(status, 0) + 1
+            conn.close()
+        ts = [threading.Thread(target=worker, args=(n // threads,)) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return counts
+
+    scale = 8 if quick else 1
+    ok = True
+    try:
+        def unknown_keys():
+            started = time.monotonic()
+            counts = send_many(40_000 // scale, lambda: f"key-{random.getrandbits(64):x}")
+            took = time.monotonic() - started
+            logged = srv.log().count("authentication failed")
+            assert set(counts) == {401}, counts
+            assert logged <= 2 * took + 4, f"{logged} log lines in {took:.0f} s"
+            return f"{counts} in {took:.1f} s; {logged} log lines"
+
+        def forged_tokens():
+            def forged():
+                part = lambda n: "".join(random.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", k=n))  # noqa: E731
+                return f"eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.{part(120)}.{part(86)}"
+            started = time.monotonic()
+            counts = send_many(20_000 // scale, forged)
+            assert set(counts) == {401}, counts
+            return f"{counts} in {time.monotonic() - started:.1f} s"
+
+        def over_quota():
+            calm = []
+            done = threading.Event()
+
+            def calm_loop():
+                while not done.is_set():
+                    t0 = time.monotonic()
+                    status, _, _ = http_request(srv.http_url, "POST", "/v2/models/add_sub/infer", body,
+                                                {"Authorization": f"Bearer {keys['calm']}", "Content-Type": "application/json"})
+                    calm.append((status, time.monotonic() - t0))
+            t = threading.Thread(target=calm_loop)
+            t.start()
+            counts = send_many(20_000 // scale, lambda: keys["flood"])
+            done.set()
+            t.join()
+            worst = max(d for _, d in calm)
+            assert counts.get(429, 0) > counts.get(200, 0), counts
+            assert {s for s, _ in calm} == {200}, calm[:5]
+            assert worst < 1.0, f"calm's slowest request {worst:.3f} s"
+            return f"flood {counts}; calm: {len(calm)} requests all 200, slowest {worst * 1e3:.0f} ms"
+
+        for name, fn in (("tenants: unknown API keys", unknown_keys), ("tenants: forged tokens", forged_tokens),
+                         ("tenants: one tenant over its rate quota", over_quota)):
+            ok &= attack(name, srv, fn)
+    finally:
+        PROBE.finish()
+        ok &= PROBE.worst <= 1.0 and not PROBE.failures
+        REPORT["tenant_health"] = {"checks": PROBE.checks, "slowest_s": round(PROBE.worst, 3), "failures": PROBE.failures[:20]}
+        PROBE = saved
+        ok &= srv.stop(timeout=60, expect_rc=None) == 0
+    return ok
+
+
 def soak(srv: KilnServer, seconds: int, concurrency: int):
     """Closed-loop add_sub requests over gRPC at `concurrency`; RSS sampled every 10 s."""
     import grpc
@@ -550,6 +665,7 @@ def main() -> int:
     try:
         if args.only in (None, "attacks"):
             run_attacks(srv, args.quick)
+            ok &= run_tenant_attacks(models, tmp, out, args.quick)
         if args.only in (None, "soak"):
             seconds = args.soak_seconds or (30 if args.quick else 600)
             ok &= soak(srv, seconds, args.concurrency)
