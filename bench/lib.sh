@@ -14,7 +14,8 @@ bench_device_setup() {
   export PYTHONPATH=/tmp/site
   rm -rf /tmp/pa /tmp/triton && mkdir -p /tmp/pa /tmp/triton
   tar -xJf .carry/pa.tar.xz -C /tmp/pa
-  tar -xJf .carry/triton.tar.xz -C /tmp/triton
+  # Triton is only carried for the scripts that compare with it.
+  if [[ -f .carry/triton.tar.xz ]]; then tar -xJf .carry/triton.tar.xz -C /tmp/triton; fi
   pa=$(find /tmp/pa -name perf_analyzer -type f -perm -u+x | head -1)
   triton_run=$(find /tmp/triton -name run.sh | head -1)
 }

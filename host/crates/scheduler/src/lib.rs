@@ -114,8 +114,8 @@ impl ModelRunner {
         let stats = Arc::new(stats);
         let shared = Arc::new(Shared {
             name: format!("{}:{version}", spec.name),
-            // A turn's credit covers the largest request (see `queue`).
-            queue: Queue::new(policy.levels, policy.max_batch_size as u64),
+            // A turn of one item per unit of weight (see `queue`).
+            queue: Queue::new(policy.levels, 1),
             policy,
             gathering: parking_lot::Mutex::new(()),
             stats: stats.clone(),

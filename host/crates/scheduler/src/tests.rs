@@ -428,15 +428,14 @@ async fn tenants_take_turns_within_and_across_batches() {
     for a in answers {
         a.await.unwrap().unwrap();
     }
-    // a's turn (4 items: the quantum is max_batch_size) fills the first
-    // batch; b's turn comes next and its requests share the second batch
-    // with a's next turn, instead of waiting behind all of a's.
+    // Turns of one item each: b's requests alternate with a's in the very
+    // next batch instead of waiting behind all of a's.
     assert_eq!(
         h.executions(),
         vec![
             vec![0.0],
-            vec![10.0, 11.0, 12.0, 13.0],
-            vec![20.0, 21.0, 14.0, 15.0],
+            vec![10.0, 20.0, 11.0, 21.0],
+            vec![12.0, 13.0, 14.0, 15.0],
             vec![16.0, 17.0],
         ]
     );
