@@ -66,12 +66,17 @@ struct State<T> {
     flows: HashMap<FlowKey, Flow<T>>,
     /// The flows with requests waiting, in turn order: the front one's turn.
     turns: VecDeque<FlowKey>,
+    /// Emptied flows kept for reuse (at most [`SPARE_FLOWS`]): a queue that
+    /// empties after every request does not allocate a flow for each.
+    spare: Vec<Flow<T>>,
     levels: usize,
     /// Credit a turn earns per unit of weight.
     quantum: u64,
     len: usize,
     closed: bool,
 }
+
+const SPARE_FLOWS: usize = 8;
 
 /// Why a push was refused.
 pub enum Refused<T> {
@@ -90,6 +95,7 @@ impl<T> Queue<T> {
             state: Mutex::new(State {
                 flows: HashMap::new(),
                 turns: VecDeque::new(),
+                spare: Vec::new(),
                 levels: levels.max(1),
                 quantum: quantum.max(1),
                 len: 0,
@@ -113,12 +119,13 @@ impl<T> Queue<T> {
             Some(flow) => flow,
             None => {
                 s.turns.push_back(at.flow.clone());
-                s.flows.entry(at.flow).or_insert_with(|| Flow {
+                let flow = s.spare.pop().unwrap_or_else(|| Flow {
                     levels: (0..levels).map(|_| VecDeque::new()).collect(),
                     len: 0,
                     weight: 1,
                     credit: 0,
-                })
+                });
+                s.flows.entry(at.flow).or_insert(flow)
             }
         };
         if at.max_flow_len > 0 && flow.len >= at.max_flow_len {
@@ -173,7 +180,12 @@ impl<T> Queue<T> {
             let (_, item) = flow.levels[level].pop_front().expect("non-empty level");
             if flow.len == 0 {
                 let key = s.turns.pop_front().expect("the front flow");
-                s.flows.remove(&key);
+                if let Some(mut emptied) = s.flows.remove(&key) {
+                    if s.spare.len() < SPARE_FLOWS {
+                        emptied.credit = 0;
+                        s.spare.push(emptied);
+                    }
+                }
             }
             return Some(item);
         }
