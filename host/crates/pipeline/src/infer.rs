@@ -402,6 +402,7 @@ mod tests {
             model_filename: "model.pt".into(),
             model_dir: "/nonexistent".into(),
             warnings: vec![],
+            ceilings: None,
         }
     }
 
