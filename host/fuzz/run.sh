@@ -20,7 +20,7 @@ mode=run
 if [[ ${1:-} == merge ]]; then mode=merge; shift; secs=0; else secs=${1:-30}; shift || true; fi
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(config_pbtxt kserve_json binary_tensor grpc_infer_request bytes_elements plugin_wire)
+  targets=(config_pbtxt tenants_toml kserve_json binary_tensor grpc_infer_request bytes_elements plugin_wire)
 fi
 root=$(cd ../.. && pwd)
 export CARGO_TARGET_DIR=$root/target

@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let file = Path::new("config.pbtxt");
     if let Ok(config) = kiln_model_config::parse_text(file, text) {
         // A directory that does not exist: validation must not need one to fail cleanly.
-        let _ = kiln::backend::registry().spec(Path::new("/nonexistent/kiln-fuzz/model"), config);
+        let _ =
+            kiln::backend::registry().spec(Path::new("/nonexistent/kiln-fuzz/model"), config, None);
     }
 });
