@@ -254,8 +254,9 @@ impl Admission {
             return Err(Refusal::Unauthenticated(NO_KEY.into()));
         };
         let current = tenants.current();
-        let found = match current.jwt() {
-            Some(jwt) if kiln_tenancy::looks_like_jwt(key) => match jwt.verify(key) {
+        let token_verifier = current.jwt().filter(|_| kiln_tenancy::looks_like_jwt(key));
+        let found = match token_verifier {
+            Some(jwt) => match jwt.verify(key) {
                 Ok(name) => current
                     .by_name(&name)
                     .ok_or_else(|| "the token's tenant is not in the tenants file".to_string()),
@@ -277,7 +278,7 @@ impl Admission {
                 // The client learns that its credential was refused, and
                 // for a token why (expired, wrong audience): what the
                 // token's holder can read in it anyway.
-                let detail = if current.jwt().is_some() && kiln_tenancy::looks_like_jwt(key) {
+                let detail = if token_verifier.is_some() {
                     why
                 } else {
                     "the API key belongs to no tenant".to_string()

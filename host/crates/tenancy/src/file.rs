@@ -301,6 +301,7 @@ impl Tenants {
                         )
                     })?;
                 let text = pattern.get_ref().as_str();
+                let matcher = glob.compile_matcher();
                 let covered = matchers.iter().find(|(other, m)| {
                     *other == text || (!has_glob_syntax(text) && m.is_match(text))
                 });
@@ -309,15 +310,16 @@ impl Tenants {
                         pattern.span().start,
                         format!("tenant '{name}': shared_models pattern '{}' adds nothing: '{}' already grants it", kiln_types::text::clip(text), kiln_types::text::clip(other)),
                     ).0);
-                } else if let Some((other, _)) = matchers.iter().find(|(other, _)| {
-                    !has_glob_syntax(other) && glob.compile_matcher().is_match(other)
-                }) {
+                } else if let Some((other, _)) = matchers
+                    .iter()
+                    .find(|(other, _)| !has_glob_syntax(other) && matcher.is_match(other))
+                {
                     warnings.push(at(
                         pattern.span().start,
                         format!("tenant '{name}': shared_models pattern '{}' also grants '{}', listed before it", kiln_types::text::clip(text), kiln_types::text::clip(other)),
                     ).0);
                 }
-                matchers.push((text, glob.compile_matcher()));
+                matchers.push((text, matcher));
                 shared.add(glob);
             }
             let shared = shared
@@ -450,19 +452,22 @@ impl Tenants {
 
 /// The file's text, bounded by [`MAX_FILE_BYTES`].
 pub(crate) fn read_text(file: &Path) -> Result<String, TenantsError> {
+    read_bounded(file, MAX_FILE_BYTES).map_err(TenantsError)
+}
+
+/// The text of `file`, refused past `limit` bytes without reading more
+/// (the files the tenants file names are read again on every change).
+pub(crate) fn read_bounded(file: &Path, limit: u64) -> Result<String, String> {
     use std::io::Read;
-    let error = |e: std::io::Error| TenantsError(format!("cannot read {}: {e}", file.display()));
+    let error = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
     let mut text = String::new();
     std::fs::File::open(file)
         .map_err(error)?
-        .take(MAX_FILE_BYTES + 1)
+        .take(limit + 1)
         .read_to_string(&mut text)
         .map_err(error)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(TenantsError(format!(
-            "{} is larger than {MAX_FILE_BYTES} bytes",
-            file.display()
-        )));
+    if text.len() as u64 > limit {
+        return Err(format!("{} is larger than {limit} bytes", file.display()));
     }
     Ok(text)
 }

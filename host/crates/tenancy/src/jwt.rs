@@ -241,20 +241,7 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 }
 
 fn read_jwks(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read JWKS {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_JWKS_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read JWKS {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_JWKS_BYTES {
-        return Err(format!(
-            "JWKS {} is larger than {MAX_JWKS_BYTES} bytes",
-            path.display()
-        ));
-    }
-    Ok(text)
+    crate::file::read_bounded(path, MAX_JWKS_BYTES)
 }
 
 /// The bytes of the JWKS file now, for the tenants watch's fingerprint
