@@ -241,7 +241,7 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 }
 
 fn read_jwks(path: &Path) -> Result<String, String> {
-    crate::file::read_bounded(path, MAX_JWKS_BYTES)
+    crate::bounded::read_bounded(path, MAX_JWKS_BYTES)
 }
 
 /// The bytes of the JWKS file now, for the tenants watch's fingerprint

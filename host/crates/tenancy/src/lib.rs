@@ -10,6 +10,7 @@
 //! answer in the request's context. It knows no transport types.
 #![forbid(unsafe_code)]
 
+mod bounded;
 mod file;
 mod jwt;
 mod keys;
