@@ -272,6 +272,11 @@ phase flood 1:1 "a:$C_A" "b:$C_B"
 phase saturate-1:1 1:1 "a:$C_SAT" "b:$C_SAT"
 phase saturate-3:1 3:1 "a:$C_SAT" "b:$C_SAT"
 phase fifo none "a:$C_A" "b:$C_B"
+# c again with kiln's per-request debug line (kiln::request: total from admission, queue,
+# compute): where each tenant's time goes inside the server, against what its loadgen saw.
+kiln_env="${SERVER_ENV:-} RUST_LOG=info,kiln::request=debug"
+phase flood-traced 1:1 "a:$C_A" "b:$C_B"
+kiln_env=${SERVER_ENV:-}
 
 # ---------------------------------------------------------------- table
 "$py" - "$out/results.txt" > "$out/table.md" <<'PY'
@@ -298,7 +303,7 @@ for pid, weights, tenant, c, w, tp, p50, p99, srv, kc, lc, busy, other, note in 
 for ph in phases.values():
     # The instance's share of the window spent computing: executions/s x compute per execution.
     ph["inst"] = ph["tp"] / ph["batch"] * ph["compute"] / 1e6 if ph["batch"] and ph["compute"] else None
-label = {"alone": "a. b alone", "single": "b. one tenant", "flood": "c. flood, weights 1:1",
+label = {"flood-traced": "c'. as c, per-request log on", "alone": "a. b alone", "single": "b. one tenant", "flood": "c. flood, weights 1:1",
          "saturate-1:1": "d. both saturate, 1:1", "saturate-3:1": "d. both saturate, 3:1",
          "fifo": "e. flood, no tenants (FIFO)"}
 print("| phase | tenant | concurrency | weight | infer/s | p50 µs | p99 µs | avg batch | compute µs/batch | instance busy | kiln cores | loadgen cores | other work |")
@@ -375,6 +380,43 @@ print("(compute µs/batch can move between phases with what else runs on the mac
       "caches; where total throughput misses while instance busy holds, the model ran slower, "
       "not the queue)")
 PY
+# Per-request server-side times of phase c' (the loadgens' measured window only: the last
+# MEASURE_S seconds of answers), by tenant.
+"$py" - "$raw/kiln-flood-traced.log" "$MEASURE_S" "$raw/lg-flood-traced-a.txt" "$raw/lg-flood-traced-b.txt" > "$out/where.md" <<'PY'
+import datetime, re, sys
+log, window = sys.argv[1], float(sys.argv[2])
+line_re = re.compile(r"^(\S+)\s.*kiln::request.*tenant=(\S*) total_us=(\d+) queue_us=(\d+) compute_us=(\d+)")
+rows = []
+for line in open(log, errors="replace"):
+    m = line_re.search(re.sub(r"\x1b\[[0-9;]*m", "", line))
+    if not m:
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+    rows.append((t, m.group(2).strip('"'), *(int(m.group(i)) for i in (3, 4, 5))))
+if not rows:
+    print("(no kiln::request lines in the log: a kiln without the per-request debug line)")
+    sys.exit(0)
+end = max(r[0] for r in rows)
+rows = [r for r in rows if r[0] >= end - window]
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p / 100))] if v else 0
+client = {}
+for f in sys.argv[3:]:
+    text = open(f, errors="replace").read()
+    m50, m99 = re.search(r"p50 latency: (\d+)", text), re.search(r"p99 latency: (\d+)", text)
+    client[f.rsplit("-", 1)[1][0]] = (int(m50.group(1)) if m50 else 0, int(m99.group(1)) if m99 else 0)
+print("| tenant | answered | server total p50 / p99 µs | queue p50 / p99 µs | compute p50 / p99 µs | total − queue − compute p50 / p99 µs | loadgen p50 / p99 µs |")
+print("|---|---|---|---|---|---|---|")
+for tenant in sorted({r[1] for r in rows}):
+    mine = [r for r in rows if r[1] == tenant]
+    cols = [[r[2] for r in mine], [r[3] for r in mine], [r[4] for r in mine], [r[2] - r[3] - r[4] for r in mine]]
+    c = client.get(tenant, (0, 0))
+    print(f"| {tenant} | {len(mine):,} | " + " | ".join(f"{pct(v, 50):,} / {pct(v, 99):,}" for v in cols) + f" | {c[0]:,} / {c[1]:,} |")
+print()
+print("server total: admission (request headers in) to the answer ready; queue: enqueued to its batch's start; "
+      "compute: its batch's input + infer + output; loadgen: what the client measured (connection, transfer both ways)")
+PY
 if [[ $(date -u -r "$kiln_bin" +%Y-%m-%dT%H:%M:%SZ) != "$kiln_built" ]]; then
   echo "- WARNING: $kiln_bin was rebuilt during the run (now $(date -u -r "$kiln_bin" +%Y-%m-%dT%H:%M:%SZ)): phases may have run different builds" >> "$out/header.md"
 fi
@@ -382,5 +424,8 @@ echo
 cat "$out/header.md"
 echo
 cat "$out/table.md"
+echo
+echo "Where the time goes in phase c' (per-request log):"
+cat "$out/where.md"
 echo
 echo "(loadgen outputs, server logs, tenants files and results.txt: $out)"

@@ -22,6 +22,19 @@ pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<
     let ctx = request.ctx.clone();
     match run(owner, &runner, request).await {
         Ok((response, timing)) => {
+            // One line per answered request at debug level (off by default;
+            // `RUST_LOG=kiln::request=debug`): where a request's time went,
+            // from admission (headers in) to the answer: `total` less queue
+            // and compute is the body, its decode and the conversions.
+            tracing::debug!(
+                target: "kiln::request",
+                model = %runner.spec.name,
+                tenant = ctx.tenant().map_or("", |t| &**t),
+                total_us = timing.total.as_micros() as u64,
+                queue_us = timing.queue.as_micros() as u64,
+                compute_us = (timing.exec.input + timing.exec.infer + timing.exec.output).as_micros() as u64,
+                "answered"
+            );
             runner.stats.record_success(&ctx, &timing);
             Ok(response)
         }
