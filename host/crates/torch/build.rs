@@ -1,15 +1,57 @@
-//! Build script of the TorchScript backend: with feature `cuda`, compiles
-//! the small C++ edge to libtorch's CUDA stream, TF32 and graph APIs,
-//! `csrc/cuda.cpp`, against the torch install's headers. (The binary's own
+//! Build script of the TorchScript backend: compiles the small C++ edge to
+//! libtorch's operator registry (custom ops, `csrc/ops.cpp`) and, with
+//! feature `cuda`, to its CUDA stream, TF32 and graph APIs (`csrc/cuda.cpp`),
+//! against the torch install's headers. (The binary's own
 //! build script sets libtorch's RUNPATH and force-links libtorch_cuda.)
 
 // The fuzz build instruments build scripts too: see host/coverage_hooks.rs.
 include!("../../coverage_hooks.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    build_ops_edge()?;
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         build_cuda_edge()?;
     }
+    Ok(())
+}
+
+/// Where libtorch is: the folder above the library tch links.
+fn torch_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let lib = std::path::PathBuf::from(
+        std::env::var("DEP_TCH_LIBTORCH_LIB")
+            .map_err(|_| "tch did not report where libtorch is")?,
+    );
+    Ok(lib
+        .parent()
+        .ok_or("libtorch's lib has no parent")?
+        .to_path_buf())
+}
+
+/// libtorch's headers, C++17, the ABI the wheel's libtorch was built with.
+fn torch_build(torch: &std::path::Path) -> cc::Build {
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .flag_if_supported("-w");
+    build
+}
+
+/// Compiles csrc/ops.cpp: custom ops registered with libtorch's dispatcher
+/// and implemented in Rust (src/custom_ops.rs).
+fn build_ops_edge() -> Result<(), Box<dyn std::error::Error>> {
+    let torch = torch_dir()?;
+    torch_build(&torch).file("csrc/ops.cpp").compile("kiln_ops");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    // This crate's test binary runs libtorch (custom_ops' tests): it finds
+    // it the way the kiln binary does (host/build.rs).
+    let lib = torch.join("lib");
+    println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
     Ok(())
 }
 
@@ -18,14 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// wheels' beside torch (triton's, nvidia's), else /usr/local/cuda.
 fn build_cuda_edge() -> Result<(), Box<dyn std::error::Error>> {
     use std::path::PathBuf;
-    let lib = PathBuf::from(
-        std::env::var("DEP_TCH_LIBTORCH_LIB")
-            .map_err(|_| "feature cuda: tch did not report where libtorch is")?,
-    );
-    let torch = lib
-        .parent()
-        .ok_or("libtorch's lib has no parent")?
-        .to_path_buf();
+    let torch = torch_dir()?;
     // A complete set: the nvidia-cuda-runtime wheel ships cuda_runtime_api.h
     // without the crt/ headers it includes; the triton wheel (a torch
     // dependency) ships the whole CUDA include directory.
@@ -51,15 +86,9 @@ fn build_cuda_edge() -> Result<(), Box<dyn std::error::Error>> {
     let cuda = candidates.into_iter().find(has_runtime).ok_or(
         "feature cuda: no cuda_runtime_api.h found; set KILN_CUDA_INCLUDE to the CUDA runtime headers",
     )?;
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
+    torch_build(&torch)
         .file("csrc/cuda.cpp")
-        .include(torch.join("include"))
-        .include(torch.join("include/torch/csrc/api/include"))
         .include(&cuda)
-        .define("_GLIBCXX_USE_CXX11_ABI", "1")
-        .flag_if_supported("-w")
         .compile("kiln_cuda");
     println!("cargo:rustc-link-lib=dylib=c10_cuda");
     println!("cargo:rustc-link-lib=dylib=c10");
