@@ -312,19 +312,18 @@ def test_ensemble_step_failure_is_reported_with_the_step(plugins, model_repo, ki
     np.testing.assert_array_equal(result.as_numpy("SUM"), np.zeros((1, 16), dtype=np.float32))
 
 
-OLD_ABI_PLUGIN = ROOT / "tests" / "fixtures" / "plugins" / "scale-abi-1.0.0.wasm"
-
-
-def test_plugin_built_against_an_older_abi_keeps_loading(plugins, kiln, tmp_path):
-    """kiln speaks kiln:plugin@1.1.0; a component built against 1.0.0 (the `scale`
-    plugin as built before 1.1 existed, committed as a fixture) must load and serve
-    unchanged: within major version 1 the ABI only grows."""
-    header = OLD_ABI_PLUGIN.read_bytes()
-    assert b"kiln:plugin/host@1.0.0" in header and b"@1.1.0" not in header
-    assert "package kiln:plugin@1.1.0;" in (ROOT / "sdk" / "wit" / "plugin.wit").read_text()
+@pytest.mark.parametrize("abi", ["1.0.0", "1.1.0"])
+def test_plugin_built_against_an_older_abi_keeps_loading(plugins, kiln, tmp_path, abi):
+    """kiln speaks kiln:plugin@1.2.0; components built against 1.0.0 and 1.1.0 (the
+    `scale` plugin as built before the next version existed, committed as fixtures)
+    must load and serve unchanged: within major version 1 the ABI only grows."""
+    old = ROOT / "tests" / "fixtures" / "plugins" / f"scale-abi-{abi}.wasm"
+    header = old.read_bytes()
+    assert f"kiln:plugin/host@{abi}".encode() in header and b"@1.2.0" not in header
+    assert "package kiln:plugin@1.2.0;" in (ROOT / "sdk" / "wit" / "plugin.wit").read_text()
     repo = tmp_path / "repo"
     d = plugin_model(repo, "old_scale", "scale", {"factor": "4"})
-    shutil.copy(OLD_ABI_PLUGIN, d / "1" / "model.wasm")
+    shutil.copy(old, d / "1" / "model.wasm")
     srv = kiln(repo, name="old-abi")
     x = np.arange(5, dtype=np.float32).reshape(1, 5)
     np.testing.assert_array_equal(srv.grpc.infer("old_scale", [fp32_input(x)]).as_numpy("OUTPUT"), x * 4)

@@ -4,9 +4,12 @@
 //! `kiln check --tenants FILE` validates a tenants file the way serving
 //! would read it.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use kiln_model_config::Placement;
+use kiln_ops::{OpProvider, OpResolver};
 
 use crate::backend;
 use kiln_repository::layout;
@@ -18,8 +21,58 @@ pub struct Row {
     pub detail: String,
 }
 
+/// The repository's op plugins as `kiln check` needs them: loaded (on the
+/// CPU) the first time a model's `custom_ops` names one.
+struct CheckedOpPlugins {
+    root: std::path::PathBuf,
+    backends: kiln_backend::BackendRegistry,
+    loaded: Mutex<HashMap<String, Found>>,
+}
+
+/// An op plugin, or why it could not be loaded.
+type Found = Result<Arc<dyn OpProvider>, String>;
+
+impl OpResolver for CheckedOpPlugins {
+    fn op_plugin(&self, name: &str) -> Result<Arc<dyn OpProvider>, String> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = loaded.get(name) {
+            return found.clone();
+        }
+        let found = self.load(name);
+        loaded.insert(name.to_string(), found.clone());
+        found
+    }
+}
+
+impl CheckedOpPlugins {
+    fn load(&self, name: &str) -> Found {
+        let dir = self.root.join(name);
+        if name.contains(['/', '\\']) || !dir.is_dir() {
+            return Err(format!("op plugin '{name}' is not in the repository"));
+        }
+        let spec = self.backends.read_spec(&dir, None).map_err(|e| e.0)?;
+        let version = *spec
+            .select_versions(&layout::versions(&dir))
+            .last()
+            .ok_or_else(|| format!("op plugin '{name}' has no version selected"))?;
+        let none: Arc<dyn OpResolver> = Arc::new(kiln_ops::NoOpPlugins);
+        let instance = self
+            .backends
+            .load_instance(&spec, version, Placement::Cpu, &none)
+            .map_err(|e| e.to_string())?;
+        instance
+            .op_provider()
+            .ok_or_else(|| format!("model '{name}' is not an op plugin"))
+    }
+}
+
 pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
     let backends = backend::registry();
+    let ops: Arc<dyn OpResolver> = Arc::new(CheckedOpPlugins {
+        root: root.to_path_buf(),
+        backends: backends.clone(),
+        loaded: Mutex::default(),
+    });
     let mut rows = Vec::new();
     for (name, dir) in layout::model_dirs(root)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", root.display()))?
@@ -51,7 +104,9 @@ pub fn check_repository(root: &Path) -> anyhow::Result<Vec<Row>> {
             let result = if spec.is_ensemble() {
                 Ok(())
             } else {
-                backends.load_instance(&spec, v, Placement::Cpu).map(drop)
+                backends
+                    .load_instance(&spec, v, Placement::Cpu, &ops)
+                    .map(drop)
             };
             let detail = match &result {
                 Ok(_) => format!(

@@ -74,7 +74,7 @@ def engine():
 # (host/src/backend/wasm/core_module.rs).
 MARKER_WORLDS = {
     "kiln_abi_version_1_0_0": ROOT / "sdk" / "wit" / "v1.0.0" / "plugin.wit",
-    "kiln_abi_version_1_1_0": ROOT / "sdk" / "wit" / "plugin.wit",
+    "kiln_abi_version_1_1_0": ROOT / "sdk" / "wit" / "v1.1.0" / "plugin.wit",
 }
 WASM_TOOLS_VERSION = "1.258.0"  # as plugins/c/build.sh
 

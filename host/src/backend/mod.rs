@@ -9,7 +9,8 @@ pub fn registry() -> BackendRegistry {
     let mut backends = BackendRegistry::default();
     backends
         .register(kiln_torch::TorchScriptFactory)
-        .register(kiln_wasm::WasmFactory);
+        .register(kiln_wasm::WasmFactory)
+        .register(kiln_wasm::WasmOpsFactory);
     backends
 }
 

@@ -87,6 +87,25 @@ pub mod bindings {
     });
 }
 
+/// The op-plugin world's bindings (not a stable API: use [`ops`]).
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings_ops {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "op-plugin",
+        with: {
+            "kiln:plugin/types@1.2.0": crate::bindings::kiln::plugin::types,
+            "kiln:plugin/host@1.2.0": crate::bindings::kiln::plugin::host,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_op_world",
+        default_bindings_module: "kiln_plugin::bindings_ops",
+    });
+}
+
+pub mod ops;
+
 pub use bindings::kiln::plugin::types::{
     Datatype, Error, ErrorKind, Metadata, Parameter, ParameterValue, Tensor, TensorSpec,
 };
@@ -100,8 +119,8 @@ pub use tensor::Element;
 /// elements (FP16 and BF16 tensors).
 pub use half;
 
-/// The ABI version this SDK targets (the WIT package `kiln:plugin@1.1.0`).
-pub const ABI_VERSION: &str = "1.1.0";
+/// The ABI version this SDK targets (the WIT package `kiln:plugin@1.2.0`).
+pub const ABI_VERSION: &str = "1.2.0";
 
 #[doc(hidden)]
 pub mod __private {

@@ -68,4 +68,11 @@ pub trait Backend: Send + 'static {
     fn replicate(&self) -> Option<Result<Box<dyn Backend>, BackendError>> {
         None
     }
+
+    /// The ops it provides, when it is an op plugin (`backend: "wasm_ops"`):
+    /// the registry keeps them with the loaded version for the models that
+    /// name it in `custom_ops`.
+    fn op_provider(&self) -> Option<std::sync::Arc<dyn kiln_ops::OpProvider>> {
+        None
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use kiln_model_config::proto::{model_instance_group::Kind as InstanceKind, ModelConfig};
 use kiln_model_config::{Ceilings, ConfigError, ModelSpec, Placement, CONFIG_FILE};
+use kiln_ops::OpResolver;
 
 use crate::instance::{Backend, BackendError};
 
@@ -32,12 +33,14 @@ pub trait BackendFactory: Send + Sync + 'static {
     /// field (the caller prefixes the config file).
     fn validate(&self, spec: &mut ModelSpec) -> Result<(), String>;
 
-    /// Loads one instance of the model file at `path` for `placement`.
+    /// Loads one instance of the model file at `path` for `placement`;
+    /// `ops` finds the op plugins its `custom_ops` names.
     fn load(
         &self,
         spec: &ModelSpec,
         path: &Path,
         placement: Placement,
+        ops: &Arc<dyn OpResolver>,
     ) -> Result<Box<dyn Backend>, BackendError>;
 }
 
@@ -157,12 +160,14 @@ impl BackendRegistry {
         Ok(())
     }
 
-    /// Loads one instance of `spec`'s version `version` at `placement`.
+    /// Loads one instance of `spec`'s version `version` at `placement`;
+    /// `ops`: the op plugins of its repository.
     pub fn load_instance(
         &self,
         spec: &ModelSpec,
         version: i64,
         placement: Placement,
+        ops: &Arc<dyn OpResolver>,
     ) -> Result<Box<dyn Backend>, BackendError> {
         let factory = self.get(&spec.backend).ok_or_else(|| {
             BackendError::Load(format!("model '{}' has no backend instances", spec.name))
@@ -171,6 +176,6 @@ impl BackendRegistry {
             .model_dir
             .join(version.to_string())
             .join(&spec.model_filename);
-        factory.load(spec, &path, placement)
+        factory.load(spec, &path, placement, ops)
     }
 }

@@ -19,7 +19,8 @@ pub use ensemble::check_steps;
 pub use parse::{parse_text, read_config, ConfigError, CONFIG_FILE};
 pub use spec::{
     datatype_of, ignored_optimization_settings, select_versions, validate, ModelSpec, Placement,
-    TensorSpec, ENSEMBLE_BACKEND, ENSEMBLE_PLATFORM, PLATFORM_BACKENDS,
+    TensorSpec, CUSTOM_OPS_PARAMETER, ENSEMBLE_BACKEND, ENSEMBLE_PLATFORM, OP_PLUGIN_BACKEND,
+    PLATFORM_BACKENDS,
 };
 
 /// Types generated from `proto/model_config.proto` (package `inference`).

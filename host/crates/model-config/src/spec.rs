@@ -18,6 +18,14 @@ pub const ENSEMBLE_PLATFORM: &str = "ensemble";
 /// The name [`ModelSpec::backend`] gives an ensemble.
 pub const ENSEMBLE_BACKEND: &str = "ensemble";
 
+/// `backend: "wasm_ops"`: an op plugin, a WebAssembly component that provides
+/// custom ops to the TorchScript models of its repository that name it in
+/// their `custom_ops` parameter. It declares no inputs or outputs and takes
+/// no inference requests.
+pub const OP_PLUGIN_BACKEND: &str = "wasm_ops";
+/// The parameter in which a model names its op plugins (comma-separated).
+pub const CUSTOM_OPS_PARAMETER: &str = "custom_ops";
+
 /// Triton's platforms and the backend each one names (Triton fills one from
 /// the other; kiln reports both as Triton does).
 pub const PLATFORM_BACKENDS: &[(&str, &str)] = &[
@@ -114,6 +122,27 @@ impl ModelSpec {
         }
     }
 
+    /// Whether this is an op plugin ([`OP_PLUGIN_BACKEND`]).
+    pub fn is_op_plugin(&self) -> bool {
+        self.backend == OP_PLUGIN_BACKEND
+    }
+
+    /// The op plugins its `custom_ops` parameter names, in order.
+    pub fn custom_ops(&self) -> Vec<String> {
+        self.config
+            .parameters
+            .get(CUSTOM_OPS_PARAMETER)
+            .map(|p| {
+                p.string_value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn is_ensemble(&self) -> bool {
         self.backend == ENSEMBLE_BACKEND
     }
@@ -164,6 +193,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     let mut warnings = Vec::new();
     let backend = backend_of(&mut config).map_err(&err)?;
     let is_ensemble = backend == ENSEMBLE_BACKEND;
+    let is_op_plugin = backend == OP_PLUGIN_BACKEND;
     if config.max_batch_size < 0 {
         return Err(err(format!(
             "field 'max_batch_size': must be >= 0, got {}",
@@ -202,7 +232,12 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             ..spec
         });
     }
-    if inputs.is_empty() {
+    if is_op_plugin && !(config.input.is_empty() && config.output.is_empty()) {
+        return Err(err(format!(
+            "an op plugin (backend \"{OP_PLUGIN_BACKEND}\") takes no inference requests: leave out 'input' and 'output'"
+        )));
+    }
+    if inputs.is_empty() && !is_op_plugin {
         return Err(err("field 'input': a model needs at least one input".into()));
     }
     let mut outputs = Vec::new();
@@ -237,7 +272,7 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         }
         outputs.push(spec);
     }
-    if outputs.is_empty() {
+    if outputs.is_empty() && !is_op_plugin {
         return Err(err(
             "field 'output': a model needs at least one output".into()
         ));

@@ -76,12 +76,14 @@ pub trait OpProvider: Send + Sync {
     fn name(&self) -> &str;
     fn ops(&self) -> &[OpDecl];
     /// Runs `op` (`ns::name`) on `args` (the schema's arguments, defaults
-    /// filled in); the results, one per schema return.
+    /// filled in); the results, one per schema return. The provider owns
+    /// `tensors` for the call (a sandboxed one keeps it in its store); the
+    /// backend that made it reads the results through its own handle.
     fn call(
         &self,
         op: &str,
         args: &[OpValue],
-        tensors: &mut dyn TensorArena,
+        tensors: Box<dyn TensorArena + Send>,
     ) -> Result<Vec<TensorId>, String>;
 }
 

@@ -59,6 +59,12 @@ async fn run(
     mut request: InferRequest,
 ) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
+    if spec.is_op_plugin() {
+        return Err(KilnError::invalid(format!(
+            "model '{}' is an op plugin: it provides custom ops to the TorchScript models that name it in 'custom_ops' and takes no inference requests",
+            spec.name
+        )));
+    }
     let requested = check_requested_outputs(spec, std::mem::take(&mut request.outputs))?;
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
     let outcome = if spec.is_ensemble() {

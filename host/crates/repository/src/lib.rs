@@ -26,6 +26,7 @@ use parking_lot::RwLock;
 
 use kiln_backend::BackendRegistry;
 use kiln_model_config::{Ceilings, ModelSpec};
+use kiln_ops::{OpProvider, OpResolver};
 use kiln_scheduler::stats::{ModelStats, StatsObserver};
 use kiln_scheduler::ModelRunner;
 use kiln_types::error::{KilnError, Result};
@@ -103,6 +104,31 @@ impl ModelEntry {
             Some(v) => self.versions.get(&v).filter(ready)?.runner.as_ref(),
             None => self.versions.values().rev().find(ready)?.runner.as_ref(),
         }
+    }
+}
+
+/// The op plugins of this repository, for its models' custom ops: the
+/// latest ready version of a `wasm_ops` model.
+impl OpResolver for ModelRegistry {
+    fn op_plugin(&self, name: &str) -> std::result::Result<Arc<dyn OpProvider>, String> {
+        let models = self.models.read();
+        let runner = models
+            .get(name)
+            .and_then(|e| e.ready_runner(None))
+            .ok_or_else(|| {
+                format!(
+                    "op plugin '{}' is not loaded in this repository",
+                    clip(name)
+                )
+            })?;
+        runner.ops.clone().ok_or_else(|| {
+            format!(
+                "model '{}' is not an op plugin (backend \"{}\", not \"{}\")",
+                clip(name),
+                runner.spec.backend,
+                kiln_model_config::OP_PLUGIN_BACKEND
+            )
+        })
     }
 }
 
@@ -337,7 +363,13 @@ impl ModelRegistry {
             .map_err(|e| KilnError::internal(format!("model load task failed: {e}")))?
     }
 
-    fn load_blocking(&self, name: &str) -> Result<()> {
+    fn load_blocking(self: &Arc<Self>, name: &str) -> Result<()> {
+        self.load_model(name, false)
+    }
+
+    /// Loads `name`; `as_dependency`: because another model's `custom_ops`
+    /// names it, which loads no further dependencies (no chains, no loops).
+    fn load_model(self: &Arc<Self>, name: &str, as_dependency: bool) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(KilnError::invalid(format!(
                 "invalid model name '{}'",
@@ -383,6 +415,23 @@ impl ModelRegistry {
         };
         for w in &spec.warnings {
             tracing::warn!(model = %name, "{w}");
+        }
+        // Op plugins first, as Triton loads an ensemble's models: a model
+        // that names one in `custom_ops` needs it to load.
+        for plugin in spec.custom_ops().into_iter().filter(|_| !as_dependency) {
+            let loaded = self
+                .models
+                .read()
+                .get(&plugin)
+                .is_some_and(|e| e.ready_runner(None).is_some());
+            if !loaded && plugin != name {
+                if let Err(e) = self.load_model(&plugin, true) {
+                    let msg = format!(
+                        "failed to load '{name}': its op plugin '{plugin}' did not load: {e}"
+                    );
+                    return Err(self.fail_model(name, seen, msg));
+                }
+            }
         }
         let wanted = spec.select_versions(&layout::versions(&dir));
         if wanted.is_empty() {
@@ -494,12 +543,14 @@ impl ModelRegistry {
     }
 
     fn load_version(
-        &self,
+        self: &Arc<Self>,
         spec: &Arc<ModelSpec>,
         version: i64,
     ) -> std::result::Result<Arc<ModelRunner>, String> {
         let mut instances: Vec<Box<dyn kiln_backend::Backend>> =
             Vec::with_capacity(spec.instances.len());
+        // Custom ops resolve among this repository's op plugins.
+        let ops: Arc<dyn OpResolver> = self.clone();
         // Ensembles run their steps on the composing models' instances.
         let placements = if spec.is_ensemble() {
             &[][..]
@@ -512,7 +563,7 @@ impl ModelRegistry {
             let replica = instances.first().and_then(|first| first.replicate());
             let mut instance = match replica {
                 Some(replica) => replica,
-                None => self.backends.load_instance(spec, version, placement),
+                None => self.backends.load_instance(spec, version, placement, &ops),
             }
             .map_err(|e| e.to_string())?;
             warmup::warm_up(spec, instance.as_mut())?;

@@ -324,6 +324,7 @@ mod tests {
             _: &ModelSpec,
             path: &Path,
             _: Placement,
+            _: &Arc<dyn kiln_ops::OpResolver>,
         ) -> std::result::Result<Box<dyn Backend>, BackendError> {
             let text =
                 std::fs::read_to_string(path).map_err(|e| BackendError::Load(e.to_string()))?;

@@ -80,6 +80,8 @@ pub struct ModelRunner {
     pub version: i64,
     pub stats: Arc<ModelStats>,
     pub devices: Vec<String>,
+    /// What it provides when it is an op plugin (`backend: "wasm_ops"`).
+    pub ops: Option<Arc<dyn kiln_ops::OpProvider>>,
     shared: Arc<Shared>,
     /// The instance threads; each drops its instance (model, GPU buffers,
     /// CUDA stream) when its queue closes.
@@ -121,6 +123,7 @@ impl ModelRunner {
             stats: stats.clone(),
         });
         let devices = instances.iter().map(|i| i.device()).collect();
+        let ops = instances.first().and_then(|i| i.op_provider());
         let mut workers = Vec::with_capacity(instances.len());
         for (i, instance) in instances.into_iter().enumerate() {
             let shared = shared.clone();
@@ -135,6 +138,7 @@ impl ModelRunner {
             version,
             stats,
             devices,
+            ops,
             shared,
             workers: parking_lot::Mutex::new(workers),
         }))

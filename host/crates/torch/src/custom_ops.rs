@@ -128,7 +128,7 @@ fn define(schema: &str, plugin: &str) -> Result<String, String> {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+    s.trim_start().lines().next().unwrap_or(s)
 }
 
 /// One model's custom ops: which op plugin provides each op it may call.
@@ -185,12 +185,13 @@ impl ModelOps {
         })
     }
 
-    /// The ops and the plugin providing each, sorted by op.
-    pub fn ops(&self) -> Vec<(&str, &str)> {
+    /// The ops, each with the plugin providing it and the schema it
+    /// declared, sorted by op.
+    pub fn ops(&self) -> Vec<(&str, &str, &str)> {
         let mut ops: Vec<_> = self
             .by_op
             .iter()
-            .map(|(op, b)| (op.as_str(), b.plugin.as_str()))
+            .map(|(op, b)| (op.as_str(), b.plugin.as_str(), b.schema.as_str()))
             .collect();
         ops.sort();
         ops
@@ -290,8 +291,8 @@ fn call(name: &str, stack: *mut c_void) -> Result<(), String> {
         format!("custom op {name} called where kiln runs no model with op plugins (a TorchScript fork or a model without custom_ops)")
     })?;
     let (provider, decl) = ops.provider(name)?;
-    let mut arena = TorchArena::default();
-    let args = read_arguments(stack, &mut arena)?;
+    let arena = TorchArena::default();
+    let args = read_arguments(stack, &arena)?;
     let failed = |e: String| {
         format!(
             "custom op {name} (op plugin '{}') of model '{}': {e}",
@@ -299,23 +300,32 @@ fn call(name: &str, stack: *mut c_void) -> Result<(), String> {
             ops.model
         )
     };
-    let results = provider.call(name, &args, &mut arena).map_err(failed)?;
+    // What the result must look like, taken before the call: the provider
+    // may release its arguments.
+    let like = match decl.output_like.and_then(|i| args.get(i as usize)) {
+        Some(OpValue::Tensor(arg)) => {
+            let t = arena.tensors.lock();
+            let want = get(&t, *arg).map_err(failed)?;
+            Some((decl.output_like.unwrap_or(0), want.kind(), want.size()))
+        }
+        _ => None,
+    };
+    let tensors = arena.tensors.clone();
+    let results = provider
+        .call(name, &args, Box::new(arena))
+        .map_err(failed)?;
+    let tensors = tensors.lock();
     let mut out = Vec::with_capacity(results.len());
     for id in &results {
-        out.push(arena.get(*id).map_err(failed)?.shallow_clone());
+        out.push(get(&tensors, *id).map_err(failed)?.shallow_clone());
     }
-    if let (Some(like), [result]) = (decl.output_like, &out[..]) {
-        if let Some(OpValue::Tensor(arg)) = args.get(like as usize) {
-            let want = arena.get(*arg).map_err(failed)?;
-            if want.size() != result.size() || want.kind() != result.kind() {
-                return Err(failed(format!(
-                    "its result is {:?} {:?}; the op declares it like argument {like}, {:?} {:?}",
-                    result.kind(),
-                    result.size(),
-                    want.kind(),
-                    want.size()
-                )));
-            }
+    if let (Some((index, kind, size)), [result]) = (like, &out[..]) {
+        if size != result.size() || kind != result.kind() {
+            return Err(failed(format!(
+                "its result is {:?} {:?}; the op declares it like argument {index}, {kind:?} {size:?}",
+                result.kind(),
+                result.size(),
+            )));
         }
     }
     // SAFETY: `stack` is the live argument stack the edge passed; results
@@ -332,7 +342,7 @@ fn call(name: &str, stack: *mut c_void) -> Result<(), String> {
 /// Longest list argument read (a schema's int[] is a shape or a stride).
 const MAX_LIST: usize = 64;
 
-fn read_arguments(stack: *mut c_void, arena: &mut TorchArena) -> Result<Vec<OpValue>, String> {
+fn read_arguments(stack: *mut c_void, arena: &TorchArena) -> Result<Vec<OpValue>, String> {
     // SAFETY: `stack` is the live argument stack; every index is below its
     // length and every accessor matches the tag it reports.
     unsafe {
@@ -343,7 +353,7 @@ fn read_arguments(stack: *mut c_void, arena: &mut TorchArena) -> Result<Vec<OpVa
                 0 => OpValue::None,
                 1 => {
                     let t = tch::Tensor::from_ptr(kiln_stack_tensor(stack, i) as *mut _);
-                    OpValue::Tensor(arena.insert(t))
+                    OpValue::Tensor(arena.insert(t)?)
                 }
                 2 => OpValue::Float(kiln_stack_double(stack, i)),
                 3 => OpValue::Int(kiln_stack_int(stack, i)),
@@ -374,152 +384,161 @@ fn read_arguments(stack: *mut c_void, arena: &mut TorchArena) -> Result<Vec<OpVa
 /// Most tensors one op call may hold (arguments, intermediates, results).
 const MAX_TENSORS: usize = 4096;
 
-/// The tensors of one op call, on the device of its tensor arguments.
+/// The tensors of one op call, on the device of its tensor arguments. The
+/// provider owns the arena during the call; the kernel keeps a handle on
+/// the tensors to read the results.
 #[derive(Default)]
 struct TorchArena {
-    tensors: Vec<Option<tch::Tensor>>,
+    tensors: Arc<parking_lot::Mutex<Vec<Option<tch::Tensor>>>>,
+}
+
+fn get(tensors: &[Option<tch::Tensor>], id: TensorId) -> Result<&tch::Tensor, String> {
+    tensors
+        .get(id as usize)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| format!("tensor handle {id} is not live"))
 }
 
 impl TorchArena {
-    fn insert(&mut self, t: tch::Tensor) -> TensorId {
-        self.tensors.push(Some(t));
-        (self.tensors.len() - 1) as TensorId
-    }
-
-    fn get(&self, id: TensorId) -> Result<&tch::Tensor, String> {
-        self.tensors
-            .get(id as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| format!("tensor handle {id} is not live"))
+    /// Adds `t`; its handle.
+    fn insert(&self, t: tch::Tensor) -> Result<TensorId, String> {
+        let mut tensors = self.tensors.lock();
+        if tensors.len() >= MAX_TENSORS {
+            return Err(format!("an op call may hold at most {MAX_TENSORS} tensors"));
+        }
+        tensors.push(Some(t));
+        Ok((tensors.len() - 1) as TensorId)
     }
 
     fn device(&self) -> tch::Device {
         self.tensors
+            .lock()
             .iter()
             .flatten()
             .next()
             .map_or(tch::Device::Cpu, |t| t.device())
     }
+}
 
-    fn run(&self, op: &HostOp) -> Result<tch::Tensor, tch::TchError> {
-        let t = |id: &TensorId| self.get(*id).map_err(tch::TchError::Kind);
-        Ok(match op {
-            HostOp::Unary(u, a) => {
-                let a = t(a)?;
-                match u {
-                    Unary::Neg => a.f_neg()?,
-                    Unary::Abs => a.f_abs()?,
-                    Unary::Relu => a.f_relu()?,
-                    Unary::Sigmoid => a.f_sigmoid()?,
-                    Unary::Tanh => a.f_tanh()?,
-                    Unary::Gelu => a.f_gelu("none")?,
-                    Unary::Exp => a.f_exp()?,
-                    Unary::Log => a.f_log()?,
-                    Unary::Sqrt => a.f_sqrt()?,
-                    Unary::Rsqrt => a.f_rsqrt()?,
-                    Unary::Contiguous => a.contiguous(),
-                }
+/// Runs one host op on the call's tensors.
+fn run(tensors: &[Option<tch::Tensor>], op: &HostOp) -> Result<tch::Tensor, tch::TchError> {
+    let t = |id: &TensorId| get(tensors, *id).map_err(tch::TchError::Kind);
+    Ok(match op {
+        HostOp::Unary(u, a) => {
+            let a = t(a)?;
+            match u {
+                Unary::Neg => a.f_neg()?,
+                Unary::Abs => a.f_abs()?,
+                Unary::Relu => a.f_relu()?,
+                Unary::Sigmoid => a.f_sigmoid()?,
+                Unary::Tanh => a.f_tanh()?,
+                Unary::Gelu => a.f_gelu("none")?,
+                Unary::Exp => a.f_exp()?,
+                Unary::Log => a.f_log()?,
+                Unary::Sqrt => a.f_sqrt()?,
+                Unary::Rsqrt => a.f_rsqrt()?,
+                Unary::Contiguous => a.contiguous(),
             }
-            HostOp::Binary(b, x, y) => {
-                let (x, y) = (t(x)?, t(y)?);
-                match b {
-                    Binary::Add => x.f_add(y)?,
-                    Binary::Sub => x.f_sub(y)?,
-                    Binary::Mul => x.f_mul(y)?,
-                    Binary::Div => x.f_div(y)?,
-                    Binary::Pow => x.f_pow(y)?,
-                    Binary::Maximum => x.f_maximum(y)?,
-                    Binary::Minimum => x.f_minimum(y)?,
-                    Binary::Matmul => x.f_matmul(y)?,
-                }
+        }
+        HostOp::Binary(b, x, y) => {
+            let (x, y) = (t(x)?, t(y)?);
+            match b {
+                Binary::Add => x.f_add(y)?,
+                Binary::Sub => x.f_sub(y)?,
+                Binary::Mul => x.f_mul(y)?,
+                Binary::Div => x.f_div(y)?,
+                Binary::Pow => x.f_pow(y)?,
+                Binary::Maximum => x.f_maximum(y)?,
+                Binary::Minimum => x.f_minimum(y)?,
+                Binary::Matmul => x.f_matmul(y)?,
             }
-            HostOp::Scalar(s, x, v) => {
-                let x = t(x)?;
-                match s {
-                    ScalarOp::Add => x.f_add_scalar(*v)?,
-                    ScalarOp::Sub => x.f_sub_scalar(*v)?,
-                    ScalarOp::Mul => x.f_mul_scalar(*v)?,
-                    ScalarOp::Div => x.f_div_scalar(*v)?,
-                    ScalarOp::Pow => x.f_pow_tensor_scalar(*v)?,
-                    ScalarOp::LeakyRelu => leaky_relu(x, *v)?,
-                    ScalarOp::ClampMin => x.f_clamp_min(*v)?,
-                    ScalarOp::ClampMax => x.f_clamp_max(*v)?,
-                }
+        }
+        HostOp::Scalar(s, x, v) => {
+            let x = t(x)?;
+            match s {
+                ScalarOp::Add => x.f_add_scalar(*v)?,
+                ScalarOp::Sub => x.f_sub_scalar(*v)?,
+                ScalarOp::Mul => x.f_mul_scalar(*v)?,
+                ScalarOp::Div => x.f_div_scalar(*v)?,
+                ScalarOp::Pow => x.f_pow_tensor_scalar(*v)?,
+                ScalarOp::LeakyRelu => leaky_relu(x, *v)?,
+                ScalarOp::ClampMin => x.f_clamp_min(*v)?,
+                ScalarOp::ClampMax => x.f_clamp_max(*v)?,
             }
-            HostOp::Reduce {
-                op,
-                input,
-                dims,
-                keepdim,
-            } => {
-                let x = t(input)?;
-                let dims: Option<&[i64]> = (!dims.is_empty()).then_some(dims);
-                match op {
-                    Reduction::Sum => x.f_sum_dim_intlist(dims, *keepdim, None::<Kind>)?,
-                    Reduction::Mean => x.f_mean_dim(dims, *keepdim, None::<Kind>)?,
-                    Reduction::Amax => x.f_amax(dims.unwrap_or(&[]), *keepdim)?,
-                    Reduction::Amin => x.f_amin(dims.unwrap_or(&[]), *keepdim)?,
-                }
+        }
+        HostOp::Reduce {
+            op,
+            input,
+            dims,
+            keepdim,
+        } => {
+            let x = t(input)?;
+            let dims: Option<&[i64]> = (!dims.is_empty()).then_some(dims);
+            match op {
+                Reduction::Sum => x.f_sum_dim_intlist(dims, *keepdim, None::<Kind>)?,
+                Reduction::Mean => x.f_mean_dim(dims, *keepdim, None::<Kind>)?,
+                Reduction::Amax => x.f_amax(dims.unwrap_or(&[]), *keepdim)?,
+                Reduction::Amin => x.f_amin(dims.unwrap_or(&[]), *keepdim)?,
             }
-            HostOp::Reshape(x, shape) => t(x)?.f_reshape(shape.as_slice())?,
-            HostOp::Permute(x, dims) => t(x)?.f_permute(dims.as_slice())?,
-            HostOp::Flip(x, dims) => t(x)?.f_flip(dims.as_slice())?,
-            HostOp::Pad { input, pad, value } => {
-                t(input)?.f_pad(pad.as_slice(), "constant", Some(*value))?
-            }
-            HostOp::Slice {
-                input,
-                dim,
-                start,
-                end,
-                step,
-            } => t(input)?.f_slice(*dim, Some(*start), Some(*end), *step)?,
-            HostOp::Cat(ids, dim) => {
-                let parts = ids.iter().map(t).collect::<Result<Vec<_>, _>>()?;
-                tch::Tensor::f_cat(&parts, *dim)?
-            }
-            HostOp::Conv2d {
-                input,
-                weight,
+        }
+        HostOp::Reshape(x, shape) => t(x)?.f_reshape(shape.as_slice())?,
+        HostOp::Permute(x, dims) => t(x)?.f_permute(dims.as_slice())?,
+        HostOp::Flip(x, dims) => t(x)?.f_flip(dims.as_slice())?,
+        HostOp::Pad { input, pad, value } => {
+            t(input)?.f_pad(pad.as_slice(), "constant", Some(*value))?
+        }
+        HostOp::Slice {
+            input,
+            dim,
+            start,
+            end,
+            step,
+        } => t(input)?.f_slice(*dim, Some(*start), Some(*end), *step)?,
+        HostOp::Cat(ids, dim) => {
+            let parts = ids.iter().map(t).collect::<Result<Vec<_>, _>>()?;
+            tch::Tensor::f_cat(&parts, *dim)?
+        }
+        HostOp::Conv2d {
+            input,
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
+            let bias = bias.as_ref().map(t).transpose()?;
+            t(input)?.f_conv2d(
+                t(weight)?,
                 bias,
-                stride,
-                padding,
-                dilation,
-                groups,
-            } => {
-                let bias = bias.as_ref().map(t).transpose()?;
-                t(input)?.f_conv2d(
-                    t(weight)?,
-                    bias,
-                    stride.as_slice(),
-                    padding.as_slice(),
-                    dilation.as_slice(),
-                    *groups,
-                )?
-            }
-            HostOp::ConvTranspose2d {
-                input,
-                weight,
+                stride.as_slice(),
+                padding.as_slice(),
+                dilation.as_slice(),
+                *groups,
+            )?
+        }
+        HostOp::ConvTranspose2d {
+            input,
+            weight,
+            bias,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+        } => {
+            let bias = bias.as_ref().map(t).transpose()?;
+            t(input)?.f_conv_transpose2d(
+                t(weight)?,
                 bias,
-                stride,
-                padding,
-                output_padding,
-                dilation,
-                groups,
-            } => {
-                let bias = bias.as_ref().map(t).transpose()?;
-                t(input)?.f_conv_transpose2d(
-                    t(weight)?,
-                    bias,
-                    stride.as_slice(),
-                    padding.as_slice(),
-                    output_padding.as_slice(),
-                    *groups,
-                    dilation.as_slice(),
-                )?
-            }
-        })
-    }
+                stride.as_slice(),
+                padding.as_slice(),
+                output_padding.as_slice(),
+                *groups,
+                dilation.as_slice(),
+            )?
+        }
+    })
 }
 
 fn leaky_relu(x: &tch::Tensor, slope: f64) -> Result<tch::Tensor, tch::TchError> {
@@ -537,33 +556,24 @@ fn leaky_relu(x: &tch::Tensor, slope: f64) -> Result<tch::Tensor, tch::TchError>
 
 impl TensorArena for TorchArena {
     fn shape(&self, id: TensorId) -> Result<Vec<i64>, String> {
-        Ok(self.get(id)?.size())
+        Ok(get(&self.tensors.lock(), id)?.size())
     }
 
     fn datatype(&self, id: TensorId) -> Result<kiln_types::tensor::DataType, String> {
-        let t = self.get(id)?;
-        crate::kinds::datatype_of(t.kind()).ok_or_else(|| {
-            format!(
-                "tensor {id} is a {:?}, which has no KServe datatype",
-                t.kind()
-            )
-        })
+        let kind = get(&self.tensors.lock(), id)?.kind();
+        crate::kinds::datatype_of(kind)
+            .ok_or_else(|| format!("tensor {id} is a {kind:?}, which has no KServe datatype"))
     }
 
     fn apply(&mut self, op: &HostOp) -> Result<TensorId, String> {
-        if self.tensors.len() >= MAX_TENSORS {
-            return Err(format!("an op call may hold at most {MAX_TENSORS} tensors"));
-        }
-        let t = self
-            .run(op)
-            .map_err(|e| first_line(&e.to_string()).to_string())?;
-        Ok(self.insert(t))
+        let made =
+            run(&self.tensors.lock(), op).map_err(|e| first_line(&e.to_string()).to_string())?;
+        self.insert(made)
     }
 
     fn read(&mut self, id: TensorId) -> Result<Tensor, String> {
         let datatype = self.datatype(id)?;
-        let host = self
-            .get(id)?
+        let host = get(&self.tensors.lock(), id)?
             .f_to_device(tch::Device::Cpu)
             .and_then(|t| t.f_contiguous())
             .map_err(|e| first_line(&e.to_string()).to_string())?;
@@ -580,9 +590,6 @@ impl TensorArena for TorchArena {
     }
 
     fn create(&mut self, t: &Tensor) -> Result<TensorId, String> {
-        if self.tensors.len() >= MAX_TENSORS {
-            return Err(format!("an op call may hold at most {MAX_TENSORS} tensors"));
-        }
         let kind = crate::kinds::kind_of(t.datatype)
             .ok_or_else(|| format!("an op cannot make a {} tensor", t.datatype))?;
         let numel = kiln_types::tensor::element_count(&t.shape)
@@ -599,11 +606,11 @@ impl TensorArena for TorchArena {
         let made = tch::Tensor::f_from_data_size(&t.data, &t.shape, kind)
             .and_then(|cpu| cpu.f_to_device(device))
             .map_err(|e| first_line(&e.to_string()).to_string())?;
-        Ok(self.insert(made))
+        self.insert(made)
     }
 
     fn release(&mut self, id: TensorId) {
-        if let Some(slot) = self.tensors.get_mut(id as usize) {
+        if let Some(slot) = self.tensors.lock().get_mut(id as usize) {
             *slot = None;
         }
     }

@@ -38,6 +38,7 @@
 //! eagerly. CPU instances always run eagerly.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -45,8 +46,10 @@ use tch::{CModule, Device, IValue, Kind};
 
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::{ModelSpec, Placement, TensorSpec};
+use kiln_ops::OpResolver;
 
 use crate::cuda_graphs::{self, GraphShape};
+use crate::custom_ops::{self, ModelOps};
 use crate::kinds::{datatype_of, kind_of};
 use crate::torch_ffi;
 use kiln_types::tensor::{DataType, Tensor};
@@ -74,6 +77,9 @@ pub struct TorchScriptInstance {
     /// `INTRA_OP_THREAD_COUNT`, and the thread it was last applied on.
     intra_op_threads: i32,
     threads_on: Option<std::thread::ThreadId>,
+    /// The custom ops its forward pass calls, from the op plugins its
+    /// `custom_ops` names.
+    custom_ops: Option<Arc<ModelOps>>,
 }
 
 /// One forward pass captured as a CUDA graph: replaying it reruns the
@@ -196,13 +202,21 @@ impl kiln_backend::BackendFactory for TorchScriptFactory {
         spec: &ModelSpec,
         path: &Path,
         placement: Placement,
+        ops: &Arc<dyn OpResolver>,
     ) -> Result<Box<dyn Backend>, BackendError> {
-        Ok(Box::new(TorchScriptInstance::load(spec, path, placement)?))
+        Ok(Box::new(TorchScriptInstance::load(
+            spec, path, placement, ops,
+        )?))
     }
 }
 
 impl TorchScriptInstance {
-    pub fn load(spec: &ModelSpec, path: &Path, placement: Placement) -> Result<Self, BackendError> {
+    pub fn load(
+        spec: &ModelSpec,
+        path: &Path,
+        placement: Placement,
+        ops: &Arc<dyn OpResolver>,
+    ) -> Result<Self, BackendError> {
         let device = resolve_device(placement)?;
         if !path.is_file() {
             return Err(BackendError::Load(format!(
@@ -210,13 +224,22 @@ impl TorchScriptInstance {
                 path.display()
             )));
         }
-        let mut module = CModule::load_on_device(path, device).map_err(|e| {
-            BackendError::Load(format!(
-                "cannot load TorchScript {}: {}",
-                path.display(),
-                first_line(&e.to_string())
-            ))
-        })?;
+        // The ops must be in libtorch's registry before the model's code is
+        // compiled by the load.
+        let plugins = spec.custom_ops();
+        let custom_ops = if plugins.is_empty() {
+            None
+        } else {
+            let resolved = ModelOps::resolve(&spec.name, &plugins, ops).map_err(|e| {
+                BackendError::Load(format!(
+                    "parameter '{}': {e}",
+                    kiln_model_config::CUSTOM_OPS_PARAMETER
+                ))
+            })?;
+            Some(Arc::new(resolved))
+        };
+        let mut module = CModule::load_on_device(path, device)
+            .map_err(|e| load_error(path, &e.to_string(), custom_ops.as_deref(), &plugins))?;
         module.set_eval();
         let precision = precision(spec)?;
         if let Some(kind) = precision {
@@ -267,6 +290,7 @@ impl TorchScriptInstance {
             graphs: Vec::new(),
             intra_op_threads,
             threads_on: None,
+            custom_ops,
         };
         let graph_shapes =
             cuda_graphs::graph_shapes(&spec.config, &spec.inputs).map_err(BackendError::Load)?;
@@ -483,10 +507,13 @@ impl TorchScriptInstance {
         if let Some(on) = self.tensor_fuser {
             tch::jit::set_tensor_expr_fuser_enabled(on);
         }
-        let result = tch::no_grad(|| self.module.forward_is(&args)).map_err(|e| {
+        let result = custom_ops::running(self.custom_ops.as_ref(), || {
+            tch::no_grad(|| self.module.forward_is(&args))
+        })
+        .map_err(|e| {
             BackendError::InvalidInput(format!(
                 "model execution failed: {}",
-                first_line(&e.to_string())
+                execution_error(&e.to_string())
             ))
         })?;
         let mut produced = Vec::new();
@@ -548,8 +575,76 @@ impl TorchScriptInstance {
     }
 }
 
+/// Why a TorchScript file did not load. An op the model calls that no op
+/// plugin of its `custom_ops` defines is named with the plugins looked in
+/// and the call as the model's code makes it; a call that does not fit the
+/// schema a plugin declared is named with both.
+fn load_error(
+    path: &Path,
+    message: &str,
+    ops: Option<&ModelOps>,
+    plugins: &[String],
+) -> BackendError {
+    // libtorch quotes the offending line of the model's code, where the op
+    // is `ops.ns.name`.
+    let call = |op: &str| {
+        let dotted = format!("ops.{}", op.replace("::", "."));
+        message
+            .lines()
+            .find(|l| l.contains(&dotted))
+            .map(|l| format!(" (the model's code: `{}`)", l.trim()))
+            .unwrap_or_default()
+    };
+    if let Some(rest) = message.split("Unknown builtin op: ").nth(1) {
+        let op = rest.split(['.', '\n', ' ']).next().unwrap_or_default();
+        let looked_in = if plugins.is_empty() {
+            "the model's config names no op plugins (parameter 'custom_ops')".to_string()
+        } else {
+            format!("its op plugins ({}) do not provide it", plugins.join(", "))
+        };
+        return BackendError::Load(format!(
+            "{} calls custom op {op}, and {looked_in}{}",
+            path.display(),
+            call(op)
+        ));
+    }
+    if let Some(ops) = ops {
+        if let Some((op, plugin, schema)) = ops.ops().into_iter().find(|(op, _, _)| {
+            message.contains(&format!("{op}("))
+                || message.contains(&format!("{}(", op.replace("::", ".")))
+        }) {
+            return BackendError::Load(format!(
+                "{} calls custom op {op} in a way its op plugin '{plugin}' does not declare: `{schema}`{}: {}",
+                path.display(),
+                call(op),
+                first_line(message)
+            ));
+        }
+    }
+    BackendError::Load(format!(
+        "cannot load TorchScript {}: {}",
+        path.display(),
+        first_line(message)
+    ))
+}
+
+/// What a failed forward pass says: the exception the TorchScript
+/// interpreter reports after its traceback (a custom op's message is
+/// there), else the first line.
+fn execution_error(message: &str) -> &str {
+    if message.contains("failed in the TorchScript interpreter") {
+        if let Some(last) = message.lines().rev().find(|l| {
+            l.split_once(": ")
+                .is_some_and(|(kind, _)| kind.ends_with("Error"))
+        }) {
+            return last.trim();
+        }
+    }
+    first_line(message)
+}
+
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+    s.trim_start().lines().next().unwrap_or(s)
 }
 
 fn flatten_result(value: IValue, out: &mut Vec<tch::Tensor>) -> Result<(), BackendError> {

@@ -17,7 +17,11 @@ pub struct AbiVersion {
 
 impl AbiVersion {
     /// Versions this host serves, oldest first (sdk/ABI.md, "Compatibility").
-    pub const SUPPORTED: [AbiVersion; 2] = [AbiVersion::new(1, 0, 0), AbiVersion::new(1, 1, 0)];
+    pub const SUPPORTED: [AbiVersion; 3] = [
+        AbiVersion::new(1, 0, 0),
+        AbiVersion::new(1, 1, 0),
+        AbiVersion::new(1, 2, 0),
+    ];
 
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Self {

@@ -15,6 +15,7 @@ use crate::binary::AbiVersion;
 fn world_source(abi: AbiVersion) -> &'static str {
     match (abi.major, abi.minor) {
         (1, 0) => include_str!("../../../../sdk/wit/v1.0.0/plugin.wit"),
+        (1, 1) => include_str!("../../../../sdk/wit/v1.1.0/plugin.wit"),
         _ => include_str!("../../../../sdk/wit/plugin.wit"),
     }
 }

@@ -68,9 +68,9 @@ impl OpProvider for Native {
         &self,
         _op: &str,
         args: &[OpValue],
-        tensors: &mut dyn TensorArena,
+        mut tensors: Box<dyn TensorArena + Send>,
     ) -> Result<Vec<TensorId>, String> {
-        (self.run)(args, tensors)
+        (self.run)(args, &mut *tensors)
     }
 }
 
@@ -196,7 +196,10 @@ fn two_models_call_one_op_and_each_gets_its_own_implementation() {
     );
     let a = Arc::new(ModelOps::resolve("a", &["compose".into()], &resolver(&compose)).unwrap());
     let b_ops = Arc::new(ModelOps::resolve("b", &["compute".into()], &resolver(&compute)).unwrap());
-    assert_eq!(a.ops(), vec![("kiln_test_two::scaled_leaky", "compose")]);
+    assert_eq!(
+        a.ops(),
+        vec![("kiln_test_two::scaled_leaky", "compose", schema.as_str())]
+    );
     let model = tch::CModule::load(&file).unwrap();
     let x = tch::Tensor::from_slice(&[-1.0f32, 0.5, 2.0, -4.0]).reshape([1, 4]);
     let b = tch::Tensor::from_slice(&[0.5f32, 0.5, 0.5, 0.5]).reshape([1, 4]);
