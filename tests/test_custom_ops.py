@@ -109,6 +109,21 @@ def test_gfpgan_block_with_ops_from_a_wasm_plugin_matches_the_native_rewrite(plu
     assert "'gfpgan_ops' is an op plugin" in str(exc.value)
 
 
+def test_an_op_computed_in_python_beside_one_composed_in_rust(plugins, kiln, tmp_path):
+    """fused_leaky_relu from plugins/python/fused_leaky_relu_ops (compute: the bytes, in
+    CPython) and upfirdn2d from gfpgan_ops limited to it (compose): the block still
+    matches the native rewrite. Two op plugins declaring the same op would fail the load."""
+    repo, io = tmp_path / "repo", tmp_path / "io"
+    subprocess.run([sys.executable, str(MAKE_BLOCK), str(repo), "--kind", "KIND_CPU", "--channels", "2",
+                    "--op-plugin", "fused_python,upfirdn_rust", "--save-io", str(io)],
+                   check=True, stdout=subprocess.DEVNULL)
+    op_plugin(repo, "fused_python", plugin="fused_leaky_relu_ops_python", wasm_timeout_ms="20000")
+    op_plugin(repo, "upfirdn_rust", plugin="gfpgan_ops", ops="upfirdn2d")
+    srv = kiln(repo, name="python-op")
+    x, expected = np.load(io / "input.npy"), np.load(io / "expected.npy")
+    assert np.abs(infer(srv, "gfpgan_block_ops", x) - expected).max() <= 1e-5
+
+
 def test_two_models_calling_one_op_each_get_their_own_implementation(plugins, kiln, tmp_path):
     """Same op name, two op plugins (compose: x * 2; compute on the bytes: x * (2 + 1)),
     two models, requests interleaved from several threads."""

@@ -22,7 +22,12 @@ select_plugins "app.py" "$@" || exit 2
 
 for name in "${names[@]}"; do
     src="$here/$name"
-    stamp=$(stamp_of "componentize-py $version" "$src" "$root/sdk/wit/v1.0.0" "$here/build.sh")
+    # Plugins build against 1.0.0 (they load on every kiln since); a
+    # directory named *_ops is an op plugin, world op-plugin of the current
+    # ABI (1.2.0, where op plugins began).
+    wit="$root/sdk/wit/v1.0.0" world=plugin
+    if [[ $name == *_ops ]]; then wit="$root/sdk/wit" world=op-plugin; fi
+    stamp=$(stamp_of "componentize-py $version" "$src" "$wit" "$here/build.sh")
     up_to_date "${name}_python" "$stamp" && continue
     log "building ${name}_python.wasm (componentize-py, about 15 s)"
     tmp="$out/.${name}_python.wasm.tmp"
@@ -31,7 +36,7 @@ for name in "${names[@]}"; do
     # wasi:sockets included, which kiln refuses. (So print(), open(),
     # time.time() and os.urandom() trap: log with host.log.)
     # VIRTUAL_ENV unset: componentize-py would add that venv's site-packages.
-    (cd "$src" && env -u VIRTUAL_ENV "$venv/bin/componentize-py" -d "$root/sdk/wit/v1.0.0" -w plugin \
+    (cd "$src" && env -u VIRTUAL_ENV "$venv/bin/componentize-py" -d "$wit" -w "$world" \
         componentize --stub-wasi -p . app -o "$tmp" >&2)
     publish "${name}_python" "$tmp" "$stamp"
 done

@@ -23,7 +23,7 @@ pub mod log {
 
     /// Whether a message at `level` would be recorded by the host, so a
     /// plugin can skip building messages nobody reads (`host.log-enabled`,
-    /// new in ABI 1.1.0, which every plugin of this SDK is built against).
+    /// new in ABI 1.1.0; every plugin of this SDK is built against 1.2.0).
     pub fn enabled(level: Level) -> bool {
         imports::log_enabled(level)
     }

@@ -1,4 +1,4 @@
-//! Rust SDK for **kiln** WebAssembly plugins, ABI `kiln:plugin@1.1.0`.
+//! Rust SDK for **kiln** WebAssembly plugins and op plugins, ABI `kiln:plugin@1.2.0`.
 //!
 //! A kiln plugin is a WebAssembly component that kiln serves as a model
 //! (`backend: "wasm"`, `<version>/model.wasm` in the model repository). It

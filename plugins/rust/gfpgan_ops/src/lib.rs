@@ -11,7 +11,9 @@
 //!
 //! The compositions are the usual pure-PyTorch rewrites of the two ops
 //! (bench/gpu/make_gfpgan_block.py has them in Python, the reference).
+//! Config parameter `ops` (comma-separated) limits the ops it declares.
 
+use kiln_plugin::config;
 use kiln_plugin::ops::{
     self, conv_options, BinaryOp, DeviceTensor, OpArgs, OpDecl, OpPlugin, ScalarOp,
 };
@@ -22,11 +24,20 @@ const UPFIRDN2D: &str = "kiln_gfpgan::upfirdn2d(Tensor input, Tensor kernel, int
 struct GfpganOps;
 
 impl OpPlugin for GfpganOps {
+    /// Both ops, or those the config parameter `ops` lists
+    /// (`fused_leaky_relu`, `upfirdn2d`, comma-separated), so that another
+    /// op plugin can provide the other one.
     fn declare() -> Vec<OpDecl> {
-        vec![
-            OpDecl::new(FUSED_LEAKY_RELU).output_like(0),
-            OpDecl::new(UPFIRDN2D),
-        ]
+        let wanted = config::get("ops").unwrap_or_else(|| "fused_leaky_relu,upfirdn2d".into());
+        let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+        let mut ops = Vec::new();
+        if wanted.contains(&"fused_leaky_relu") {
+            ops.push(OpDecl::new(FUSED_LEAKY_RELU).output_like(0));
+        }
+        if wanted.contains(&"upfirdn2d") {
+            ops.push(OpDecl::new(UPFIRDN2D));
+        }
+        ops
     }
 
     fn call(op: &str, args: OpArgs) -> Result<Vec<DeviceTensor>, String> {
@@ -49,9 +60,9 @@ fn fused_leaky_relu(args: &OpArgs) -> Result<DeviceTensor, String> {
     let mut bias_shape = vec![1, -1];
     bias_shape.resize(rank, 1);
     let bias = ops::reshape(bias, &bias_shape)?;
-    let sum = ops::binary(BinaryOp::Add, input, &bias)?;
-    let leaky = ops::scalar(ScalarOp::LeakyRelu, &sum, slope)?;
-    ops::scalar(ScalarOp::Mul, &leaky, scale)
+    let sum = then(bias, |bias| ops::binary(BinaryOp::Add, input, bias))?;
+    let leaky = then(sum, |sum| ops::scalar(ScalarOp::LeakyRelu, sum, slope))?;
+    then(leaky, |leaky| ops::scalar(ScalarOp::Mul, leaky, scale))
 }
 
 fn upfirdn2d(args: &OpArgs) -> Result<DeviceTensor, String> {
@@ -72,19 +83,32 @@ fn upfirdn2d(args: &OpArgs) -> Result<DeviceTensor, String> {
     };
     // Room for (up - 1) zeros after every sample, in both directions.
     let x = ops::reshape(input, &[-1, in_h, 1, in_w, 1, 1])?;
-    let x = ops::pad(&x, &[0, 0, 0, up_x - 1, 0, 0, 0, up_y - 1], 0.0)?;
+    let x = then(x, |x| ops::pad(x, &[0, 0, 0, up_x - 1, 0, 0, 0, up_y - 1], 0.0))?;
     // Every channel its own single-channel image: one conv2d filters all.
-    let x = ops::reshape(&x, &[-1, 1, in_h * up_y, in_w * up_x])?;
-    let x = ops::pad(&x, &[pad_x0, pad_x1, pad_y0, pad_y1], 0.0)?;
+    let x = then(x, |x| ops::reshape(x, &[-1, 1, in_h * up_y, in_w * up_x]))?;
+    let x = then(x, |x| ops::pad(x, &[pad_x0, pad_x1, pad_y0, pad_y1], 0.0))?;
     // conv2d correlates; the flipped kernel makes it a convolution.
-    let weight = ops::flip(kernel, &[0, 1])?;
-    let weight = ops::reshape(&weight, &[1, 1, kernel_h, kernel_w])?;
-    let x = ops::conv2d(&x, &weight, None, &conv_options(&[1, 1], &[0, 0], &[1, 1], 1))?;
+    let weight = then(ops::flip(kernel, &[0, 1])?, |w| {
+        ops::reshape(w, &[1, 1, kernel_h, kernel_w])
+    })?;
+    let conv = conv_options(&[1, 1], &[0, 0], &[1, 1], 1);
+    let x = then(x, |x| ops::conv2d(x, &weight, None, &conv))?;
     let out = x.shape();
-    let x = ops::slice(&x, 2, 0, out[2], down_y)?;
-    let x = ops::slice(&x, 3, 0, out[3], down_x)?;
+    let x = then(x, |x| ops::slice(x, 2, 0, out[2], down_y))?;
+    let x = then(x, |x| ops::slice(x, 3, 0, out[3], down_x))?;
     let out = x.shape();
-    ops::reshape(&x, &[-1, channels, out[2], out[3]])
+    then(x, |x| ops::reshape(x, &[-1, channels, out[2], out[3]]))
+}
+
+/// `step(x)`, dropping `x` as soon as the step has made its result: an
+/// intermediate's memory goes back before the next one is allocated, as in
+/// the same code written in PyTorch (shadowing a binding would keep every
+/// intermediate alive to the end of the function).
+fn then(
+    x: DeviceTensor,
+    step: impl FnOnce(&DeviceTensor) -> Result<DeviceTensor, String>,
+) -> Result<DeviceTensor, String> {
+    step(&x)
 }
 
 kiln_plugin::export_op_plugin!(GfpganOps);
