@@ -541,9 +541,7 @@ impl kiln_backend::BackendFactory for WasmOpsFactory {
         "model.wasm"
     }
     fn validate(&self, spec: &mut ModelSpec) -> Result<(), String> {
-        PluginSettings::from_spec(spec)
-            .map(drop)
-            .map_err(|m| format!("field 'parameters': {m}"))
+        PluginSettings::validate(spec)
     }
     fn load(
         &self,

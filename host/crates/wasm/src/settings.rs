@@ -39,6 +39,14 @@ impl PluginSettings {
         }
     }
 
+    /// The check a config gets when it is validated (both wasm backends):
+    /// the settings must read, the message names the field.
+    pub fn validate(spec: &ModelSpec) -> Result<(), String> {
+        Self::from_spec(spec)
+            .map(drop)
+            .map_err(|m| format!("field 'parameters': {m}"))
+    }
+
     /// Reads the settings from config.pbtxt `parameters` (also used to
     /// reject bad values when the config is validated).
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
