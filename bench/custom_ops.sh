@@ -8,7 +8,9 @@
 #   1. correctness: both answer the same input; the max abs difference between them and
 #      against the CPU reference (expected.npy from the export) is printed;
 #   2. throughput: bench/loadgen at concurrency CONC against each, alternating
-#      (ops, native, ops, native); each row with the server's compute infer per request
+#      (ops, native, ops, native; on the GPU also the same pair with CUDA graphs, where
+#      the composed ops are captured with the model); each row with the server's compute
+#      infer per request
 #      (ModelStatistics over the window), so the op's cost shows apart from the 8 MiB
 #      of protocol a request carries.
 # The ratio ops/native of throughput and of compute infer is the figure (issue target:
@@ -57,6 +59,13 @@ repo=$out/repo raw=$out/raw
 rm -rf "$repo" "$raw"; mkdir -p "$raw"
 
 "$py" bench/gpu/make_gfpgan_block.py "$repo" --kind "$kind" --channels "$CHANNELS" --save-io "$out/io" > "$raw/export.txt"
+models=(gfpgan_block_ops gfpgan_block_native)
+if [[ $MODE == device ]]; then
+  # The same pair with CUDA graphs: the composed ops are captured with the model's kernels.
+  "$py" bench/gpu/make_gfpgan_block.py "$repo" --kind "$kind" --channels "$CHANNELS" --graphs \
+    --names gfpgan_block_ops_graphs,gfpgan_block_native_graphs >> "$raw/export.txt"
+  models+=(gfpgan_block_ops_graphs gfpgan_block_native_graphs)
+fi
 mkdir -p "$repo/gfpgan_ops/1"
 cp "$plugin" "$repo/gfpgan_ops/1/model.wasm"
 printf 'name: "gfpgan_ops"\nbackend: "wasm_ops"\n' > "$repo/gfpgan_ops/config.pbtxt"
@@ -87,22 +96,28 @@ import sys, numpy as np, tritonclient.grpc as grpc
 c = grpc.InferenceServerClient(sys.argv[1])
 x, want = np.load(f"{sys.argv[2]}/input.npy"), np.load(f"{sys.argv[2]}/expected.npy")
 out = {}
-for m in ("gfpgan_block_ops", "gfpgan_block_native"):
-    i = grpc.InferInput("INPUT__0", list(x.shape), "FP32")
-    i.set_data_from_numpy(x)
-    out[m] = c.infer(m, [i]).as_numpy("OUTPUT__0")
-d = float(np.abs(out["gfpgan_block_ops"] - out["gfpgan_block_native"]).max())
-print(f"- max abs difference, ops vs native (both served by kiln): {d:.3g}")
+worst = 0.0
+for suffix in ("", "_graphs"):
+    pair = (f"gfpgan_block_ops{suffix}", f"gfpgan_block_native{suffix}")
+    if not all(c.is_model_ready(m) for m in pair):
+        continue
+    for m in pair:
+        i = grpc.InferInput("INPUT__0", list(x.shape), "FP32")
+        i.set_data_from_numpy(x)
+        out[m] = c.infer(m, [i]).as_numpy("OUTPUT__0")
+    d = float(np.abs(out[pair[0]] - out[pair[1]]).max())
+    worst = max(worst, d)
+    print(f"- max abs difference, {pair[0]} vs {pair[1]} (both served by kiln): {d:.3g}")
 for m, y in out.items():
     print(f"- max abs difference, {m} vs the CPU reference: {float(np.abs(y - want).max()):.3g}")
-if d > 1e-5:
-    sys.exit(f"ops and native differ by {d} (> 1e-5)")
+if worst > 1e-5:
+    sys.exit(f"ops and native differ by {worst} (> 1e-5)")
 PY
 } | tee "$out/header.md"
 
 : > "$out/results.txt"
 for round in 1 2; do
-  for model in gfpgan_block_ops gfpgan_block_native; do
+  for model in "${models[@]}"; do
     f=$raw/lg-$model-$round.txt
     timeout -s KILL $(( WARMUP_S + MEASURE_S + 120 )) "$loadgen" --url "http://127.0.0.1:$grpc" --model "$model" \
       --input "INPUT__0:FP32:1,$CHANNELS,256,256" --concurrency "$CONC" --warmup "$WARMUP_S" --seconds "$MEASURE_S" \
@@ -128,12 +143,16 @@ def median(model, k):
     v = [r[k] for r in by.get(model, []) if r[k] is not None]
     return statistics.median(v) if v else None
 print()
-tp_ops, tp_nat = median("gfpgan_block_ops", 0), median("gfpgan_block_native", 0)
-in_ops, in_nat = median("gfpgan_block_ops", 3), median("gfpgan_block_native", 3)
-if tp_ops and tp_nat:
-    print(f"- throughput, ops / native (median of rounds): {tp_ops / tp_nat:.3f} (target >= 0.9)")
-if in_ops and in_nat:
-    print(f"- compute infer per request, ops / native: {in_ops / in_nat:.3f} ({in_ops:.0f} / {in_nat:.0f} µs)")
+for suffix, what in (("", "eager"), ("_graphs", "CUDA graphs")):
+    ops, nat = f"gfpgan_block_ops{suffix}", f"gfpgan_block_native{suffix}"
+    if ops not in by:
+        continue
+    tp_ops, tp_nat = median(ops, 0), median(nat, 0)
+    in_ops, in_nat = median(ops, 3), median(nat, 3)
+    if tp_ops and tp_nat:
+        print(f"- {what}: throughput, ops / native (median of rounds): {tp_ops / tp_nat:.3f} (target >= 0.9)")
+    if in_ops and in_nat:
+        print(f"- {what}: compute infer per request, ops / native: {in_ops / in_nat:.3f} ({in_ops:.0f} / {in_nat:.0f} µs)")
 PY
 echo
 cat "$out/table.md"

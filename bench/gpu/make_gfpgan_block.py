@@ -18,7 +18,7 @@ ops (namespace `kiln_gfpgan`), which `torch.jit.load` of the ops variant needs.
 
     python3 make_gfpgan_block.py OUT_REPO [--channels 32] [--batch-size 0|N]
         [--kind KIND_GPU|KIND_CPU] [--names gfpgan_block_ops,gfpgan_block_native]
-        [--op-plugin gfpgan_ops] [--save-io DIR]
+        [--op-plugin gfpgan_ops] [--graphs] [--save-io DIR]
 """
 import argparse
 import math
@@ -213,7 +213,8 @@ def make_input(channels: int) -> torch.Tensor:
     return torch.randn(1, channels, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
 
 
-def config_text(name: str, channels: int, batch_size: int, kind: str, op_plugin: str | None) -> str:
+def config_text(name: str, channels: int, batch_size: int, kind: str, op_plugin: str | None,
+                graphs: bool = False) -> str:
     # With max_batch_size 0 the batch dimension is part of dims.
     dims = [channels, IMAGE_SIZE, IMAGE_SIZE] if batch_size else [1, channels, IMAGE_SIZE, IMAGE_SIZE]
     dims_text = ", ".join(map(str, dims))
@@ -238,6 +239,9 @@ instance_group [ {{ count: 1 kind: {kind} }} ]
 """
     if op_plugin:
         config += f'parameters {{ key: "custom_ops" value: {{ string_value: "{op_plugin}" }} }}\n'
+    if graphs:
+        # kiln captures the forward pass (custom ops included) at load and replays it.
+        config += "optimization { cuda { graphs: true } }\n"
     return config
 
 
@@ -278,6 +282,8 @@ def main():
     p.add_argument("--names", default="gfpgan_block_ops,gfpgan_block_native",
                    help="model names of the ops and the native variant, comma-separated")
     p.add_argument("--op-plugin", default="gfpgan_ops", help="op plugin named in the ops variant's config")
+    p.add_argument("--graphs", action="store_true",
+                   help="optimization.cuda.graphs in both configs (GPU instances)")
     p.add_argument("--save-io", type=pathlib.Path, metavar="DIR",
                    help="write input.npy and expected.npy (the native variant's output), batch 1")
     args = p.parse_args()
@@ -294,7 +300,7 @@ def main():
         # visible in the saved code.
         torch.jit.script(make_block(variant, args.channels)).save(str(model_dir / "1" / "model.pt"))
         (model_dir / "config.pbtxt").write_text(
-            config_text(name, args.channels, args.batch_size, args.kind, op_plugin))
+            config_text(name, args.channels, args.batch_size, args.kind, op_plugin, args.graphs))
         model_pts[variant] = model_dir / "1" / "model.pt"
         print(f"wrote {model_dir}")
 
