@@ -1,8 +1,9 @@
 //! Plugin host costs, in process (no network): the per-call overhead of an
-//! empty plugin, and the cost of instantiating a plugin from its
-//! pre-instantiation (what a trap or a fresh instance costs).
+//! empty plugin, the cost of instantiating a plugin from its
+//! pre-instantiation (what a trap or a fresh instance costs), and the glue of
+//! an op plugin's call (host ops made free).
 //!
-//!     plugins/build.sh empty && cargo bench --bench plugins
+//!     plugins/build.sh empty test_ops gfpgan_ops && cargo bench --bench plugins
 //!
 //! With the image_preprocess plugin and the images of
 //! bench/plugin_native_ratio.sh, also that plugin on every case of
@@ -308,7 +309,93 @@ fn bench_image_preprocess_bare(c: &mut Criterion, wasm: &Path) {
     }
 }
 
+/// The tensors of one op call without a tensor library: shapes only, every
+/// host op makes a new handle at once. What remains is the op plugin's glue.
+#[derive(Default)]
+struct ShapesOnly(Vec<Vec<i64>>);
+
+impl kiln_ops::TensorArena for ShapesOnly {
+    fn shape(&self, t: kiln_ops::TensorId) -> Result<Vec<i64>, String> {
+        self.0
+            .get(t as usize)
+            .cloned()
+            .ok_or_else(|| "no such tensor".into())
+    }
+    fn datatype(&self, _: kiln_ops::TensorId) -> Result<DataType, String> {
+        Ok(DataType::Fp32)
+    }
+    fn apply(&mut self, _: &kiln_ops::HostOp) -> Result<kiln_ops::TensorId, String> {
+        self.0.push(vec![1, 1, 4, 4]);
+        Ok((self.0.len() - 1) as kiln_ops::TensorId)
+    }
+    fn read(&mut self, _: kiln_ops::TensorId) -> Result<Tensor, String> {
+        Err("shapes only".into())
+    }
+    fn create(&mut self, _: &Tensor) -> Result<kiln_ops::TensorId, String> {
+        Err("shapes only".into())
+    }
+    fn release(&mut self, _: kiln_ops::TensorId) {}
+}
+
+/// One op call of test_ops (`kiln_test::scale`, composed: one host op) and
+/// one of gfpgan_ops' upfirdn2d (ten host ops and three shape queries),
+/// with the host ops free: the cost of the glue a custom op adds to a
+/// model's forward pass.
+fn bench_op_calls(c: &mut Criterion) {
+    let cases = [
+        (
+            "test_ops",
+            "kiln_test::scale",
+            vec![kiln_ops::OpValue::Tensor(0), kiln_ops::OpValue::Float(2.0)],
+        ),
+        (
+            "gfpgan_ops",
+            "kiln_gfpgan::upfirdn2d",
+            [
+                vec![kiln_ops::OpValue::Tensor(0), kiln_ops::OpValue::Tensor(1)],
+                [2, 2, 1, 1, 2, 1, 2, 1]
+                    .map(kiln_ops::OpValue::Int)
+                    .to_vec(),
+            ]
+            .concat(),
+        ),
+    ];
+    let mut g = c.benchmark_group("op_plugin_call");
+    for (plugin, op, args) in cases {
+        let wasm = root().join(format!("target/plugins/{plugin}.wasm"));
+        if !wasm.is_file() {
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(plugin);
+        std::fs::create_dir_all(dir.join("1")).unwrap();
+        std::fs::copy(&wasm, dir.join("1/model.wasm")).unwrap();
+        std::fs::write(
+            dir.join("config.pbtxt"),
+            format!("name: \"{plugin}\"\nbackend: \"wasm_ops\"\n"),
+        )
+        .unwrap();
+        let mut backends = kiln_backend::BackendRegistry::default();
+        backends.register(kiln_wasm::WasmOpsFactory);
+        let spec = backends.read_spec(&dir, None).unwrap();
+        let none: std::sync::Arc<dyn kiln_ops::OpResolver> =
+            std::sync::Arc::new(kiln_ops::NoOpPlugins);
+        let instance = backends
+            .load_instance(&spec, 1, kiln_model_config::Placement::Cpu, &none)
+            .unwrap();
+        let ops = instance.op_provider().unwrap();
+        let arena = || {
+            Box::new(ShapesOnly(vec![vec![1, 32, 256, 256], vec![4, 4]]))
+                as Box<dyn kiln_ops::TensorArena + Send>
+        };
+        ops.call(op, &args, arena()).unwrap();
+        g.bench_function(op, |b| b.iter(|| ops.call(op, &args, arena()).unwrap()));
+    }
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    bench_op_calls(c);
     let (_tmp, mut instance) = empty_plugin();
     let mut group = c.benchmark_group("empty_plugin_call");
     // 150,528 = 3 x 224 x 224: image_preprocess's output in the ratio cases.
