@@ -202,6 +202,19 @@ def test_hostile_op_plugins_fail_only_their_own_requests(plugins, kiln, tmp_path
     assert srv.grpc.is_server_live()
 
 
+def test_an_op_plugin_leaking_handles_is_replaced_and_keeps_serving(plugins, kiln, tmp_path):
+    """Each call leaks 100 tensor handles in the guest; past 4,096 the instance is replaced
+    (logged), and every request still gets its answer."""
+    repo = tmp_path / "repo"
+    op_plugin(repo, "ops_leak", mode="leak")
+    scale_model(repo, "m", "ops_leak")
+    srv = kiln(repo, name="leak-ops")
+    x = np.arange(3, dtype=np.float32)
+    for _ in range(60):
+        np.testing.assert_array_equal(infer(srv, "m", x), x * 2)
+    assert "op plugin instance leaked" in srv.log(), srv.log_tail()
+
+
 def test_a_reloaded_op_plugin_serves_the_models_next_request(plugins, kiln, tmp_path):
     """Explicit model control: reloading the op plugin (its config changed from compose to
     compute with an offset) changes what the loaded model's next request runs; the model

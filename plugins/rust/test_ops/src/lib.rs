@@ -10,6 +10,7 @@
 //! | `trap` | panics (a trap) |
 //! | `loop` | never returns (the deadline stops it) |
 //! | `wrong_shape` | returns `x` with a leading dim of 1 (the op declares its result like `x`) |
+//! | `leak` | `x * factor`, after making 100 tensors whose handles it never drops |
 //! | `mismatch` | declares `kiln_test::scale(Tensor x, int factor) -> Tensor` instead |
 
 use kiln_plugin::config;
@@ -57,6 +58,14 @@ impl OpPlugin for TestOps {
                 }
             }
             "wrong_shape" => Ok(vec![ops::reshape(x, &[1, -1])?]),
+            "leak" => {
+                // Handles the guest never drops: they pile up in the
+                // instance's handle table until kiln replaces it.
+                for _ in 0..100 {
+                    std::mem::forget(ops::scalar(ScalarOp::Mul, x, 1.0)?);
+                }
+                Ok(vec![ops::scalar(ScalarOp::Mul, x, factor)?])
+            }
             other => Err(format!("unknown mode '{other}'")),
         }
     }
