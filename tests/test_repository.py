@@ -170,6 +170,30 @@ def test_explicit_load_model_flag(model_repo, kiln):
     assert all(m["state"] == "READY" for m in ready)
 
 
+def test_flags_from_kiln_environment_variables(model_repo, kiln):
+    """Every flag is also KILN_<NAME> (a container's configuration): control mode, the
+    models to load (several, `;`-separated) and a request limit from the environment;
+    a flag on the command line wins over its variable (the harness passes --http-port 0,
+    KILN_HTTP_PORT says 1)."""
+    srv = kiln(model_repo, name="env-flags", env={
+        "KILN_MODEL_CONTROL_MODE": "explicit",
+        "KILN_LOAD_MODEL": "add_sub;list_output",
+        "KILN_MAX_REQUEST_INPUTS": "1",
+        "KILN_HTTP_PORT": "1",
+    })
+    assert srv.http_port not in (0, 1)
+    c = srv.grpc
+    assert c.is_model_ready("add_sub") and c.is_model_ready("list_output")
+    assert not c.is_model_ready("identity_fp32")
+    with pytest.raises(InferenceServerException) as exc:
+        c.infer("add_sub", add_sub_inputs(grpcclient, np.zeros(16, np.float32), np.zeros(16, np.float32)))
+    assert "has more than 1 entries (--max-request-inputs)" in str(exc.value), str(exc.value)
+    with pytest.raises(InferenceServerException) as exc:
+        c.load_model("identity_fp32")  # explicit mode: loads on request
+        c.load_model("no_such_model")
+    assert "no_such_model" in str(exc.value)
+
+
 def test_explicit_load_all_flag(model_repo, kiln):
     srv = kiln(model_repo, "--model-control-mode", "explicit", "--load-model", "*", name="explicit-all")
     for name in ("add_sub", "identity_fp32", "list_output", "multi_version", "slow_identity"):

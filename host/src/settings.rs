@@ -15,55 +15,60 @@ use kiln_kserve::shared_memory::RegionLimits;
 use kiln_kserve::transport::{ConnectionPolicy, Http2Settings, Wire};
 use kiln_repository::ControlMode;
 
-/// `kiln serve` flags. Every one can also be set in the TOML file under the
-/// same name (with underscores); a flag given on the command line wins.
+/// `kiln serve` flags. Every one can also be set as an environment variable,
+/// `KILN_` and its name in capitals with underscores (`KILN_MODEL_REPOSITORY`,
+/// how a container is configured), and in the TOML file under the same name
+/// with underscores. A flag given on the command line wins over the
+/// variable, which wins over the file. Repeatable flags take several values
+/// in one variable separated by `;` (commas already mean something inside
+/// `--grpc-restricted-protocol`).
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML server config; flags given on the command line win over it.
-    #[arg(long)]
+    #[arg(long, env = "KILN_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// The Triton-layout model repository to serve.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long)]
+    #[arg(long, env = "KILN_HOST")]
     pub host: Option<String>,
-    #[arg(long)]
+    #[arg(long, env = "KILN_HTTP_PORT")]
     pub http_port: Option<u16>,
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_PORT")]
     pub grpc_port: Option<u16>,
-    #[arg(long)]
+    #[arg(long, env = "KILN_METRICS_PORT")]
     pub metrics_port: Option<u16>,
     /// Once the listeners are bound, write their ports to this file as JSON
     /// (`{"http": 8000, "grpc": 8001, "metrics": 8002}`, replaced atomically):
     /// with port 0 the system picks free ports, and a supervisor or a test
     /// reads them here instead of racing to pick them first.
-    #[arg(long)]
+    #[arg(long, env = "KILN_PORT_FILE")]
     pub port_file: Option<PathBuf>,
     /// none: load all at start; poll: also reload changes; explicit: load on request.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = "KILN_MODEL_CONTROL_MODE")]
     pub model_control_mode: Option<ControlMode>,
     /// Rescan interval in poll mode.
-    #[arg(long)]
+    #[arg(long, env = "KILN_REPOSITORY_POLL_SECS")]
     pub repository_poll_secs: Option<u64>,
     /// Models to load at start in explicit mode ("*" for all); repeatable.
-    #[arg(long)]
+    #[arg(long, env = "KILN_LOAD_MODEL", value_delimiter = ';')]
     #[serde(default)]
     pub load_model: Vec<String>,
     /// TF32 tensor-core math for FP32 matmuls (cuBLAS) and convolutions
     /// (cuDNN), for every GPU model: libtorch keeps these switches process-wide,
     /// so they are a server setting, not a model parameter. Unset: libtorch's
     /// defaults (cuDNN on, cuBLAS off). Needs a kiln built with `cuda`.
-    #[arg(long)]
+    #[arg(long, env = "KILN_CUDA_TF32")]
     pub cuda_tf32: Option<bool>,
 
     // ---- shutdown
     /// How long shutdown waits for in-flight requests to answer (and then for
     /// model instances to stop) before exiting anyway. A second SIGINT or
     /// SIGTERM exits at once. Triton's flag; default 30.
-    #[arg(long)]
+    #[arg(long, env = "KILN_EXIT_TIMEOUT_SECS")]
     pub exit_timeout_secs: Option<u64>,
 
     // ---- tenants
@@ -71,7 +76,7 @@ pub struct ServeArgs {
     /// what. Without it every caller is anonymous and may do everything (as
     /// in Triton). Re-read every second while serving; a file that fails to
     /// validate keeps the previous one in force. See README "Tenants".
-    #[arg(long)]
+    #[arg(long, env = "KILN_TENANTS")]
     pub tenants: Option<PathBuf>,
 
     // ---- restricted APIs (Triton's flags and syntax)
@@ -79,87 +84,87 @@ pub struct ServeArgs {
     /// must carry the header with that value. Groups: health, metadata,
     /// inference, shared-memory, model-config, model-repository, statistics,
     /// trace, logging. Repeatable.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_RESTRICTED_PROTOCOL", value_delimiter = ';')]
     #[serde(default)]
     pub grpc_restricted_protocol: Vec<String>,
     /// The same for the HTTP API.
-    #[arg(long)]
+    #[arg(long, env = "KILN_HTTP_RESTRICTED_API", value_delimiter = ';')]
     #[serde(default)]
     pub http_restricted_api: Vec<String>,
 
     // ---- request size and shape limits
     /// Largest HTTP request body, after decompression (bytes). Triton's flag;
     /// default 64 MiB.
-    #[arg(long)]
+    #[arg(long, env = "KILN_HTTP_MAX_INPUT_SIZE")]
     pub http_max_input_size: Option<u64>,
     /// Largest gRPC request message, after decompression (bytes). Default
     /// 2147483647, what gRPC clients allow.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_MAX_INPUT_SIZE")]
     pub grpc_max_input_size: Option<u64>,
     /// Inputs (and raw_input_contents entries) per request. Default 1024.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_REQUEST_INPUTS")]
     pub max_request_inputs: Option<usize>,
     /// Requested outputs per request. Default 1024.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_REQUEST_OUTPUTS")]
     pub max_request_outputs: Option<usize>,
     /// Entries of one parameters map (request, tensor). Default 256.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_REQUEST_PARAMETERS")]
     pub max_request_parameters: Option<usize>,
     /// Dimensions of one tensor. Default 64.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_TENSOR_DIMS")]
     pub max_tensor_dims: Option<usize>,
     /// Elements of one tensor. Default 2^31.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_TENSOR_ELEMENTS")]
     pub max_tensor_elements: Option<u64>,
     /// Nesting depth of an HTTP tensor's JSON `data`. Default 65.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_JSON_DEPTH")]
     pub max_json_depth: Option<usize>,
 
     // ---- connections
     /// Open connections per listener; one more is closed at once. Default 4096.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// An HTTP/1 request head must arrive within this. Default 10.
-    #[arg(long)]
+    #[arg(long, env = "KILN_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
     /// Largest request head (HTTP/1) or header list (HTTP/2), bytes. Default 65536.
-    #[arg(long)]
+    #[arg(long, env = "KILN_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
     /// A connection with nothing in flight and no traffic for this long is
     /// closed gracefully. Default 120.
-    #[arg(long)]
+    #[arg(long, env = "KILN_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
     /// A reply the client does not read for this long fails its connection.
     /// Default 30.
-    #[arg(long)]
+    #[arg(long, env = "KILN_WRITE_TIMEOUT_SECS")]
     pub write_timeout_secs: Option<u64>,
     /// gRPC: HTTP/2 ping interval on a connection, ms. Triton's flag; default
     /// 7200000 (2 h).
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_KEEPALIVE_TIME")]
     pub grpc_keepalive_time: Option<u64>,
     /// gRPC: a ping unanswered for this long closes the connection, ms.
     /// Triton's flag; default 20000.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_KEEPALIVE_TIMEOUT")]
     pub grpc_keepalive_timeout: Option<u64>,
     /// gRPC: concurrent streams per connection. Default 1024.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_MAX_CONCURRENT_STREAMS")]
     pub grpc_max_concurrent_streams: Option<u32>,
     /// gRPC: a connection older than this (ms) is asked to close (GOAWAY), so
     /// clients rebalance. Triton's flag; default: never.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_MAX_CONNECTION_AGE")]
     pub grpc_max_connection_age: Option<u64>,
     /// gRPC: how long (ms) an aged connection may finish its calls before it
     /// is closed. Triton's flag; default: as long as they take.
-    #[arg(long)]
+    #[arg(long, env = "KILN_GRPC_MAX_CONNECTION_AGE_GRACE")]
     pub grpc_max_connection_age_grace: Option<u64>,
 
     // ---- shared memory
     /// System shared-memory regions one caller may register. Default 256.
-    #[arg(long)]
+    #[arg(long, env = "KILN_SHARED_MEMORY_MAX_REGIONS")]
     pub shared_memory_max_regions: Option<usize>,
     /// Regions all callers together may register (each holds an open file).
     /// Default 4096.
-    #[arg(long)]
+    #[arg(long, env = "KILN_SHARED_MEMORY_MAX_REGIONS_TOTAL")]
     pub shared_memory_max_regions_total: Option<usize>,
 }
 
@@ -361,6 +366,24 @@ fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_has_its_environment_variable() {
+        use clap::Args;
+        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+        let mut checked = 0;
+        for arg in cmd.get_arguments().filter(|a| a.get_long().is_some()) {
+            let want = format!("KILN_{}", arg.get_id().as_str().to_uppercase());
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "--{}",
+                arg.get_long().unwrap_or_default()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 35, "{checked} flags");
+    }
 
     #[test]
     fn flags_override_file_which_overrides_defaults() {
