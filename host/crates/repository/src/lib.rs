@@ -419,12 +419,7 @@ impl ModelRegistry {
         // Op plugins first, as Triton loads an ensemble's models: a model
         // that names one in `custom_ops` needs it to load.
         for plugin in spec.custom_ops().into_iter().filter(|_| !as_dependency) {
-            let loaded = self
-                .models
-                .read()
-                .get(&plugin)
-                .is_some_and(|e| e.ready_runner(None).is_some());
-            if !loaded && plugin != name {
+            if !self.is_ready(&plugin, "") && plugin != name {
                 if let Err(e) = self.load_model(&plugin, true) {
                     let msg = format!(
                         "failed to load '{name}': its op plugin '{plugin}' did not load: {e}"

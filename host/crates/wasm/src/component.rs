@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
 
 use crate::binary::{self, PluginBinary};
@@ -17,7 +17,7 @@ use crate::state::PluginState;
 use crate::{command, core_module};
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
-use kiln_sandbox::{LogBudget, Sandbox};
+use kiln_sandbox::Sandbox;
 use kiln_types::tensor::Tensor;
 
 /// The linker of the plugin world on a sandbox engine, process-wide.
@@ -179,18 +179,7 @@ impl WasmInstance {
     /// Replaces the live instance with a fresh one from the pre-instantiation
     /// (done after every trap; public so benchmarks can time it).
     pub fn instantiate(&mut self) -> Result<(), String> {
-        let state = PluginState {
-            wasi: kiln_sandbox::wasi_builder(self.settings.grants).build(),
-            table: ResourceTable::new(),
-            limits: kiln_sandbox::store_limits(&self.settings.limits()),
-            parameters: self.settings.parameters.clone(),
-            model: self.model.clone(),
-            log: LogBudget::new(self.settings.log_bytes),
-            op: None,
-        };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        kiln_sandbox::arm(&mut store, &self.settings.limits());
+        let mut store = PluginState::store(self.pre.engine(), &self.settings, self.model.clone());
         let plugin = self.pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "plugin failed to instantiate: {}",

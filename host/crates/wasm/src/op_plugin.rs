@@ -19,13 +19,13 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, Resource};
 use wasmtime::Store;
 
 use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
 use kiln_model_config::ModelSpec;
 use kiln_ops::{Binary, HostOp, OpDecl, OpProvider, OpValue, Reduction, ScalarOp, TensorId, Unary};
-use kiln_sandbox::{LogBudget, Sandbox};
+use kiln_sandbox::Sandbox;
 use kiln_types::tensor::Tensor;
 
 use crate::binary::PluginBinary;
@@ -152,18 +152,11 @@ impl WasmOps {
     }
 
     fn instantiate(&self) -> Result<Live, String> {
-        let state = PluginState {
-            wasi: kiln_sandbox::wasi_builder(self.settings.grants).build(),
-            table: ResourceTable::new(),
-            limits: kiln_sandbox::store_limits(&self.settings.limits()),
-            parameters: self.settings.parameters.clone(),
-            model: Arc::from(self.name.as_str()),
-            log: LogBudget::new(self.settings.log_bytes),
-            op: None,
-        };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        kiln_sandbox::arm(&mut store, &self.settings.limits());
+        let mut store = PluginState::store(
+            self.pre.engine(),
+            &self.settings,
+            Arc::from(self.name.as_str()),
+        );
         let plugin = self.pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "op plugin failed to instantiate: {}",

@@ -7,10 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::StoreLimits;
+use wasmtime::{Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::kiln;
+use crate::settings::PluginSettings;
 use kiln_sandbox::LogBudget;
 
 /// Per-instance store data: WASI context, limits, the model's parameters.
@@ -23,6 +24,31 @@ pub struct PluginState {
     pub(crate) log: LogBudget,
     /// The op call in progress (op plugins only).
     pub(crate) op: Option<OpCall>,
+}
+
+impl PluginState {
+    /// A fresh store for one instance of `model`: its WASI context and
+    /// grants, memory limiter, log budget and parameters from `settings`,
+    /// armed for a first call (instantiation runs guest code).
+    pub(crate) fn store(
+        engine: &wasmtime::Engine,
+        settings: &PluginSettings,
+        model: Arc<str>,
+    ) -> Store<PluginState> {
+        let state = PluginState {
+            wasi: kiln_sandbox::wasi_builder(settings.grants).build(),
+            table: ResourceTable::new(),
+            limits: kiln_sandbox::store_limits(&settings.limits()),
+            parameters: settings.parameters.clone(),
+            model,
+            log: LogBudget::new(settings.log_bytes),
+            op: None,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        kiln_sandbox::arm(&mut store, &settings.limits());
+        store
+    }
 }
 
 /// The state of the op call running in an op plugin's store.
