@@ -336,12 +336,10 @@ fn run(
         many => instance.execute_batch(many, timings),
     }))
     .unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(BackendError::Execution(format!("backend panicked: {msg}")))
+        Err(BackendError::Execution(format!(
+            "backend panicked: {}",
+            kiln_types::error::panic_message(&*p)
+        )))
     })
     .map_err(to_kiln_error)
 }

@@ -23,6 +23,7 @@ use kiln_ops::{
     TensorId, Unary,
 };
 use kiln_types::tensor::Tensor;
+use kiln_types::text::first_line;
 use tch::Kind;
 
 extern "C" {
@@ -125,10 +126,6 @@ fn define(schema: &str, plugin: &str) -> Result<String, String> {
             }
         }
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.trim_start().lines().next().unwrap_or(s)
 }
 
 /// One model's custom ops: which op plugin provides each op it may call.
@@ -275,14 +272,10 @@ pub unsafe extern "C" fn kiln_custom_op_call(
     match outcome {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(message)) => give_string(&message),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            give_string(&format!("custom op panicked: {what}"))
-        }
+        Err(panic) => give_string(&format!(
+            "custom op panicked: {}",
+            kiln_types::error::panic_message(&*panic)
+        )),
     }
 }
 

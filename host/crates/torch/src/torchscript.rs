@@ -53,6 +53,7 @@ use crate::custom_ops::{self, ModelOps};
 use crate::kinds::{datatype_of, kind_of};
 use crate::torch_ffi;
 use kiln_types::tensor::{DataType, Tensor};
+use kiln_types::text::first_line;
 
 pub struct TorchScriptInstance {
     module: CModule,
@@ -641,10 +642,6 @@ fn execution_error(message: &str) -> &str {
         }
     }
     first_line(message)
-}
-
-fn first_line(s: &str) -> &str {
-    s.trim_start().lines().next().unwrap_or(s)
 }
 
 fn flatten_result(value: IValue, out: &mut Vec<tch::Tensor>) -> Result<(), BackendError> {

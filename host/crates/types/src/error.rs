@@ -79,3 +79,13 @@ impl KilnError {
         crate::text::bound_message(self.message().to_string())
     }
 }
+
+/// What a caught panic said (`catch_unwind`'s payload), or "" when it
+/// carried no message.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}

@@ -53,6 +53,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The first non-empty line of a message (libtorch's start with a newline
+/// and go on with a traceback), for errors that must stay one line.
+pub fn first_line(s: &str) -> &str {
+    s.trim_start().lines().next().unwrap_or(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
