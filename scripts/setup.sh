@@ -4,7 +4,8 @@
 #   - Rust (rustup) if cargo is missing
 #   - .venv: torch 2.11.0 from PyPI (libtorch for the TorchScript backend and
 #     Python for exporting models), numpy, scikit-learn, and the test clients
-#   - with --tests: perf_analyzer (Triton's load generator) from ../shared/tools
+#   - with --tests: perf_analyzer (Triton's load generator) from ../shared/tools,
+#     and Azurite (Azure Blob emulator, npm) for tests/realservers.py
 # Re-running skips whatever is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+((want_tests)) && ! command -v npm >/dev/null && missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
@@ -71,6 +73,15 @@ if ((want_tests)); then
     else
       echo "setup: $installer not found; the perf_analyzer test will be skipped"
     fi
+  fi
+  # Azurite's blob service for the Azure repository tests (tests/realservers.py). 3.35.0 is
+  # the newest that runs on Node 20 (3.36+ need Node 21+).
+  AZURITE_VERSION=3.35.0
+  az="${AZURITE_HOME:-$HOME/.cache/kiln-tools/azurite}"
+  if [[ ! -x "$az/node_modules/.bin/azurite-blob" ]] \
+     || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$az/node_modules/azurite/package.json" 2>/dev/null; then
+    echo "setup: installing azurite $AZURITE_VERSION into $az"
+    npm install --prefix "$az" --no-audit --no-fund --no-save --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
   fi
 fi
 echo "setup: ok"

@@ -9,6 +9,8 @@
 - `copy_repo(*names)`: copies fixture models into a fresh tmp dir (for tests that mutate).
 - `plugins` (session): runs plugins/build.sh (every plugin, every language; idempotent) and
   returns target/plugins, where the .wasm components are.
+- `s3_server`, `gcs_server`, `azure_server`, `otel_collector` (session): real SeaweedFS,
+  fake-gcs-server, Azurite and rotel on loopback, from tests/realservers.py.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import sys
 
 import pytest
 
+import realservers
 from kilnutil import FIXTURE_SCRIPT, ROOT, RUNNING, KilnServer, copy_models
+from realservers import azure_server, gcs_server, otel_collector, s3_server  # noqa: F401 - fixtures
 
 MODELS_DIR = pathlib.Path(os.environ.get("KILN_TEST_MODELS", ROOT / "target" / "test-models"))
 
@@ -131,8 +135,10 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for srv in list(RUNNING):
             report.sections.append((f"kiln log {srv.log_path}", srv.log_tail(60)))
+        report.sections.extend(realservers.failure_sections(item))
 
 
 def pytest_sessionfinish(session, exitstatus):
     for srv in list(RUNNING):  # never leave a server behind
         srv.kill()
+    realservers.kill_all()
