@@ -7,6 +7,11 @@
 #
 #   bash bench/before_after.sh BEFORE_BIN AFTER_BIN    # e.g. a build of the previous commit
 #
+# Build both the same way, each clean in its own target folder (a git worktree and
+# CARGO_TARGET_DIR): the development tree's incremental release build can differ from a clean
+# one by a few percent on one path (BENCHMARKS.md, issue 14). A binary whose runpath points at
+# a removed worktree finds libtorch through LD_LIBRARY_PATH=.venv/libtorch/lib.
+#
 # Env: CONCURRENCY ("1 4"), REPS (3), OUT (target/bench-before-after).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -131,10 +131,11 @@ class KilnServer:
 
     def __init__(self, repo: os.PathLike, extra_args: Iterable[str] = (), log_dir: os.PathLike | None = None,
                  wait: str = "ready", env: dict | None = None, name: str = "kiln"):
-        self.repo = pathlib.Path(repo)
+        # A str stays as given: an object-store URL (s3://...) is not a path.
+        self.repo = repo if isinstance(repo, str) else pathlib.Path(repo)
         self.extra_args = list(extra_args)
         self.http_port = self.grpc_port = self.metrics_port = 0  # known once started
-        log_dir = pathlib.Path(log_dir) if log_dir else self.repo.parent
+        log_dir = pathlib.Path(log_dir) if log_dir else pathlib.Path(self.repo).parent
         log_dir.mkdir(parents=True, exist_ok=True)
         serial = f"{os.getpid()}-{next(_SERVERS)}"
         self.log_path = log_dir / f"{name}-{serial}.log"

@@ -446,9 +446,14 @@ def test_cuda_shared_memory_rpcs_unimplemented(server):
         assert "CUDA shared memory" in msg and "not implemented" in msg, f"{fn.__name__}: {msg}"
 
 
-def test_trace_rpcs_unimplemented(server):
-    _assert_unimplemented(server.grpc.get_trace_settings)
-    _assert_unimplemented(server.grpc.update_trace_settings, "add_sub", {"trace_level": ["TIMESTAMPS"]})
+def test_trace_settings_without_a_trace_file(server):
+    """Tracing is tests/test_tracing.py's; a default server reports Triton's defaults and refuses
+    settings that could not trace (no trace file to write to)."""
+    got = server.grpc.get_trace_settings(as_json=True)["settings"]
+    assert got["trace_level"]["value"] == ["OFF"] and got["trace_mode"]["value"] == ["triton"]
+    with pytest.raises(InferenceServerException) as exc:
+        server.grpc.update_trace_settings("add_sub", {"trace_level": ["TIMESTAMPS"]})
+    assert "trace file name is not given" in exc.value.message()
 
 
 def test_log_settings_answers(server):

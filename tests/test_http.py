@@ -268,14 +268,13 @@ def test_explicit_load_unload(model_repo, module_kiln):
     np.testing.assert_array_equal(c.infer("add_sub", add_sub_inputs(a, b)).as_numpy("OUTPUT1"), a - b)
 
 
-def test_cuda_shared_memory_and_trace_unimplemented(server):
-    """System shared memory is implemented (tests/test_shared_memory.py); CUDA's and tracing are not."""
+def test_cuda_shared_memory_unimplemented(server):
+    """System shared memory is implemented (tests/test_shared_memory.py); CUDA's is not."""
     c = server.http
     calls = [
         (c.get_cuda_shared_memory_status, (), "CUDA shared memory"),
         (c.register_cuda_shared_memory, ("cuda_region", b"\x00" * 64, 0, 64), "CUDA shared memory"),
         (c.unregister_cuda_shared_memory, ("cuda_region",), "CUDA shared memory"),
-        (c.get_trace_settings, (), None),
     ]
     for fn, args, what in calls:
         with pytest.raises(InferenceServerException) as exc:

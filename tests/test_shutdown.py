@@ -104,3 +104,46 @@ def test_sigint_exits_zero(copy_repo, kiln):
     srv.close_clients()
     srv.send_signal(signal.SIGINT)
     assert srv.wait_exit(30) == 0
+
+
+def test_not_ready_while_draining(copy_repo, kiln):
+    """From SIGTERM on, readiness fails (a load balancer or kubelet stops sending traffic) while
+    the requests in flight are still answered."""
+    import http.client
+
+    srv = kiln(copy_repo("slow_identity"), name="draining")
+    rounds = calibrate(srv, target_s=3.0)
+    # A keep-alive connection opened before the signal: a probe on it must not see "ready".
+    probe = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=10)
+    probe.request("GET", "/v2/health/ready")
+    r = probe.getresponse()
+    r.read()
+    assert r.status == 200
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("rtt", timed(srv, rounds)))
+    t.start()
+    wait_until(lambda: sum(srv.requests_held("slow_identity")) == 1, 30, what="the request in flight")
+    srv.send_signal(signal.SIGTERM)
+    wait_until(lambda: "shutting down" in srv.log(), 10, what="the drain to start")
+    seen = []
+
+    def ask(conn):
+        try:
+            conn.request("GET", "/v2/health/ready")
+            resp = conn.getresponse()
+            resp.read()
+            seen.append(resp.status)
+        except (OSError, http.client.HTTPException) as e:  # refused or closed: not ready either
+            seen.append(type(e).__name__)
+            conn.close()
+
+    while True:
+        ask(probe)
+        ask(http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=2))
+        if not t.is_alive():
+            break
+        time.sleep(0.05)
+    t.join()
+    assert "rtt" in result, "the request in flight was not answered"
+    assert seen and 200 not in seen, seen
+    assert srv.wait_exit(30) == 0

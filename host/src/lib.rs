@@ -10,6 +10,8 @@
 
 pub mod backend;
 pub mod check;
+pub mod logging;
 pub mod metrics;
+pub mod repository;
 pub mod server;
 pub mod settings;

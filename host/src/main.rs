@@ -34,15 +34,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match Cli::parse().command {
         Command::Serve(args) => {
+            // Settings first: they say how to log.
+            let settings = kiln::settings::Settings::resolve(*args);
+            kiln::logging::init(
+                settings
+                    .as_ref()
+                    .map_or(Default::default(), |s: &kiln::settings::Settings| {
+                        s.log_format
+                    }),
+            );
             // Every client connection is a file descriptor, and libtorch/CUDA
             // hold hundreds more: the common soft limit of 1024 made
             // connections fail at 256 perf_analyzer clients on the H100 box.
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
                 Ok(n) => tracing::debug!(nofile = n, "open-file limit raised"),
                 Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
             }
-            let result = kiln::settings::Settings::resolve(*args).and_then(|settings| {
+            let result = settings.and_then(|settings| {
                 // One worker per core (TOKIO_WORKER_THREADS overrides):
                 // work on large requests leaves the workers through
                 // block_in_place (protocol::off_the_runtime), so health
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { dir, tenants } => {
+            kiln::logging::init(Default::default());
             let mut ok = true;
             if let Some(file) = tenants {
                 ok &= kiln::check::check_tenants(&file, dir.as_deref());

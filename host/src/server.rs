@@ -68,10 +68,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             "TF32 for FP32 matmuls (cuBLAS) and convolutions (cuDNN)"
         );
     }
-    let repo = settings
-        .model_repository
-        .canonicalize()
-        .with_context(|| format!("model repository {}", settings.model_repository.display()))?;
+    let source =
+        crate::repository::open_all(&settings.model_repositories, &settings.repository_cache_dir)?;
+    let repository = source.location();
     // A broken tenants file stops the start: serving nobody or everybody
     // instead would be worse than not serving.
     let tenants = match &settings.tenants {
@@ -88,7 +87,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mode = settings.model_control_mode;
     let registry = ModelRegistry::new(
-        LocalRepository::new(&repo),
+        source,
         mode,
         crate::backend::registry(),
         metrics.owned_by(""),
@@ -113,9 +112,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let tracing_manager = kiln_trace::TraceManager::new(&settings.trace)
+        .map_err(|e| anyhow::anyhow!("--trace-config: {e}"))?;
     let state = Arc::new(ServerState::new(
         namespaces.clone(),
         SharedMemory::new(settings.shared_memory),
+        tracing_manager,
         stop_rx.clone(),
     ));
 
@@ -146,7 +148,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(
         http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, metrics = %metrics_listener.local_addr()?,
-        repository = %repo.display(), mode = ?settings.model_control_mode, "kiln listening"
+        repository = %repository, mode = ?settings.model_control_mode, "kiln listening"
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -271,6 +273,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     finish(state, stop_tx, servers, settings.exit_timeout).await
 }
 
+/// How long exit waits for traces to be written or exported.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
+
 async fn finish(
     state: Arc<ServerState>,
     stop: watch::Sender<bool>,
@@ -311,12 +316,20 @@ async fn finish(
         .saturating_duration_since(Instant::now())
         .max(MIN_INSTANCE_STOP);
     match tokio::time::timeout(left, stopped).await {
-        Ok(_) => tracing::info!("shutdown complete"),
+        Ok(_) => {}
         Err(_) => {
             clean = false;
             tracing::warn!("model instances still busy after {left:?}; exiting anyway")
         }
     }
+    // Traces waiting for their file are written, OTLP batches sent; an
+    // unreachable collector does not hold the exit past TRACE_FLUSH.
+    let traces = state.tracing.clone();
+    let flushed = tokio::task::spawn_blocking(move || traces.shutdown());
+    if tokio::time::timeout(TRACE_FLUSH, flushed).await.is_err() {
+        tracing::warn!("traces not flushed within {TRACE_FLUSH:?}; exiting anyway");
+    }
+    tracing::info!("shutdown complete");
     anyhow::ensure!(
         clean,
         "the exit timeout of {exit_timeout:?} expired before everything in flight finished"

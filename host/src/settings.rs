@@ -29,9 +29,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// The Triton-layout model repository to serve.
-    #[arg(long, env = "KILN_MODEL_REPOSITORY")]
-    pub model_repository: Option<PathBuf>,
+    /// A Triton-layout model repository to serve: a folder, or an object
+    /// store as Triton names it (`s3://bucket/path`, `s3://host:port/bucket/path`,
+    /// `gs://bucket/path`, `as://account/container/path`). Repeatable: the
+    /// repositories serve as one, each model name in only one of them.
+    #[arg(long, env = "KILN_MODEL_REPOSITORY", value_delimiter = ';')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub model_repository: Vec<String>,
+    /// Where models from object-store repositories are downloaded to.
+    /// Default: `kiln-repositories` in the system's temporary folder.
+    #[arg(long, env = "KILN_REPOSITORY_CACHE_DIR")]
+    pub repository_cache_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "KILN_HOST")]
     pub host: Option<String>,
@@ -63,6 +71,20 @@ pub struct ServeArgs {
     /// defaults (cuDNN on, cuBLAS off). Needs a kiln built with `cuda`.
     #[arg(long, env = "KILN_CUDA_TF32")]
     pub cuda_tf32: Option<bool>,
+
+    // ---- logs and traces
+    /// Log lines as `default` (text), `iso8601` (text; Triton's name, the
+    /// same timestamps) or `json` (one object per line, for log collectors).
+    #[arg(long, value_enum, env = "KILN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Triton's trace settings: `rate=N`, `level=TIMESTAMPS|TENSORS|OFF`,
+    /// `count=N`, `mode=triton|opentelemetry`, `triton,file=PATH`,
+    /// `triton,log-frequency=N`, `opentelemetry,url=URL`,
+    /// `opentelemetry,resource=KEY=VALUE`, `opentelemetry,bsp_*=N`.
+    /// Repeatable. See README "Tracing".
+    #[arg(long, env = "KILN_TRACE_CONFIG", value_delimiter = ';')]
+    #[serde(default)]
+    pub trace_config: Vec<String>,
 
     // ---- shutdown
     /// How long shutdown waits for in-flight requests to answer (and then for
@@ -186,7 +208,7 @@ impl ServeArgs {
             args,
             file,
             [
-                model_repository,
+                repository_cache_dir,
                 tenants,
                 host,
                 http_port,
@@ -217,15 +239,54 @@ impl ServeArgs {
                 grpc_max_connection_age_grace,
                 shared_memory_max_regions,
                 shared_memory_max_regions_total,
+                log_format,
             ],
-            [load_model, grpc_restricted_protocol, http_restricted_api]
+            [
+                model_repository,
+                load_model,
+                grpc_restricted_protocol,
+                http_restricted_api,
+                trace_config
+            ]
         )
     }
 }
 
+/// One `--model-repository`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryLocation {
+    Local(PathBuf),
+    /// An object-store URL (`s3://`, `gs://`, `as://`).
+    Remote(String),
+}
+
+impl std::fmt::Display for RepositoryLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepositoryLocation::Local(p) => write!(f, "{}", p.display()),
+            RepositoryLocation::Remote(url) => f.write_str(url),
+        }
+    }
+}
+
+/// A TOML value that may be one string or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub model_repository: PathBuf,
+    pub model_repositories: Vec<RepositoryLocation>,
+    pub repository_cache_dir: PathBuf,
     pub tenants: Option<PathBuf>,
     pub host: String,
     pub http_port: u16,
@@ -243,6 +304,24 @@ pub struct Settings {
     pub grpc_restricted: Restrictions,
     pub http_restricted: Restrictions,
     pub shared_memory: RegionLimits,
+    pub log_format: LogFormat,
+    pub trace: kiln_trace::TraceConfig,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text with RFC 3339 timestamps.
+    #[default]
+    Default,
+    /// Triton's name for its ISO 8601 timestamps: the default format.
+    #[value(alias = "ISO8601")]
+    #[serde(alias = "ISO8601")]
+    Iso8601,
+    /// One JSON object per line: timestamp, level, target, message and
+    /// fields, and the request's span.
+    Json,
 }
 
 /// gRPC HTTP/2 flow control: h2's default 64 KiB windows make a client stop
@@ -264,15 +343,36 @@ impl Settings {
         };
         // Relative paths in the file are relative to the file.
         let file = ServeArgs {
-            model_repository: file.model_repository.map(|p| file_dir.join(p)),
+            model_repository: file
+                .model_repository
+                .into_iter()
+                .map(|r| {
+                    if kiln_object_repository::StoreUrl::is_remote(&r) {
+                        r
+                    } else {
+                        file_dir.join(r).display().to_string()
+                    }
+                })
+                .collect(),
+            repository_cache_dir: file.repository_cache_dir.map(|p| file_dir.join(p)),
             port_file: file.port_file.map(|p| file_dir.join(p)),
             tenants: file.tenants.map(|p| file_dir.join(p)),
             ..file
         };
         let a = args.or_file(file);
-        let model_repository = a.model_repository.context(
-            "no model repository: pass --model-repository DIR or set model_repository in the config file",
-        )?;
+        anyhow::ensure!(
+            !a.model_repository.is_empty(),
+            "no model repository: pass --model-repository DIR (or URL) or set model_repository in the config file"
+        );
+        let mut model_repositories = Vec::with_capacity(a.model_repository.len());
+        for r in &a.model_repository {
+            model_repositories.push(if kiln_object_repository::StoreUrl::is_remote(r) {
+                kiln_object_repository::StoreUrl::parse(r).map_err(anyhow::Error::msg)?;
+                RepositoryLocation::Remote(r.clone())
+            } else {
+                RepositoryLocation::Local(PathBuf::from(r))
+            });
+        }
         let defaults = RequestLimits::default();
         let limits = RequestLimits {
             max_inputs: a.max_request_inputs.unwrap_or(defaults.max_inputs),
@@ -319,7 +419,10 @@ impl Settings {
             ..http_connections.clone()
         };
         Ok(Self {
-            model_repository,
+            model_repositories,
+            repository_cache_dir: a
+                .repository_cache_dir
+                .unwrap_or_else(|| std::env::temp_dir().join("kiln-repositories")),
             tenants: a.tenants,
             host: a.host.unwrap_or_else(|| "0.0.0.0".into()),
             http_port: a.http_port.unwrap_or(8000),
@@ -342,6 +445,8 @@ impl Settings {
                 per_caller: a.shared_memory_max_regions.unwrap_or(256),
                 total: a.shared_memory_max_regions_total.unwrap_or(4096),
             },
+            log_format: a.log_format.unwrap_or_default(),
+            trace: kiln_trace::TraceConfig::parse(&a.trace_config).map_err(anyhow::Error::msg)?,
         })
     }
 }
@@ -382,7 +487,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert!(checked >= 35, "{checked} flags");
+        assert!(checked >= 38, "{checked} flags");
     }
 
     #[test]
@@ -397,7 +502,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.model_repository, tmp.path().join("models"));
+        assert_eq!(
+            s.model_repositories,
+            [RepositoryLocation::Local(tmp.path().join("models"))]
+        );
         assert_eq!(s.tenants, Some(tmp.path().join("tenants.toml")));
         assert_eq!(
             (s.http_port, s.grpc_port, s.metrics_port),
@@ -424,7 +532,7 @@ mod tests {
         .unwrap_err();
         assert!(format!("{e:#}").contains("htp_port"), "{e:#}");
         let e = Settings::resolve(ServeArgs {
-            model_repository: Some("m".into()),
+            model_repository: vec!["m".into()],
             http_max_input_size: Some(10),
             ..Default::default()
         })

@@ -232,6 +232,8 @@ impl Admission {
             .map_err(Refusal::Restricted)?;
         let mut ctx = RequestContext::new(self.protocol(), identity);
         ctx.share = share;
+        ctx.trace_parent = kiln_trace::propagation::remote_span(headers);
+        ctx.admitted_at = std::time::Instant::now();
         Ok((ctx, slot))
     }
 

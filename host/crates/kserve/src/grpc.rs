@@ -275,6 +275,7 @@ pub fn to_infer_request(
         inputs,
         outputs,
         parameters,
+        trace: None,
     })
 }
 
@@ -369,10 +370,11 @@ impl GrpcInferenceService for GrpcService {
         let ctx = super::admission::grpc_context(&r)?;
         let namespace = self.state.namespace(&ctx);
         let req = r.into_inner();
-        let request = super::off_the_runtime(conversion_cost(&req), || {
+        let mut request = super::off_the_runtime(conversion_cost(&req), || {
             to_infer_request(&self.state.shared_memory, ctx, req)
         })
         .map_err(grpc_status)?;
+        let _trace = self.state.sample_trace(&mut request);
         let response = inference::infer(namespace.as_ref(), request)
             .await
             .map_err(grpc_status)?;
@@ -402,6 +404,7 @@ impl GrpcInferenceService for GrpcService {
                 let namespace = namespace.clone();
                 let mut ctx = ctx.clone();
                 ctx.received_at = std::time::Instant::now();
+                ctx.admitted_at = ctx.received_at;
                 async move {
                     let req = msg?;
                     // Errors travel in-band so one bad request does not end
@@ -416,9 +419,12 @@ impl GrpcInferenceService for GrpcService {
                         to_infer_request(&state.shared_memory, ctx, req)
                     });
                     let result = match converted {
-                        Ok(request) => inference::infer(namespace.as_ref(), request)
-                            .await
-                            .map(to_infer_response),
+                        Ok(mut request) => {
+                            let _trace = state.sample_trace(&mut request);
+                            inference::infer(namespace.as_ref(), request)
+                                .await
+                                .map(to_infer_response)
+                        }
                         Err(e) => Err(e),
                     };
                     Ok(match result {
@@ -587,9 +593,36 @@ impl GrpcInferenceService for GrpcService {
     }
     async fn trace_setting(
         &self,
-        _: Request<proto::TraceSettingRequest>,
+        r: Request<proto::TraceSettingRequest>,
     ) -> std::result::Result<Response<proto::TraceSettingResponse>, Status> {
-        unimplemented("tracing (TraceSetting)")
+        let ctx = super::admission::grpc_context(&r)?;
+        let req = r.into_inner();
+        // An empty value list clears a setting (back to the global one).
+        let update = (!req.settings.is_empty())
+            .then(|| {
+                kiln_trace::Update::parse(
+                    req.settings
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), (!v.value.is_empty()).then(|| v.value.clone()))),
+                    self.state.tracing.mode(),
+                )
+            })
+            .transpose()
+            .map_err(|e| grpc_status(super::trace_setting::refused(e)))?;
+        let model = (!req.model_name.is_empty()).then_some(req.model_name.as_str());
+        let settings = super::trace_setting::trace_setting(&self.state, &ctx, model, update)
+            .map_err(grpc_status)?;
+        Ok(Response::new(proto::TraceSettingResponse {
+            settings: settings
+                .into_iter()
+                .map(|(k, value)| {
+                    (
+                        k.to_string(),
+                        proto::trace_setting_response::SettingValue { value },
+                    )
+                })
+                .collect(),
+        }))
     }
     async fn log_settings(
         &self,

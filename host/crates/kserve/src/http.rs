@@ -90,6 +90,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/v2/models/{model}/versions/{version}/stats",
             get(model_stats),
         )
+        .route("/v2/trace/setting", get(trace_setting).post(trace_setting))
+        .route(
+            "/v2/models/{model}/trace/setting",
+            get(trace_setting).post(trace_setting),
+        )
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route(
@@ -128,19 +133,13 @@ fn unrouted(path: &str) -> KilnError {
     if path.starts_with("/v2/cudasharedmemory") {
         return super::cuda_shared_memory_unimplemented();
     }
-    const LATER: [(&str, &str); 2] = [
-        ("/v2/trace", "tracing (trace settings)"),
-        ("/v2/logging", "runtime log settings (use RUST_LOG)"),
-    ];
+    const LATER: [(&str, &str); 1] = [("/v2/logging", "runtime log settings (use RUST_LOG)")];
     let what = LATER
         .iter()
         .find(|(prefix, _)| path.starts_with(prefix))
         .map(|(_, what)| *what);
     match what {
         Some(what) => KilnError::unimplemented(format!("{what} is not implemented by kiln yet")),
-        None if path.starts_with("/v2/models/") && path.ends_with("/trace/setting") => {
-            KilnError::unimplemented("tracing (trace settings) is not implemented by kiln yet")
-        }
         None => KilnError::not_found(format!("no route for {path}")),
     }
 }
@@ -269,6 +268,38 @@ fn parse_small_body<T: serde::de::DeserializeOwned + Default>(
             clip(&e.to_string())
         ))
     })
+}
+
+/// Triton's trace extension: GET reads, POST updates then reads.
+async fn trace_setting(
+    State(s): AppState,
+    Path(p): Path<HashMap<String, String>>,
+    Extension(ctx): Extension<RequestContext>,
+    method: axum::http::Method,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> HttpResult<Json<Value>> {
+    let model = p.get("model").map(String::as_str);
+    let update = if method == axum::http::Method::POST {
+        let body = body_or_error(body)?;
+        Some(crate::trace_setting::update_from_json(
+            &body,
+            s.tracing.mode(),
+        )?)
+    } else {
+        None
+    };
+    let settings = crate::trace_setting::trace_setting(&s, &ctx, model, update)?;
+    let mut o = serde_json::Map::new();
+    for (name, values) in settings {
+        // Levels are an array; every other setting one string.
+        let value = if name == "trace_level" {
+            Value::from(values)
+        } else {
+            Value::from(values.into_iter().next().unwrap_or_default())
+        };
+        o.insert(name.into(), value);
+    }
+    Ok(Json(Value::Object(o)))
 }
 
 async fn repository_index(
@@ -434,13 +465,17 @@ async fn infer(
     let body = body_or_error(body)?;
     let (model, version) = path_parts(&p);
     let namespace = s.namespace(&ctx);
-    let (request, binary_outputs) = off_the_runtime(body.len(), || {
+    let (mut request, binary_outputs) = off_the_runtime(body.len(), || {
         parse_infer(&s.shared_memory, ctx, model, version, &headers, body)
     })?;
+    let trace = s.sample_trace(&mut request);
     let response = inference::infer(namespace.as_ref(), request).await?;
-    Ok(off_the_runtime(response_size(&response), || {
+    let answer = off_the_runtime(response_size(&response), || {
         render_infer(response, &binary_outputs)
-    }))
+    });
+    // The request's root span ends once the answer is encoded.
+    drop(trace);
+    Ok(answer)
 }
 
 fn response_size(r: &InferResponse) -> usize {
@@ -620,6 +655,7 @@ fn parse_body(
         inputs,
         outputs,
         parameters,
+        trace: None,
     };
     Ok((request, encoding))
 }

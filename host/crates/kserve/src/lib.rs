@@ -21,6 +21,7 @@ pub mod restricted;
 pub mod shared_memory;
 mod state;
 pub mod status;
+pub mod trace_setting;
 pub mod transport;
 
 pub use state::ServerState;
@@ -70,6 +71,7 @@ pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "statistics",
     "system_shared_memory",
+    "trace",
 ];
 
 /// CUDA shared memory (IPC handles to device memory) is the one shared-memory

@@ -4,7 +4,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use kiln_pipeline::InferRequest;
 use kiln_repository::{ModelRegistry, Namespace, Namespaces};
+use kiln_trace::{RequestTrace, TraceManager};
 use kiln_types::RequestContext;
 use tokio::sync::watch;
 
@@ -20,6 +22,8 @@ pub struct ServerState {
     pub shared_memory: SharedMemory,
     /// Failed model-control actions, logged at most once a second.
     pub control_refusals: RateLimitedLog,
+    /// Trace settings and the sampling of requests to trace.
+    pub tracing: Arc<TraceManager>,
     /// Start-up loading finished and not shutting down.
     ready: AtomicBool,
     /// Turns true when shutdown begins.
@@ -30,15 +34,25 @@ impl ServerState {
     pub fn new(
         namespaces: Arc<Namespaces>,
         shared_memory: SharedMemory,
+        tracing: Arc<TraceManager>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
             namespaces,
             shared_memory,
             control_refusals: RateLimitedLog::default(),
+            tracing,
             ready: AtomicBool::new(false),
             stop,
         }
+    }
+
+    /// Decides whether to trace `request` and, if so, sets its trace. The
+    /// handle returned keeps the trace open until the caller drops it, after
+    /// the answer is encoded.
+    pub fn sample_trace(&self, request: &mut InferRequest) -> Option<RequestTrace> {
+        request.trace = self.tracing.sample(&request.model_name, &request.ctx);
+        request.trace.clone()
     }
 
     /// What the caller of `ctx` can see and control.

@@ -114,6 +114,8 @@ async fn run_step(
             })
             .collect(),
         parameters: request.parameters.clone(),
+        // The ensemble's model trace made this its steps' parent.
+        trace: request.trace.clone(),
     };
     let response = step_fn(models, sub).await.map_err(|e| {
         let msg = format!(

@@ -11,6 +11,7 @@ use crate::{ModelResolver, OutputDestination};
 use kiln_model_config::ModelSpec;
 use kiln_scheduler::stats::RequestTiming;
 use kiln_scheduler::ModelRunner;
+use kiln_trace::{ComputeTimes, ModelTrace, RequestTrace};
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::{encode_bytes_elements, DataType, Tensor};
 use kiln_types::text::clip;
@@ -20,7 +21,26 @@ use kiln_types::text::clip;
 pub async fn infer(models: &dyn ModelResolver, request: InferRequest) -> Result<InferResponse> {
     let (runner, owner) = models.resolve(&request.model_name, &request.model_version)?;
     let ctx = request.ctx.clone();
-    match run(owner, &runner, request).await {
+    let mut trace = request.trace.as_ref().map(RequestTrace::start_model);
+    let request_id = trace.as_ref().map(|_| request.id.clone());
+    let result = run(owner, &runner, request, trace.as_mut()).await;
+    if let (Some(trace), Some(request_id)) = (trace, request_id) {
+        let spec = &runner.spec;
+        let backend = if spec.is_ensemble() {
+            "ensemble"
+        } else {
+            &spec.backend
+        };
+        let error = result.as_ref().err().map(|e| e.message().to_string());
+        trace.finish(
+            &spec.name,
+            &runner.version.to_string(),
+            &request_id,
+            backend,
+            error,
+        );
+    }
+    match result {
         Ok((response, timing)) => {
             // One line per answered request at debug level (off by default;
             // `RUST_LOG=kiln::request=debug`): where a request's time went,
@@ -57,6 +77,7 @@ async fn run(
     models: &dyn ModelResolver,
     runner: &Arc<ModelRunner>,
     mut request: InferRequest,
+    mut trace: Option<&mut ModelTrace>,
 ) -> Result<(InferResponse, RequestTiming)> {
     let spec = &runner.spec;
     if spec.is_op_plugin() {
@@ -67,7 +88,13 @@ async fn run(
     }
     let requested = check_requested_outputs(spec, std::mem::take(&mut request.outputs))?;
     let (inputs, batch_size) = arrange_inputs(spec, std::mem::take(&mut request.inputs))?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.tensors("TENSOR_QUEUE_INPUT", inputs.iter().flatten());
+        t.queue_started();
+    }
     let outcome = if spec.is_ensemble() {
+        // Its steps run under this model's trace.
+        request.trace = trace.as_deref().map(ModelTrace::step);
         let started = std::time::Instant::now();
         let outputs = crate::ensemble::run(
             models,
@@ -101,6 +128,19 @@ async fn run(
             )
             .await?
     };
+    if let Some(t) = trace {
+        if !spec.is_ensemble() {
+            let t_exec = &outcome.timings;
+            let queued = t.queue_start().unwrap_or_else(std::time::Instant::now);
+            t.compute(ComputeTimes::from_durations(
+                queued + outcome.queue,
+                t_exec.input,
+                t_exec.infer,
+                t_exec.output,
+            ));
+        }
+        t.tensors("TENSOR_BACKEND_OUTPUT", &outcome.outputs);
+    }
     let mut outputs = Vec::with_capacity(requested.len());
     let mut produced: Vec<Option<Tensor>> = outcome.outputs.into_iter().map(Some).collect();
     for (index, class_count, placement) in requested {

@@ -34,6 +34,9 @@ pub struct InferRequest {
     pub outputs: Vec<RequestedOutput>,
     /// The request's `parameters` (passed to plugins).
     pub parameters: Parameters,
+    /// Set when the request is traced (sampled by the protocol layer; an
+    /// ensemble's steps run under the ensemble's).
+    pub trace: Option<kiln_trace::RequestTrace>,
 }
 
 #[derive(Debug)]

@@ -16,7 +16,7 @@ mod source;
 pub mod warmup;
 
 pub use namespace::{Namespace, Namespaces, SharedFilter, TenantSpace};
-pub use source::{LocalRepository, RepositorySource};
+pub use source::{LocalRepository, MultiRepository, RepositorySource};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -391,6 +391,7 @@ mod tests {
             )],
             outputs: vec![],
             parameters: Default::default(),
+            trace: None,
         };
         let response = kiln_pipeline::infer(ns, request).await?;
         let data = &response.outputs[0].tensor.data;

@@ -37,6 +37,27 @@ pub struct RequestContext {
     /// The caller's claim on a model's queue (its tenant's weight and
     /// queued-requests quota); the default for callers without a tenant.
     pub share: Share,
+    /// When admission let the request through (identity, scopes, quotas
+    /// checked); `received_at` until then. The end of a trace's `admission`
+    /// span.
+    pub admitted_at: Instant,
+    /// The caller's span, from a W3C `traceparent` header (HTTP) or metadata
+    /// entry (gRPC): a traced request's spans join the caller's trace.
+    pub trace_parent: Option<RemoteSpan>,
+}
+
+/// A span of another process, named by a W3C `traceparent` (and
+/// `tracestate`): the parent of a request's spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSpan {
+    /// Never zero.
+    pub trace_id: u128,
+    /// Never zero.
+    pub span_id: u64,
+    /// The caller's sampling decision (the `sampled` flag).
+    pub sampled: bool,
+    /// The `tracestate` header, validated; empty when none.
+    pub trace_state: String,
 }
 
 /// What a model's queue needs to know of the caller's tenant to share the
@@ -66,11 +87,14 @@ pub const TENANT_HEADER: &str = "kiln-tenant";
 
 impl RequestContext {
     pub fn new(protocol: Protocol, identity: Identity) -> Self {
+        let now = Instant::now();
         Self {
             identity,
             protocol,
-            received_at: Instant::now(),
+            received_at: now,
             share: Share::default(),
+            admitted_at: now,
+            trace_parent: None,
         }
     }
 

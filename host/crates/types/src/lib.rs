@@ -11,7 +11,7 @@ pub mod params;
 pub mod tensor;
 pub mod text;
 
-pub use context::{RequestContext, Share};
+pub use context::{RemoteSpan, RequestContext, Share};
 pub use error::{KilnError, Result};
 pub use params::{ParamValue, Parameters};
 pub use tensor::{DataType, Tensor};
