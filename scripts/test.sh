@@ -21,6 +21,10 @@ echo "== build"
 cargo build --release --locked
 echo "== unit tests"
 cargo test --release --locked --workspace
+echo "== plugins (the integration tests' wasm fixtures; toolchains installed on first use)"
+# Built here, not only by the tests' session fixture: on a fresh machine the
+# first build installs toolchains for minutes, longer than pytest's per-test timeout.
+bash plugins/build.sh
 echo "== integration tests"
 KILN_BIN="$PWD/target/release/kiln" .venv/bin/python -m pytest "$@"
 echo "== fuzz targets (bounded slice: host/fuzz/run.sh SECONDS for longer runs)"
