@@ -25,6 +25,10 @@
 #   bash bench/gpu_proof.sh prepare && bash bench/gpu_vs_triton.sh prepare   # here
 #   bash bench/gpu_vs_triton.sh device    # GPU machine (device tool, carry [".carry"])
 #   PARTS="$EXTRA_PARTS" bash bench/gpu_vs_triton.sh device
+#   KILN_BEFORE=.carry/kiln-cuda-before bash bench/gpu_vs_triton.sh device   # an older build too
+# With the reference part, bench/gpu/ratios.py then prints each kiln part's peak
+# against the in-process eager and graph peaks, its p50 at concurrency 1 against one
+# graph replay, and kiln against Triton at each concurrency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -122,13 +126,14 @@ device)
   echo "| server | concurrency | infer/s | p50 µs | p99 µs | server-side average |" | tee -a "$out/table.md"
   echo "|---|---|---|---|---|---|" | tee -a "$out/table.md"
 
-  if [[ " $PARTS " == *" kiln"* ]]; then
-    echo "== b. kiln"
+  kiln_parts() { # SUFFIX: every kiln part with $kiln_bin, labelled part+SUFFIX
+    local sfx=$1
+    echo "== b. kiln $kiln_bin"
     # KILN_ARGS: extra serve flags, e.g. "--cuda-tf32 false" (FP32 convolutions without TF32:
     # the batched check's error should fall towards the unbatched one and compute should slow).
     start_kiln "$raw/kiln.log" serve --model-repository /tmp/kiln --host 127.0.0.1 ${KILN_ARGS:-}
     wait_ready 8000 $kiln "$raw/kiln.log"; server=$kiln
-    grep -E "captured CUDA graphs|TF32|WARN|ERROR" "$raw/kiln.log" | cut -c1-300 | tee "$out/kiln-load.txt" || true
+    grep -E "captured CUDA graphs|TF32|WARN|ERROR" "$raw/kiln.log" | cut -c1-300 | tee -a "$out/kiln-load.txt" || true
     # Correctness of the GPU paths (pinned staging, batch gathering, padded
     # graph replays, FP16) first; a failed check is reported, not fatal.
     for model in $(ls /tmp/kiln); do
@@ -140,15 +145,23 @@ device)
       [[ $part == kiln* ]] || continue
       model=$(kiln_model "$part")
       if [[ $part == kiln-small ]]; then
-        CONCURRENCY=1 sweep kiln-small-gpu add_sub_gpu 8001
+        CONCURRENCY=1 sweep kiln-small-gpu$sfx add_sub_gpu 8001
       elif [[ $part == *-shm ]]; then
-        sweep "$part" "$model" 8001 --shared-memory system
+        sweep "$part$sfx" "$model" 8001 --shared-memory system
       else
-        sweep "$part" "$model" 8001
+        sweep "$part$sfx" "$model" 8001
       fi
     done
     kill -TERM $kiln; wait $kiln || echo "kiln exit status $?"
-    tail -20 "$raw/kiln.log" > "$out/kiln-log-tail.txt"
+    tail -20 "$raw/kiln.log" > "$out/kiln-log-tail$sfx.txt"
+  }
+  if [[ " $PARTS " == *" kiln"* ]]; then
+    # KILN_BEFORE: another kiln binary (an older build, carried) measured first, in the
+    # same lease, its rows labelled "@before".
+    if [[ -n ${KILN_BEFORE:-} ]]; then
+      after=$kiln_bin; kiln_bin=$KILN_BEFORE; kiln_parts @before; kiln_bin=$after
+    fi
+    kiln_parts ""
   fi
 
   if want triton || want triton-shm; then
@@ -161,6 +174,7 @@ device)
     kill -TERM $triton; wait $triton || true
   fi
   echo; cat "$out/table.md"
+  if [[ -s $out/reference.md ]]; then echo; python3 bench/gpu/ratios.py "$out" | tee "$out/ratios.md"; fi
   ;;
 *)
   echo "usage: $0 prepare|device" >&2; exit 2 ;;

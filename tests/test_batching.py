@@ -152,3 +152,38 @@ def test_higher_priority_requests_run_first(copy_repo, kiln):
     with pytest.raises(InferenceServerException) as exc:
         srv.grpc.infer("slow_identity", slow_inputs(grpcclient, x, 1), priority=3)
     assert "priority" in str(exc.value)
+
+
+def test_an_idle_model_answers_a_lone_request_without_waiting_for_company(copy_repo, kiln):
+    """dispatch_when_idle (kiln's default): with no instance executing, a batch goes out with
+    what is queued instead of waiting max_queue_delay_microseconds; "false" restores Triton's
+    wait. The delay is 3 s so the two behaviours are seconds apart, far beyond any noise."""
+    repo = copy_repo("identity_fp32")
+    with_batching(repo, "identity_fp32", "max_queue_delay_microseconds: 3000000")
+    waiting = copy_repo("identity_fp32", dst=repo.parent / "waiting")
+    with_batching(waiting, "identity_fp32", "max_queue_delay_microseconds: 3000000")
+    cfg = waiting / "identity_fp32" / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + 'parameters { key: "dispatch_when_idle" value { string_value: "false" } }\n')
+    x = np.ones((1, 4), dtype=np.float32)
+    for path, slow in ((repo, False), (waiting, True)):
+        srv = kiln(path, name=f"idle-{slow}")
+        start = time.monotonic()
+        out = srv.grpc.infer("identity_fp32", [fp32(x)]).as_numpy("OUTPUT__0")
+        took = time.monotonic() - start
+        np.testing.assert_array_equal(out, x)
+        if slow:
+            assert took >= 2.9, f"waited only {took:.3f} s with dispatch_when_idle false"
+        else:
+            assert took < 1.5, f"a lone request took {took:.3f} s beside an idle instance"
+        srv.stop()
+
+
+def test_a_bad_dispatch_when_idle_fails_the_load_naming_the_parameter(copy_repo, kiln):
+    repo = copy_repo("identity_fp32")
+    cfg = repo / "identity_fp32" / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + 'parameters { key: "dispatch_when_idle" value { string_value: "maybe" } }\n')
+    srv = kiln(repo, "--model-control-mode", "explicit", name="bad-idle")
+    with pytest.raises(InferenceServerException) as exc:
+        srv.grpc.load_model("identity_fp32")
+    msg = exc.value.message()
+    assert "parameter 'dispatch_when_idle'" in msg and '"maybe"' in msg, msg

@@ -32,6 +32,36 @@ pub struct ExecTimings {
     pub output: Duration,
 }
 
+/// Work a backend has queued on its device whose results are not read yet
+/// ([`Backend::submit`]).
+pub trait InFlight: Send {
+    /// Waits for the device and reads the results: what `execute_batch`
+    /// (or `execute`, for one request) would have returned. Fills
+    /// `timings.infer` from the launch to the results' arrival (with
+    /// overlap, that includes waiting for the batch launched before) and
+    /// `timings.output`.
+    fn finish(self: Box<Self>, timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError>;
+}
+
+/// What [`Backend::submit`] did with the requests.
+pub enum Submitted {
+    /// Ran to the end on the calling thread.
+    Done(Vec<Tensor>),
+    /// Queued on the device; the caller may submit the next batch before
+    /// finishing this one.
+    InFlight(Box<dyn InFlight>),
+}
+
+impl Submitted {
+    /// The results, waiting for the device if they are in flight.
+    pub fn finish(self, timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError> {
+        match self {
+            Submitted::Done(outputs) => Ok(outputs),
+            Submitted::InFlight(work) => work.finish(timings),
+        }
+    }
+}
+
 /// One loaded copy of a model on one device.
 pub trait Backend: Send + 'static {
     /// Runs the model. `inputs` is aligned with `ModelSpec::inputs` (`None`
@@ -55,6 +85,24 @@ pub trait Backend: Send + 'static {
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
         self.execute(&batch::merge(requests), timings)
+    }
+
+    /// Starts one execution of one or more compatible requests (several:
+    /// as [`Self::execute_batch`]). A backend whose device runs
+    /// asynchronously (a GPU) returns it in flight, so that its scheduler
+    /// gathers and copies in the next batch while this one computes, and
+    /// finishes it from another thread; at most two are in flight per
+    /// instance, and the instance outlives them. By default: runs it.
+    fn submit(
+        &mut self,
+        requests: &[&BackendRequest],
+        timings: &mut ExecTimings,
+    ) -> Result<Submitted, BackendError> {
+        match requests {
+            [one] => self.execute(one, timings),
+            many => self.execute_batch(many, timings),
+        }
+        .map(Submitted::Done)
     }
 
     /// Human-readable device name for logs and the index ("cpu", "cuda:0").

@@ -13,6 +13,6 @@ mod instance;
 mod registry;
 mod request;
 
-pub use instance::{Backend, BackendError, ExecTimings};
+pub use instance::{Backend, BackendError, ExecTimings, InFlight, Submitted};
 pub use registry::{BackendFactory, BackendRegistry};
 pub use request::BackendRequest;

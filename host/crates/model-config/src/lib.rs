@@ -19,8 +19,8 @@ pub use ensemble::check_steps;
 pub use parse::{parse_text, read_config, ConfigError, CONFIG_FILE};
 pub use spec::{
     datatype_of, ignored_optimization_settings, select_versions, validate, ModelSpec, Placement,
-    TensorSpec, CUSTOM_OPS_PARAMETER, ENSEMBLE_BACKEND, ENSEMBLE_PLATFORM, OP_PLUGIN_BACKEND,
-    PLATFORM_BACKENDS,
+    TensorSpec, CUSTOM_OPS_PARAMETER, DISPATCH_WHEN_IDLE_PARAMETER, ENSEMBLE_BACKEND,
+    ENSEMBLE_PLATFORM, OP_PLUGIN_BACKEND, PLATFORM_BACKENDS,
 };
 
 /// Types generated from `proto/model_config.proto` (package `inference`).
@@ -168,6 +168,27 @@ instance_group [ { kind: KIND_CPU } ]
         let e = load(&tmp, "m").unwrap_err().0;
         assert!(e.contains("config.pbtxt:3:1"), "{e}");
         assert!(e.contains("max_batch_sise"), "{e}");
+    }
+
+    #[test]
+    fn dispatch_when_idle_defaults_on_and_a_bad_value_names_the_parameter() {
+        let tmp = dir_with("resnet50", RESNET);
+        std::fs::write(tmp.path().join("resnet50/labels.txt"), "a\n").unwrap();
+        assert!(load(&tmp, "resnet50").unwrap().dispatch_when_idle());
+        let with = |value: &str| {
+            let text = format!(
+                "{RESNET}parameters: {{ key: \"dispatch_when_idle\" value: {{ string_value: \"{value}\" }} }}\n"
+            );
+            std::fs::write(tmp.path().join("resnet50/config.pbtxt"), text).unwrap();
+            load(&tmp, "resnet50")
+        };
+        assert!(!with("false").unwrap().dispatch_when_idle());
+        assert!(with("TRUE").unwrap().dispatch_when_idle());
+        let e = with("sometimes").unwrap_err().0;
+        assert!(
+            e.contains("parameter 'dispatch_when_idle'") && e.contains("\"sometimes\""),
+            "{e}"
+        );
     }
 
     #[test]

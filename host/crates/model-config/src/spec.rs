@@ -25,6 +25,10 @@ pub const ENSEMBLE_BACKEND: &str = "ensemble";
 pub const OP_PLUGIN_BACKEND: &str = "wasm_ops";
 /// The parameter in which a model names its op plugins (comma-separated).
 pub const CUSTOM_OPS_PARAMETER: &str = "custom_ops";
+/// The parameter that turns off dispatching at once to an idle model
+/// (`"false"`: every batch waits `max_queue_delay_microseconds` for company,
+/// as in Triton). See [`ModelSpec::dispatch_when_idle`].
+pub const DISPATCH_WHEN_IDLE_PARAMETER: &str = "dispatch_when_idle";
 
 /// Triton's platforms and the backend each one names (Triton fills one from
 /// the other; kiln reports both as Triton does).
@@ -141,6 +145,20 @@ impl ModelSpec {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether a batch goes out at once, with whatever is queued, when none
+    /// of the model's instances is executing (default), instead of waiting
+    /// `max_queue_delay_microseconds` for company. Waiting only pays while
+    /// another batch keeps the device busy; a lone request otherwise waits
+    /// the full delay while the device idles (issue 15 measured 561 µs of a
+    /// 2.43 ms p50 at concurrency 1). `validate` has checked the value.
+    pub fn dispatch_when_idle(&self) -> bool {
+        self.config
+            .parameters
+            .get(DISPATCH_WHEN_IDLE_PARAMETER)
+            .and_then(|p| parse_bool(&p.string_value))
+            .unwrap_or(true)
     }
 
     pub fn is_ensemble(&self) -> bool {
@@ -360,6 +378,14 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
             ));
         }
     }
+    if let Some(p) = config.parameters.get(DISPATCH_WHEN_IDLE_PARAMETER) {
+        if parse_bool(&p.string_value).is_none() {
+            return Err(err(format!(
+                "parameter '{DISPATCH_WHEN_IDLE_PARAMETER}': expected \"true\" or \"false\", got \"{}\"",
+                kiln_types::text::clip(&p.string_value)
+            )));
+        }
+    }
     if config
         .model_transaction_policy
         .as_ref()
@@ -412,6 +438,15 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
         warnings,
         ceilings: None,
     })
+}
+
+/// A boolean model parameter as Triton's backends read them.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 fn tensor_spec(

@@ -49,6 +49,10 @@ pub struct BatchPolicy {
     /// Ascending.
     pub preferred: Vec<usize>,
     pub max_delay: Duration,
+    /// A batch goes out at once with what is queued when no instance of the
+    /// model is executing; `max_delay` applies only while one is
+    /// ([`ModelSpec::dispatch_when_idle`]).
+    pub dispatch_when_idle: bool,
     /// Levels 1..=levels, 1 the highest; requests name theirs with the
     /// `priority` parameter (0 or absent: `default_priority`).
     pub levels: usize,
@@ -87,6 +91,7 @@ impl BatchPolicy {
             max_batch_size: spec.max_batch_size.max(1),
             preferred,
             max_delay: Duration::from_micros(db.map_or(0, |d| d.max_queue_delay_microseconds)),
+            dispatch_when_idle: spec.dispatch_when_idle(),
             levels,
             default_priority,
             level_policy,

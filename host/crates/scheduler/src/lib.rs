@@ -13,6 +13,13 @@
 //! idle instance while the others execute. Outputs are split back along the
 //! batch dimension.
 //!
+//! Waiting for company pays only while the device is busy anyway: when no
+//! instance of the model is executing, the batch goes out at once with the
+//! compatible requests already queued (`dispatch_when_idle`, on unless the
+//! model's parameter says `"false"`, which restores Triton's wait). Under
+//! load an instance is always executing, so batches still fill for the whole
+//! delay; a lone request no longer waits the delay beside an idle device.
+//!
 //! Dropping the runner closes the queue; the workers finish what is queued
 //! and exit, so a reload or unload never drops an accepted request.
 //!
@@ -26,13 +33,14 @@ mod queue;
 pub mod stats;
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use batch::BatchPolicy;
-use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings, InFlight, Submitted};
 use kiln_model_config::ModelSpec;
 use kiln_types::error::{KilnError, Result};
 use kiln_types::tensor::Tensor;
@@ -71,6 +79,9 @@ struct Shared {
     queue: Queue<Job>,
     /// Held by the one idle instance that is gathering the next batch.
     gathering: parking_lot::Mutex<()>,
+    /// Instances executing a batch: counted up while the gatherer still
+    /// holds `gathering`, so the next gatherer sees the batch just taken.
+    executing: AtomicUsize,
     stats: Arc<ModelStats>,
 }
 
@@ -120,6 +131,7 @@ impl ModelRunner {
             queue: Queue::new(policy.levels, 1),
             policy,
             gathering: parking_lot::Mutex::new(()),
+            executing: AtomicUsize::new(0),
             stats: stats.clone(),
         });
         let devices = instances.iter().map(|i| i.device()).collect();
@@ -280,9 +292,32 @@ fn still_wanted(shared: &Shared, job: Job, now: Instant) -> Option<Job> {
 }
 
 /// Takes the next batch: the oldest request, plus compatible ones when
-/// batching. `None` when the queue is closed and empty.
-fn gather(shared: &Shared) -> Option<Vec<Job>> {
+/// batching. `None` when the queue is closed and empty. The batch is counted
+/// as executing before the next gatherer may start (see [`Executing`]).
+fn gather(shared: &Arc<Shared>) -> Option<(Vec<Job>, Executing)> {
     let _one_gatherer = shared.gathering.lock();
+    let jobs = gather_batch(shared)?;
+    Some((jobs, Executing::start(shared)))
+}
+
+/// One batch executing or in flight on an instance; counted out when
+/// dropped.
+struct Executing(Arc<Shared>);
+
+impl Executing {
+    fn start(shared: &Arc<Shared>) -> Self {
+        shared.executing.fetch_add(1, Ordering::SeqCst);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for Executing {
+    fn drop(&mut self) {
+        self.0.executing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn gather_batch(shared: &Shared) -> Option<Vec<Job>> {
     let first = loop {
         let job = shared.queue.pop()?;
         if let Some(job) = still_wanted(shared, job, Instant::now()) {
@@ -295,7 +330,13 @@ fn gather(shared: &Shared) -> Option<Vec<Job>> {
     if !policy.enabled {
         return Some(jobs);
     }
-    let deadline = jobs[0].enqueued + policy.max_delay;
+    // Nothing executing: the device idles while we wait, so take only what
+    // is already queued (the deadline has passed for `pop_until`).
+    let deadline = if policy.dispatch_when_idle && shared.executing.load(Ordering::SeqCst) == 0 {
+        Instant::now()
+    } else {
+        jobs[0].enqueued + policy.max_delay
+    };
     while !policy.preferred_reached(size) {
         let room = policy.max_batch_size - size;
         let head = &jobs[0].request;
@@ -325,57 +366,78 @@ fn to_kiln_error(e: BackendError) -> KilnError {
     }
 }
 
-fn run(
-    instance: &mut dyn Backend,
-    requests: &[&BackendRequest],
-    timings: &mut ExecTimings,
-) -> Result<Vec<Tensor>> {
-    // A panic inside a backend fails this execution only; the instance keeps serving.
-    std::panic::catch_unwind(AssertUnwindSafe(|| match requests {
-        [one] => instance.execute(one, timings),
-        many => instance.execute_batch(many, timings),
-    }))
-    .unwrap_or_else(|p| {
-        Err(BackendError::Execution(format!(
-            "backend panicked: {}",
-            kiln_types::error::panic_message(&*p)
-        )))
-    })
-    .map_err(to_kiln_error)
+/// Runs backend code; a panic inside it fails this execution only, and the
+/// instance keeps serving.
+fn guarded<T>(f: impl FnOnce() -> std::result::Result<T, BackendError>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| {
+            Err(BackendError::Execution(format!(
+                "backend panicked: {}",
+                kiln_types::error::panic_message(&*p)
+            )))
+        })
+        .map_err(to_kiln_error)
 }
 
-fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
-    tracing::debug!(model = %shared.name, instance = index, device = %instance.device(), "instance started");
-    while let Some(jobs) = gather(&shared) {
-        let started = Instant::now();
-        let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
-        let total: usize = sizes.iter().sum();
-        let mut timings = ExecTimings::default();
-        let requests: Vec<&BackendRequest> = jobs.iter().map(|j| &j.request).collect();
+/// A batch from its start on an instance to its answers.
+struct Batch {
+    jobs: Vec<Job>,
+    started: Instant,
+    timings: ExecTimings,
+    span: tracing::Span,
+    /// Counted out when the answers go.
+    executing: Executing,
+}
+
+impl Batch {
+    fn start(shared: &Shared, index: usize, jobs: Vec<Job>, executing: Executing) -> Self {
+        let total: usize = jobs.iter().map(|j| j.items).sum();
         let span =
             tracing::debug_span!("execute", model = %shared.name, instance = index, batch = total);
         for job in &jobs {
             span.follows_from(&job.span);
         }
-        let _entered = span.enter();
         let count = jobs.len() as i64;
         shared.stats.pending(-count);
         shared.stats.executing(count);
+        Self {
+            jobs,
+            started: Instant::now(),
+            timings: ExecTimings::default(),
+            span,
+            executing,
+        }
+    }
+
+    /// Splits the batched outputs back to the requests and answers each.
+    fn answer(self, shared: &Shared, result: Result<Vec<Tensor>>) {
+        let Batch {
+            jobs,
+            started,
+            timings,
+            span,
+            executing,
+        } = self;
+        let _entered = span.enter();
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
+        let total: usize = sizes.iter().sum();
         let result = if jobs.len() == 1 {
-            run(instance.as_mut(), &requests, &mut timings).map(|outputs| vec![outputs])
+            result.map(|outputs| vec![outputs])
         } else {
-            run(instance.as_mut(), &requests, &mut timings).and_then(|outputs| {
+            result.and_then(|outputs| {
                 kiln_backend::batch::split(outputs, &sizes).map_err(|m| {
                     KilnError::internal(format!("cannot split the batch of {total}: {m}"))
                 })
             })
         };
+        // The device is free for the next gatherer before the answers go.
+        drop(executing);
         if result.is_ok() {
             shared.stats.record_execution(total as u64, &timings);
         }
         // Counted out before the answers go: a caller that has its answer
         // never sees itself still counted.
-        shared.stats.executing(-count);
+        shared.stats.executing(-(jobs.len() as i64));
         match result {
             Ok(per_request) => {
                 let compute = timings.input + timings.infer + timings.output;
@@ -393,6 +455,84 @@ fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
             }
+        }
+    }
+
+    /// Waits for the work the backend left in flight, then answers.
+    fn finish(mut self, shared: &Shared, work: Box<dyn InFlight>) {
+        let result = {
+            let _entered = self.span.enter();
+            guarded(|| work.finish(&mut self.timings))
+        };
+        self.answer(shared, result);
+    }
+}
+
+type ToFinisher = std::sync::mpsc::SyncSender<(Batch, Box<dyn InFlight>)>;
+
+/// The thread that finishes an instance's batches in flight, in order. The
+/// hand-off is a rendezvous: the instance thread launches batch n + 1 while
+/// batch n is waited for here, and waits to hand n + 1 over until n is
+/// answered, so at most two batches of an instance are on its device.
+fn start_finisher(
+    shared: &Arc<Shared>,
+    index: usize,
+) -> Option<(ToFinisher, std::thread::JoinHandle<()>)> {
+    let (to_finisher, batches) = std::sync::mpsc::sync_channel::<(Batch, Box<dyn InFlight>)>(0);
+    let for_thread = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("kiln-{}-out", shared.name))
+        .spawn(move || {
+            for (batch, work) in batches {
+                batch.finish(&for_thread, work);
+            }
+        })
+        .map_err(|e| {
+            tracing::warn!(model = %shared.name, instance = index, "cannot start a finishing thread ({e}); batches finish on the instance thread")
+        })
+        .ok()
+        .map(|handle| (to_finisher, handle))
+}
+
+fn worker(index: usize, mut instance: Box<dyn Backend>, shared: Arc<Shared>) {
+    tracing::debug!(model = %shared.name, instance = index, device = %instance.device(), "instance started");
+    // Started on the first batch the backend leaves in flight (never for a
+    // backend that runs to the end).
+    let mut finisher: Option<Option<(ToFinisher, std::thread::JoinHandle<()>)>> = None;
+    while let Some((jobs, executing)) = gather(&shared) {
+        let mut batch = Batch::start(&shared, index, jobs, executing);
+        let submitted = {
+            let _entered = batch.span.enter();
+            let requests: Vec<&BackendRequest> = batch.jobs.iter().map(|j| &j.request).collect();
+            guarded(|| instance.submit(&requests, &mut batch.timings))
+        };
+        match submitted {
+            Ok(Submitted::Done(outputs)) => batch.answer(&shared, Ok(outputs)),
+            Err(e) => batch.answer(&shared, Err(e)),
+            Ok(Submitted::InFlight(work)) => {
+                let to_finisher = finisher
+                    .get_or_insert_with(|| start_finisher(&shared, index))
+                    .as_ref()
+                    .map(|(to, _)| to);
+                match to_finisher {
+                    Some(to) => {
+                        if let Err(std::sync::mpsc::SendError((batch, work))) =
+                            to.send((batch, work))
+                        {
+                            batch.finish(&shared, work);
+                        }
+                    }
+                    None => batch.finish(&shared, work),
+                }
+            }
+        }
+    }
+    // Every batch in flight is answered before the instance (its device
+    // memory, streams, graphs) is dropped.
+    if let Some(Some((to_finisher, handle))) = finisher {
+        drop(to_finisher);
+        if handle.join().is_err() {
+            tracing::error!(model = %shared.name, instance = index, "a finishing thread panicked");
         }
     }
     tracing::debug!(model = %shared.name, instance = index, "instance stopped");

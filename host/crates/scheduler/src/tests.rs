@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
-use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings, InFlight, Submitted};
 use kiln_model_config::{parse_text, validate, ModelSpec};
 use kiln_types::context::{Identity, Protocol};
 use kiln_types::tensor::{DataType, Tensor};
@@ -212,6 +212,16 @@ impl Harness {
         .await;
     }
 
+    /// Waits until the one pending request has left the queue for a batch
+    /// that is not executing yet: an instance is gathering company for it.
+    async fn until_gathering(&self) {
+        until(
+            || self.gauges.now().0 == 1 && self.runner.shared.queue.waiting() == 0,
+            "an instance to take the request and wait for company",
+        )
+        .await;
+    }
+
     /// Waits until `n` executions have started (held at the gate).
     async fn until_executing(&self, n: usize) {
         until(|| self.entered.load(SeqCst) >= n, "executions started").await;
@@ -220,13 +230,25 @@ impl Harness {
     fn executions(&self) -> Vec<Vec<f32>> {
         self.log.lock().unwrap().clone()
     }
+
+    /// [`Self::executions`], each batch's markers in order: requests
+    /// submitted together (each its own task) may queue in any order.
+    fn sorted_executions(&self) -> Vec<Vec<f32>> {
+        let mut executions = self.executions();
+        for e in &mut executions {
+            e.sort_by(f32::total_cmp);
+        }
+        executions
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compatible_requests_execute_as_one_batch_and_each_caller_gets_its_rows() {
-    // A long delay: the batch goes when full (max_batch_size 4), not on time.
+    // A long delay: the batch goes when full (max_batch_size 4), not on time
+    // (Triton's wait: an idle instance would otherwise take the first alone).
     let h = start(
-        "dynamic_batching { max_queue_delay_microseconds: 60000000 }",
+        "dynamic_batching { max_queue_delay_microseconds: 60000000 }\n\
+         parameters { key: \"dispatch_when_idle\" value { string_value: \"false\" } }",
         1,
     );
     let answers: Vec<_> = (1..=4).map(|m| h.submit(m as f32, 3, &[])).collect();
@@ -465,4 +487,226 @@ async fn a_tenant_over_its_queued_quota_is_refused_and_others_are_not() {
         a.await.unwrap().unwrap();
     }
     assert_eq!(h.executions().len(), 4);
+}
+
+/// A delay no test waits out: a request that waited for it would hang the
+/// test until `until`'s 30 s.
+const A_MINUTE: &str = "dynamic_batching { max_queue_delay_microseconds: 60000000 }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_model_runs_a_lone_request_at_once() {
+    let h = start(A_MINUTE, 1);
+    h.gate.open();
+    let answer = h.submit(7.0, 2, &[]);
+    until(|| answer.is_finished(), "the lone request's answer").await;
+    answer.await.unwrap().unwrap();
+    assert_eq!(h.executions(), vec![vec![7.0, 7.0]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_busy_instance_go_together_once_it_is_free() {
+    let h = start(A_MINUTE, 1);
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    let answers: Vec<_> = (1..=3).map(|m| h.submit(m as f32, 1, &[])).collect();
+    h.until_queued(3).await;
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    // Three of a possible four: the instance is idle, so the batch does
+    // not wait a minute for the fourth.
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(h.sorted_executions(), vec![vec![0.0], vec![1.0, 2.0, 3.0]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_one_instance_executes_the_other_waits_for_a_fuller_batch() {
+    let h = start(A_MINUTE, 2);
+    let blocker = h.submit(0.0, 1, &[]);
+    h.until_executing(1).await;
+    // The second instance takes request 1 and, the device being busy,
+    // waits for company: 2..4 join it and fill the batch of 4.
+    let first = h.submit(1.0, 1, &[]);
+    h.until_gathering().await;
+    let rest: Vec<_> = (2..=4).map(|m| h.submit(m as f32, 1, &[])).collect();
+    h.until_executing(2).await;
+    h.gate.open();
+    blocker.await.unwrap().unwrap();
+    first.await.unwrap().unwrap();
+    for a in rest {
+        a.await.unwrap().unwrap();
+    }
+    // Both instances pass the gate together: their log order is either.
+    let mut executions = h.sorted_executions();
+    executions.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    assert_eq!(executions, vec![vec![0.0], vec![1.0, 2.0, 3.0, 4.0]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_dispatch_when_idle_false_an_idle_model_still_waits_for_company() {
+    let h = start(
+        &format!(
+            "{A_MINUTE}\nparameters {{ key: \"dispatch_when_idle\" value {{ string_value: \"false\" }} }}"
+        ),
+        1,
+    );
+    h.gate.open();
+    let first = h.submit(1.0, 1, &[]);
+    h.until_gathering().await;
+    let rest: Vec<_> = (2..=4).map(|m| h.submit(m as f32, 1, &[])).collect();
+    first.await.unwrap().unwrap();
+    for a in rest {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(h.executions().len(), 1, "{:?}", h.executions());
+}
+
+/// Like [`Probe`], but leaves each execution in flight, as a GPU backend
+/// does: `submit` logs the batch and returns; its `finish` waits at the gate.
+struct DeviceProbe {
+    gate: Gate,
+    /// Executions submitted (`entered`) and finished.
+    entered: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
+    /// The most executions ever submitted and not finished at once.
+    most_in_flight: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+impl DeviceProbe {
+    fn new(gate: &Gate) -> Self {
+        Self {
+            gate: gate.clone(),
+            entered: Arc::new(AtomicUsize::new(0)),
+            finished: Arc::new(AtomicUsize::new(0)),
+            most_in_flight: Arc::new(AtomicUsize::new(0)),
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+struct ProbeWork {
+    gate: Gate,
+    finished: Arc<AtomicUsize>,
+    outputs: Vec<Tensor>,
+}
+
+impl InFlight for ProbeWork {
+    fn finish(self: Box<Self>, _: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError> {
+        self.gate.pass();
+        self.finished.fetch_add(1, SeqCst);
+        Ok(self.outputs)
+    }
+}
+
+impl Backend for DeviceProbe {
+    fn execute(
+        &mut self,
+        request: &BackendRequest,
+        timings: &mut ExecTimings,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        self.submit(&[request], timings)?.finish(timings)
+    }
+    fn submit(
+        &mut self,
+        requests: &[&BackendRequest],
+        _: &mut ExecTimings,
+    ) -> Result<Submitted, BackendError> {
+        let in_flight = self.entered.fetch_add(1, SeqCst) + 1 - self.finished.load(SeqCst);
+        self.most_in_flight.fetch_max(in_flight, SeqCst);
+        let merged = kiln_backend::batch::merge(requests);
+        let x = merged.inputs[0].clone().expect("x is required");
+        self.log.lock().unwrap().push(
+            x.data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+        let mut y = x;
+        y.name = "y".into();
+        Ok(Submitted::InFlight(Box::new(ProbeWork {
+            gate: self.gate.clone(),
+            finished: self.finished.clone(),
+            outputs: vec![y],
+        })))
+    }
+    fn device(&self) -> String {
+        "probe-device".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_launched_while_one_is_in_flight_and_at_most_two_are() {
+    let gate = Gate::closed();
+    let probe = DeviceProbe::new(&gate);
+    let (finished, most_in_flight) = (probe.finished.clone(), probe.most_in_flight.clone());
+    let h = Harness {
+        entered: probe.entered.clone(),
+        log: probe.log.clone(),
+        gate,
+        gauges: Gauges::default(),
+        runner: ModelRunner::start(
+            spec("dynamic_batching { max_queue_delay_microseconds: 1000 }"),
+            1,
+            vec![Box::new(probe)],
+            ModelStats::new(Gauges::default()),
+        )
+        .unwrap(),
+    };
+    let first = h.submit(1.0, 1, &[]);
+    h.until_executing(1).await;
+    // Batch 1 waits at the gate in flight; the instance launches batch 2
+    // beside it.
+    let second = h.submit(2.0, 1, &[]);
+    h.until_executing(2).await;
+    assert_eq!(finished.load(SeqCst), 0);
+    let rest: Vec<_> = (3..=9).map(|m| h.submit(m as f32, 1, &[])).collect();
+    h.until_queued(7).await;
+    h.gate.open();
+    for (m, a) in (1..=9).zip([first, second].into_iter().chain(rest)) {
+        let outputs = a.await.unwrap().unwrap();
+        assert_eq!(
+            outputs[0].data,
+            Bytes::from((m as f32).to_le_bytes().to_vec())
+        );
+    }
+    // 3..=9 queued in any order (each its own task): a full batch, then the rest.
+    let executions = h.sorted_executions();
+    let sizes: Vec<usize> = executions.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![1, 1, 4, 3], "{executions:?}");
+    assert_eq!((executions[0][0], executions[1][0]), (1.0, 2.0));
+    assert_eq!(most_in_flight.load(SeqCst), 2);
+    let stats = h.runner.stats.snapshot();
+    assert_eq!((stats.execution_count, stats.inference_count), (4, 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_answers_the_batches_in_flight_first() {
+    let gate = Gate::closed();
+    let probe = DeviceProbe::new(&gate);
+    let entered = probe.entered.clone();
+    let runner = ModelRunner::start(
+        spec(""),
+        1,
+        vec![Box::new(probe)],
+        ModelStats::new(Gauges::default()),
+    )
+    .unwrap();
+    let answers: Vec<_> = (0..2)
+        .map(|m| {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.execute(&ctx(), request(m as f32, 1, &[])).await })
+        })
+        .collect();
+    until(|| entered.load(SeqCst) == 2, "two executions in flight").await;
+    let stopping = {
+        let runner = runner.clone();
+        tokio::task::spawn_blocking(move || runner.stop())
+    };
+    gate.open();
+    stopping.await.unwrap();
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
 }

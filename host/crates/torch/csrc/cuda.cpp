@@ -8,6 +8,7 @@
 // shape and replayed with one launch.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <c10/core/Event.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -80,6 +81,64 @@ void* kiln_cuda_pinned_bytes(int64_t bytes) {
     tensor = new at::Tensor(at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true)));
   });
   return tensor;
+}
+
+// A CUDA event (timing off), or null. Events order an instance's copy
+// stream and compute stream against each other on the device, and tell the
+// host when a batch's results have arrived, without synchronizing a stream.
+// c10's device-generic Event, not c10::cuda::CUDAEvent: its calls go through
+// libc10_cuda's guard implementation, so this file calls no CUDA runtime
+// function itself and links without libcudart.
+void* kiln_cuda_event_new() {
+  c10::Event* event = nullptr;
+  guarded([&] { event = new c10::Event(c10::DeviceType::CUDA, c10::EventFlag::PYTORCH_DEFAULT); });
+  return event;
+}
+
+// Records, on `stream`, the point after everything queued on it so far.
+int kiln_cuda_event_record(void* event, void* stream) {
+  return guarded([&] {
+    static_cast<c10::Event*>(event)->record(static_cast<c10::cuda::CUDAStream*>(stream)->unwrap());
+  });
+}
+
+// Makes the work queued on `stream` from now on wait (on the device) for the
+// event's last record. An event never recorded does not hold the stream.
+int kiln_cuda_event_block(void* event, void* stream) {
+  return guarded([&] {
+    static_cast<c10::Event*>(event)->block(static_cast<c10::cuda::CUDAStream*>(stream)->unwrap());
+  });
+}
+
+// Waits on the host until the event's last record has passed.
+int kiln_cuda_event_synchronize(void* event) {
+  return guarded([&] { static_cast<c10::Event*>(event)->synchronize(); });
+}
+
+void kiln_cuda_event_free(void* event) {
+  delete static_cast<c10::Event*>(event);
+}
+
+// dst.copy_(src) without waiting for it: queued on the current stream
+// (a copy from pinned host memory, or to it, runs asynchronously).
+int kiln_cuda_copy_async(void* dst, void* src) {
+  return guarded([&] {
+    static_cast<at::Tensor*>(dst)->copy_(*static_cast<at::Tensor*>(src), /*non_blocking=*/true);
+  });
+}
+
+// A pinned host tensor of `src`'s shape and type (from libtorch's caching
+// host allocator, which keeps the block until the copy has run) and the
+// copy into it queued on the current stream; or null.
+void* kiln_cuda_to_pinned_async(void* src) {
+  at::Tensor* out = nullptr;
+  guarded([&] {
+    const at::Tensor& s = *static_cast<at::Tensor*>(src);
+    at::Tensor host = at::empty(s.sizes(), s.options().device(at::kCPU).pinned_memory(true));
+    host.copy_(s, /*non_blocking=*/true);
+    out = new at::Tensor(std::move(host));
+  });
+  return out;
 }
 
 // A CUDA graph, not yet captured, or null (see kiln_cuda_last_error).

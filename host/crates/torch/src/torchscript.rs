@@ -44,7 +44,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tch::{CModule, Device, IValue, Kind};
 
-use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings};
+use kiln_backend::{Backend, BackendError, BackendRequest, ExecTimings, InFlight, Submitted};
 use kiln_model_config::{ModelSpec, Placement, TensorSpec};
 use kiln_ops::OpResolver;
 
@@ -65,8 +65,9 @@ pub struct TorchScriptInstance {
     tensor_fuser: Option<bool>,
     /// The instance's own CUDA stream (GPU instances only).
     stream: Option<torch_ffi::CudaStream>,
-    /// Pinned host memory the inputs go through to a GPU (unused on the CPU).
-    staging: torch_ffi::PinnedStaging,
+    /// How inputs reach the GPU while the previous batch computes (GPU
+    /// instances only).
+    staging: Option<torch_ffi::InputStaging>,
     /// `arg_position[i]` = forward position of spec input `i`.
     arg_position: Vec<usize>,
     /// `output_position[i]` = index in the model's result of spec output `i`.
@@ -282,7 +283,12 @@ impl TorchScriptInstance {
                 Device::Cuda(i) => Some(torch_ffi::CudaStream::new(i).map_err(BackendError::Load)?),
                 _ => None,
             },
-            staging: torch_ffi::PinnedStaging::new(device),
+            staging: match device {
+                Device::Cuda(i) => {
+                    Some(torch_ffi::InputStaging::new(device, i).map_err(BackendError::Load)?)
+                }
+                _ => None,
+            },
             jit_profiling: bool_parameter(spec, "ENABLE_JIT_PROFILING")?,
             tensor_fuser: bool_parameter(spec, "ENABLE_TENSOR_FUSER")?,
             arg_position,
@@ -443,8 +449,13 @@ impl TorchScriptInstance {
             }
         }
         if !uploads.is_empty() {
-            let sent = self.staging.upload(&uploads).map_err(|e| {
-                BackendError::Execution(format!("cannot copy the inputs to {}: {e}", self.device()))
+            let device = self.device();
+            let (Some(staging), Some(stream)) = (self.staging.as_mut(), self.stream.as_ref())
+            else {
+                unreachable!("GPU instances have a stream and staging");
+            };
+            let sent = staging.upload(&uploads, stream).map_err(|e| {
+                BackendError::Execution(format!("cannot copy the inputs to {device}: {e}"))
             })?;
             for (i, t) in slots.into_iter().zip(sent) {
                 placed[i] = Some(t);
@@ -463,10 +474,9 @@ impl TorchScriptInstance {
         }
     }
 
-    /// Runs the model on placed inputs (spec order, declared types): a
-    /// captured graph when one fits, else eagerly; then reads the outputs
-    /// back.
-    fn forward(
+    /// Runs the model on placed CPU inputs (spec order, declared types)
+    /// and reads the outputs.
+    fn forward_on_cpu(
         &mut self,
         inputs: Vec<Option<tch::Tensor>>,
         start: Instant,
@@ -475,19 +485,66 @@ impl TorchScriptInstance {
         self.apply_intra_op_threads();
         let infer_start = Instant::now();
         timings.input = infer_start - start;
-        let produced = match self.graph_for(&inputs) {
-            Some(g) => self.replay(g, inputs)?,
-            None => self.run_model(inputs)?,
-        };
-        if let Some(stream) = &self.stream {
-            stream.synchronize().map_err(BackendError::Execution)?;
-            self.staging.mark_idle();
-        }
+        let produced = self.run_model(inputs)?;
         let output_start = Instant::now();
         timings.infer = output_start - infer_start;
-        let outputs = self.read_outputs(&produced)?;
+        let outputs = (0..self.outputs.len())
+            .map(|i| {
+                let (t, datatype) = self.declared_output(&produced, i)?;
+                let t = t
+                    .f_to_device(Device::Cpu)
+                    .and_then(|t| t.f_contiguous())
+                    .map_err(|e| BackendError::Execution(e.to_string()))?;
+                output_tensor(&self.outputs[i].name, &t, datatype)
+            })
+            .collect();
         timings.output = output_start.elapsed();
-        Ok(outputs)
+        outputs
+    }
+
+    /// Queues the forward pass on placed GPU inputs (a captured graph when
+    /// one fits, else eagerly) and the copies of its results into pinned
+    /// host memory, all on the instance's stream; returns them in flight.
+    /// The next batch may be placed and launched before they are finished:
+    /// stream order keeps a graph's next replay behind these copies.
+    fn launch(
+        &mut self,
+        inputs: Vec<Option<tch::Tensor>>,
+        start: Instant,
+        timings: &mut ExecTimings,
+    ) -> Result<Box<dyn InFlight>, BackendError> {
+        self.apply_intra_op_threads();
+        let launched = Instant::now();
+        timings.input = launched - start;
+        let produced = match self.graph_for(&inputs) {
+            Some(g) => self.replay(g, inputs),
+            None => self.run_model(inputs),
+        };
+        let exec = BackendError::Execution;
+        // A result may be (a view of) an input, which lives in the staging
+        // slot: its copy is queued before the slot is released.
+        let outputs = produced.and_then(|produced| {
+            (0..self.outputs.len())
+                .map(|i| {
+                    let (t, datatype) = self.declared_output(&produced, i)?;
+                    let host = torch_ffi::to_pinned_async(&t).map_err(exec)?;
+                    Ok((self.outputs[i].name.clone(), datatype, host))
+                })
+                .collect::<Result<Vec<_>, BackendError>>()
+        });
+        let (Some(staging), Some(stream)) = (self.staging.as_mut(), self.stream.as_ref()) else {
+            unreachable!("GPU instances have a stream and staging");
+        };
+        // Also after a failure: the slot is free once what was queued has run.
+        staging.consumed(stream).map_err(exec)?;
+        let outputs = outputs?;
+        let mut done = torch_ffi::CudaEvent::new().map_err(exec)?;
+        done.record(stream).map_err(exec)?;
+        Ok(Box::new(GpuResults {
+            done,
+            outputs,
+            launched,
+        }))
     }
 
     /// One eager forward pass: inputs (spec order) converted to the model's
@@ -773,58 +830,83 @@ impl TorchScriptInstance {
         }
     }
 
-    fn read_outputs(&self, produced: &[tch::Tensor]) -> Result<Vec<Tensor>, BackendError> {
-        let mut outputs = Vec::with_capacity(self.outputs.len());
-        for (spec, &pos) in self.outputs.iter().zip(&self.output_position) {
-            let t = produced.get(pos).ok_or_else(|| {
-                BackendError::Execution(format!(
-                    "output '{}' is result #{pos} but the model returned {} tensor(s)",
-                    spec.name,
-                    produced.len()
-                ))
-            })?;
-            let t = self
-                .to_declared_precision(t, spec.datatype)?
-                .f_to_device(Device::Cpu)
-                .and_then(|t| t.f_contiguous())
-                .map_err(|e| BackendError::Execution(e.to_string()))?;
-            let unsupported = || {
-                BackendError::Execution(format!(
-                    "output '{}' has a tensor type kiln cannot return",
-                    spec.name
-                ))
-            };
-            let (datatype, kind) = match t.f_kind() {
-                Ok(kind) => (datatype_of(kind).ok_or_else(unsupported)?, Some(kind)),
-                Err(_) => (
-                    torch_ffi::unsigned_datatype(&t).ok_or_else(unsupported)?,
-                    None,
-                ),
-            };
-            if datatype != spec.datatype {
-                return Err(BackendError::Execution(format!(
-                    "output '{}' is declared {} in config.pbtxt but the model produced {datatype}",
-                    spec.name, spec.datatype
-                )));
-            }
-            let buf = match kind {
-                Some(kind) => {
-                    let numel = t.numel();
-                    let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
-                    t.f_copy_data_u8(&mut buf, numel)
-                        .map_err(|e| BackendError::Execution(e.to_string()))?;
-                    buf
-                }
-                None => torch_ffi::unsigned_bytes(&t, datatype).map_err(BackendError::Execution)?,
-            };
-            outputs.push(Tensor::new(
-                spec.name.clone(),
-                datatype,
-                t.size(),
-                Bytes::from(buf),
-            ));
+    /// Result `i` of the model as output `i` is declared: at its declared
+    /// precision, on the model's device, with its datatype checked.
+    fn declared_output(
+        &self,
+        produced: &[tch::Tensor],
+        i: usize,
+    ) -> Result<(tch::Tensor, DataType), BackendError> {
+        let (spec, pos) = (&self.outputs[i], self.output_position[i]);
+        let t = produced.get(pos).ok_or_else(|| {
+            BackendError::Execution(format!(
+                "output '{}' is result #{pos} but the model returned {} tensor(s)",
+                spec.name,
+                produced.len()
+            ))
+        })?;
+        let t = self.to_declared_precision(t, spec.datatype)?;
+        let datatype = match t.f_kind() {
+            Ok(kind) => datatype_of(kind),
+            Err(_) => torch_ffi::unsigned_datatype(&t),
         }
-        Ok(outputs)
+        .ok_or_else(|| {
+            BackendError::Execution(format!(
+                "output '{}' has a tensor type kiln cannot return",
+                spec.name
+            ))
+        })?;
+        if datatype != spec.datatype {
+            return Err(BackendError::Execution(format!(
+                "output '{}' is declared {} in config.pbtxt but the model produced {datatype}",
+                spec.name, spec.datatype
+            )));
+        }
+        Ok((t, datatype))
+    }
+}
+
+/// A contiguous CPU tensor's bytes as output `name`.
+fn output_tensor(name: &str, t: &tch::Tensor, datatype: DataType) -> Result<Tensor, BackendError> {
+    let buf = match kind_of(datatype) {
+        Some(kind) => {
+            let numel = t.numel();
+            let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
+            t.f_copy_data_u8(&mut buf, numel)
+                .map_err(|e| BackendError::Execution(e.to_string()))?;
+            buf
+        }
+        None => torch_ffi::unsigned_bytes(t, datatype).map_err(BackendError::Execution)?,
+    };
+    Ok(Tensor::new(
+        name.to_string(),
+        datatype,
+        t.size(),
+        Bytes::from(buf),
+    ))
+}
+
+/// A GPU batch's results on their way to pinned host memory.
+struct GpuResults {
+    /// Recorded after the copies to `outputs`.
+    done: torch_ffi::CudaEvent,
+    /// (name, datatype, pinned host tensor) per declared output.
+    outputs: Vec<(String, DataType, tch::Tensor)>,
+    launched: Instant,
+}
+
+impl InFlight for GpuResults {
+    fn finish(self: Box<Self>, timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError> {
+        self.done.synchronize().map_err(BackendError::Execution)?;
+        let arrived = Instant::now();
+        timings.infer = arrived - self.launched;
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(name, datatype, t)| output_tensor(name, t, *datatype))
+            .collect();
+        timings.output = arrived.elapsed();
+        outputs
     }
 }
 
@@ -834,14 +916,7 @@ impl Backend for TorchScriptInstance {
         request: &BackendRequest,
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
-        let start = Instant::now();
-        let parts: Vec<Option<Vec<&Tensor>>> = request
-            .inputs
-            .iter()
-            .map(|t| t.as_ref().map(|t| vec![t]))
-            .collect();
-        let inputs = self.place_inputs(&parts)?;
-        self.forward(inputs, start, timings)
+        self.submit(&[request], timings)?.finish(timings)
     }
 
     fn execute_batch(
@@ -849,15 +924,34 @@ impl Backend for TorchScriptInstance {
         requests: &[&BackendRequest],
         timings: &mut ExecTimings,
     ) -> Result<Vec<Tensor>, BackendError> {
+        self.submit(requests, timings)?.finish(timings)
+    }
+
+    /// On a GPU: gathered into the staging slot, copied and launched, and
+    /// returned in flight. On the CPU, or for a batch of types the staging
+    /// cannot gather (unsigned wide types, merged first): run here.
+    fn submit(
+        &mut self,
+        requests: &[&BackendRequest],
+        timings: &mut ExecTimings,
+    ) -> Result<Submitted, BackendError> {
+        let start = Instant::now();
+        let on_gpu = self.stream.is_some();
         let gatherable = requests[0]
             .inputs
             .iter()
             .flatten()
             .all(|t| kind_of(t.datatype).is_some());
-        if self.device == Device::Cpu || !gatherable {
-            return self.execute(&kiln_backend::batch::merge(requests), timings);
-        }
-        let start = Instant::now();
+        let merged;
+        let one;
+        let requests = if requests.len() > 1 && !(on_gpu && gatherable) {
+            merged = kiln_backend::batch::merge(requests);
+            one = [&merged];
+            &one[..]
+        } else {
+            requests
+        };
+        // Input i's tensor in each request: its parts along the batch dim.
         let parts: Vec<Option<Vec<&Tensor>>> = (0..requests[0].inputs.len())
             .map(|i| {
                 let parts: Vec<&Tensor> = requests
@@ -868,7 +962,12 @@ impl Backend for TorchScriptInstance {
             })
             .collect();
         let inputs = self.place_inputs(&parts)?;
-        self.forward(inputs, start, timings)
+        if on_gpu {
+            self.launch(inputs, start, timings).map(Submitted::InFlight)
+        } else {
+            self.forward_on_cpu(inputs, start, timings)
+                .map(Submitted::Done)
+        }
     }
 
     fn device(&self) -> String {
