@@ -18,8 +18,8 @@ pub use ceilings::Ceilings;
 pub use ensemble::check_steps;
 pub use parse::{parse_text, read_config, ConfigError, CONFIG_FILE};
 pub use spec::{
-    datatype_of, ignored_optimization_settings, select_versions, validate, ModelSpec, Placement,
-    TensorSpec, CUSTOM_OPS_PARAMETER, DISPATCH_WHEN_IDLE_PARAMETER, ENSEMBLE_BACKEND,
+    datatype_of, ignored_optimization_settings, parse_bool, select_versions, validate, ModelSpec,
+    Placement, TensorSpec, CUSTOM_OPS_PARAMETER, DISPATCH_WHEN_IDLE_PARAMETER, ENSEMBLE_BACKEND,
     ENSEMBLE_PLATFORM, OP_PLUGIN_BACKEND, PLATFORM_BACKENDS,
 };
 

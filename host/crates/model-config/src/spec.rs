@@ -440,8 +440,9 @@ pub fn validate(model_dir: &Path, mut config: ModelConfig) -> Result<ModelSpec, 
     })
 }
 
-/// A boolean model parameter as Triton's backends read them.
-fn parse_bool(value: &str) -> Option<bool> {
+/// A boolean model parameter's value as Triton's backends read them (any
+/// case, surrounding space ignored); `None` for anything else.
+pub fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),

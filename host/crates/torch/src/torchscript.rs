@@ -450,10 +450,7 @@ impl TorchScriptInstance {
         }
         if !uploads.is_empty() {
             let device = self.device();
-            let (Some(staging), Some(stream)) = (self.staging.as_mut(), self.stream.as_ref())
-            else {
-                unreachable!("GPU instances have a stream and staging");
-            };
+            let (staging, stream) = self.gpu_path();
             let sent = staging.upload(&uploads, stream).map_err(|e| {
                 BackendError::Execution(format!("cannot copy the inputs to {device}: {e}"))
             })?;
@@ -462,6 +459,15 @@ impl TorchScriptInstance {
             }
         }
         Ok(placed)
+    }
+
+    /// A GPU instance's staging and compute stream (both exist exactly
+    /// when the instance runs on a GPU; only GPU paths call this).
+    fn gpu_path(&mut self) -> (&mut torch_ffi::InputStaging, &torch_ffi::CudaStream) {
+        match (self.staging.as_mut(), self.stream.as_ref()) {
+            (Some(staging), Some(stream)) => (staging, stream),
+            _ => unreachable!("GPU instances have a stream and staging"),
+        }
     }
 
     /// Converts a floating-point input to the model's `precision`.
@@ -532,9 +538,7 @@ impl TorchScriptInstance {
                 })
                 .collect::<Result<Vec<_>, BackendError>>()
         });
-        let (Some(staging), Some(stream)) = (self.staging.as_mut(), self.stream.as_ref()) else {
-            unreachable!("GPU instances have a stream and staging");
-        };
+        let (staging, stream) = self.gpu_path();
         // Also after a failure: the slot is free once what was queued has run.
         staging.consumed(stream).map_err(exec)?;
         let outputs = outputs?;
@@ -786,11 +790,10 @@ fn bool_parameter(spec: &ModelSpec, key: &str) -> Result<Option<bool>, BackendEr
     let Some(value) = parameter_word(spec, key) else {
         return Ok(None);
     };
-    match value.as_str() {
-        "true" | "1" | "yes" | "on" => Ok(Some(true)),
-        "false" | "0" | "no" | "off" => Ok(Some(false)),
-        other => Err(BackendError::Load(format!(
-            "parameter '{key}': expected true or false, got '{other}'"
+    match kiln_model_config::parse_bool(&value) {
+        Some(on) => Ok(Some(on)),
+        None => Err(BackendError::Load(format!(
+            "parameter '{key}': expected true or false, got '{value}'"
         ))),
     }
 }
