@@ -155,7 +155,7 @@ def test_higher_priority_requests_run_first(copy_repo, kiln):
 
 
 def test_an_idle_model_answers_a_lone_request_without_waiting_for_company(copy_repo, kiln):
-    """dispatch_when_idle (kiln's default): with no instance executing, a batch goes out with
+    """dispatch_when_idle (kiln's default): with an instance idle, a batch goes out with
     what is queued instead of waiting max_queue_delay_microseconds; "false" restores Triton's
     wait. The delay is 3 s so the two behaviours are seconds apart, far beyond any noise."""
     repo = copy_repo("identity_fp32")

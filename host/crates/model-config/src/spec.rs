@@ -147,12 +147,16 @@ impl ModelSpec {
             .unwrap_or_default()
     }
 
-    /// Whether a batch goes out at once, with whatever is queued, when none
-    /// of the model's instances is executing (default), instead of waiting
-    /// `max_queue_delay_microseconds` for company. Waiting only pays while
-    /// another batch keeps the device busy; a lone request otherwise waits
-    /// the full delay while the device idles (issue 15 measured 561 µs of a
-    /// 2.43 ms p50 at concurrency 1). `validate` has checked the value.
+    /// Whether a batch goes out at once, with whatever is queued, while one
+    /// of the model's instances is idle (default), instead of waiting
+    /// `max_queue_delay_microseconds` for company; while every instance is
+    /// busy it waits until one is idle or the delay ends. Waiting only pays
+    /// while the instances are busy; a lone request otherwise waits the
+    /// full delay beside an idle one (issue 15 measured 561 µs of a 2.43 ms
+    /// p50 at concurrency 1; and at concurrency 4 on two instances, "idle"
+    /// meaning no instance executing left the second one idle while
+    /// requests waited: 1,290 against 1,446 requests/s with "idle" meaning
+    /// any instance, BENCHMARKS.md). `validate` has checked the value.
     pub fn dispatch_when_idle(&self) -> bool {
         self.config
             .parameters

@@ -79,10 +79,20 @@ struct Shared {
     queue: Queue<Job>,
     /// Held by the one idle instance that is gathering the next batch.
     gathering: parking_lot::Mutex<()>,
-    /// Instances executing a batch: counted up while the gatherer still
+    /// Batches executing or in flight: counted up while the gatherer still
     /// holds `gathering`, so the next gatherer sees the batch just taken.
     executing: AtomicUsize,
+    /// The model's instances: with fewer batches than this executing, one
+    /// of them is idle (`dispatch_when_idle`).
+    instances: usize,
     stats: Arc<ModelStats>,
+}
+
+impl Shared {
+    /// Every instance has a batch executing or in flight.
+    fn all_busy(&self) -> bool {
+        self.executing.load(Ordering::SeqCst) >= self.instances
+    }
 }
 
 /// A loaded, serving model version.
@@ -132,6 +142,7 @@ impl ModelRunner {
             policy,
             gathering: parking_lot::Mutex::new(()),
             executing: AtomicUsize::new(0),
+            instances: instances.len(),
             stats: stats.clone(),
         });
         let devices = instances.iter().map(|i| i.device()).collect();
@@ -314,6 +325,11 @@ impl Executing {
 impl Drop for Executing {
     fn drop(&mut self) {
         self.0.executing.fetch_sub(1, Ordering::SeqCst);
+        // An instance is idle now: a gatherer waiting for company while
+        // every instance was busy goes with what it has.
+        if self.0.policy.dispatch_when_idle {
+            self.0.queue.wake();
+        }
     }
 }
 
@@ -330,13 +346,13 @@ fn gather_batch(shared: &Shared) -> Option<Vec<Job>> {
     if !policy.enabled {
         return Some(jobs);
     }
-    // Nothing executing: the device idles while we wait, so take only what
-    // is already queued (the deadline has passed for `pop_until`).
-    let deadline = if policy.dispatch_when_idle && shared.executing.load(Ordering::SeqCst) == 0 {
-        Instant::now()
-    } else {
-        jobs[0].enqueued + policy.max_delay
-    };
+    // `dispatch_when_idle`: waiting for company is worth it only while
+    // every instance is busy; with one idle, its device time would go
+    // unused while we wait, so take what is queued and go. A gatherer that
+    // waits goes as soon as an instance becomes idle (`Executing`'s drop
+    // wakes it), or at the deadline.
+    let idle_instance = || policy.dispatch_when_idle && !shared.all_busy();
+    let deadline = jobs[0].enqueued + policy.max_delay;
     while !policy.preferred_reached(size) {
         let room = policy.max_batch_size - size;
         let head = &jobs[0].request;
@@ -347,7 +363,7 @@ fn gather_batch(shared: &Shared) -> Option<Vec<Job>> {
         } else {
             deadline
         };
-        let Some(job) = shared.queue.pop_until(wait_until, &accept) else {
+        let Some(job) = shared.queue.pop_until(wait_until, &accept, &idle_instance) else {
             break;
         };
         if let Some(job) = still_wanted(shared, job, Instant::now()) {

@@ -206,19 +206,33 @@ impl<T> Queue<T> {
     }
 
     /// The next request if `accept` takes it, waiting until `deadline` for
-    /// one to arrive. Stops at the first request `accept` refuses: requests
-    /// are never overtaken, so arrival order holds within a flow's priority
-    /// level and turns are never skipped.
-    pub fn pop_until(&self, deadline: Instant, accept: &dyn Fn(&T) -> bool) -> Option<T> {
+    /// one to arrive, or until `stop_waiting` holds (checked at the start
+    /// and at each [`Self::wake`]). Stops at the first request `accept`
+    /// refuses: requests are never overtaken, so arrival order holds within
+    /// a flow's priority level and turns are never skipped.
+    pub fn pop_until(
+        &self,
+        deadline: Instant,
+        accept: &dyn Fn(&T) -> bool,
+        stop_waiting: &dyn Fn() -> bool,
+    ) -> Option<T> {
         let mut s = self.state.lock();
         loop {
-            if s.len > 0 {
+            if s.len > 0 || s.closed || stop_waiting() {
                 return Self::take(&mut s, accept);
             }
-            if s.closed || self.arrived.wait_until(&mut s, deadline).timed_out() {
+            if self.arrived.wait_until(&mut s, deadline).timed_out() {
                 return Self::take(&mut s, accept);
             }
         }
+    }
+
+    /// Wakes the callers waiting in [`Self::pop_until`] to check their
+    /// `stop_waiting` again. Taken under the lock, so a caller between its
+    /// check and its wait cannot miss it.
+    pub fn wake(&self) {
+        let _s = self.state.lock();
+        self.arrived.notify_all();
     }
 }
 
@@ -239,7 +253,7 @@ mod tests {
     }
 
     fn drain<T>(q: &Queue<T>) -> Vec<T> {
-        std::iter::from_fn(|| q.pop_until(Instant::now(), &|_| true)).collect()
+        std::iter::from_fn(|| q.pop_until(Instant::now(), &|_| true, &|| false)).collect()
     }
 
     #[test]
@@ -289,13 +303,13 @@ mod tests {
         let q = Queue::new(1, 1);
         let start = Instant::now();
         assert_eq!(
-            q.pop_until(start + Duration::from_millis(20), &|_| true),
+            q.pop_until(start + Duration::from_millis(20), &|_| true, &|| false),
             None::<i32>
         );
         assert!(start.elapsed() >= Duration::from_millis(20));
         q.push(5, at("", 0)).ok();
         q.push(1, at("", 0)).ok();
-        assert_eq!(q.pop_until(Instant::now(), &|x| *x < 3), None);
+        assert_eq!(q.pop_until(Instant::now(), &|x| *x < 3, &|| false), None);
         assert_eq!(q.waiting(), 2);
     }
 

@@ -521,16 +521,17 @@ async fn requests_queued_behind_a_busy_instance_go_together_once_it_is_free() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_one_instance_executes_the_other_waits_for_a_fuller_batch() {
+async fn while_one_of_two_instances_executes_the_other_takes_a_request_at_once() {
     let h = start(A_MINUTE, 2);
     let blocker = h.submit(0.0, 1, &[]);
     h.until_executing(1).await;
-    // The second instance takes request 1 and, the device being busy,
-    // waits for company: 2..4 join it and fill the batch of 4.
+    // The second instance is idle: request 1 goes at once, alone, instead
+    // of waiting a minute for company.
     let first = h.submit(1.0, 1, &[]);
-    h.until_gathering().await;
-    let rest: Vec<_> = (2..=4).map(|m| h.submit(m as f32, 1, &[])).collect();
     h.until_executing(2).await;
+    // Both busy: 2..4 queue, and go together once one is free.
+    let rest: Vec<_> = (2..=4).map(|m| h.submit(m as f32, 1, &[])).collect();
+    h.until_queued(3).await;
     h.gate.open();
     blocker.await.unwrap().unwrap();
     first.await.unwrap().unwrap();
@@ -540,7 +541,46 @@ async fn while_one_instance_executes_the_other_waits_for_a_fuller_batch() {
     // Both instances pass the gate together: their log order is either.
     let mut executions = h.sorted_executions();
     executions.sort_by(|a, b| a[0].total_cmp(&b[0]));
-    assert_eq!(executions, vec![vec![0.0], vec![1.0, 2.0, 3.0, 4.0]]);
+    assert_eq!(executions, vec![vec![0.0], vec![1.0], vec![2.0, 3.0, 4.0]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_every_instance_is_busy_a_batch_fills_and_goes_when_one_is_free() {
+    let gate = Gate::closed();
+    let probe = DeviceProbe::new(&gate);
+    let gauges = Gauges::default();
+    let h = Harness {
+        entered: probe.entered.clone(),
+        log: probe.log.clone(),
+        gate,
+        gauges: gauges.clone(),
+        runner: ModelRunner::start(
+            spec(A_MINUTE),
+            1,
+            vec![Box::new(probe)],
+            ModelStats::new(gauges),
+        )
+        .unwrap(),
+    };
+    let first = h.submit(1.0, 1, &[]);
+    h.until_executing(1).await;
+    // Batch 1 is in flight (held at the gate): the instance gathers 2 and
+    // waits for company, and 3 joins it.
+    let second = h.submit(2.0, 1, &[]);
+    h.until_gathering().await;
+    let third = h.submit(3.0, 1, &[]);
+    until(
+        || h.gauges.now().0 == 2 && h.runner.shared.queue.waiting() == 0,
+        "the gatherer to take request 3 too",
+    )
+    .await;
+    // Batch 1 finishes: the instance is idle, so 2 and 3 go now rather
+    // than at the end of the minute.
+    h.gate.open();
+    for a in [first, second, third] {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(h.sorted_executions(), vec![vec![1.0], vec![2.0, 3.0]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
