@@ -9,7 +9,9 @@
 #   c. the real Triton 2.51, Python backend running the same TorchScript through
 #      torch, same client settings;
 #   d. p50/p99 at concurrency 1 and server overhead (end to end minus compute), also
-#      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs).
+#      for a small-tensor GPU model (add_sub_gpu: two FP32 [16] inputs) and, part
+#      `kiln-image-sized`, for ResNet-50's tensors with almost no compute
+#      (image_sized_gpu: the cost of a lone request minus its forward pass).
 # Clients: perf_analyzer up to PA_MAX_CONCURRENCY (16), bench/loadgen above it for
 # plain gRPC. perf_analyzer 2.60 keeps every request's inputs and is killed for
 # memory at higher rates with 588 KiB inputs (perf_analyzer#84); loadgen shares one
@@ -62,7 +64,10 @@ device)
   rm -rf /tmp/kiln && mkdir -p /tmp/kiln
   kiln_model() { # part -> model name
     local m=${1#kiln-}; m=${m%-shm}
-    case $m in kiln) echo resnet50 ;; small) echo add_sub_gpu ;; *) echo "resnet50_${m//-/_}" ;; esac
+    case $m in
+      kiln) echo resnet50 ;; small) echo add_sub_gpu ;; image-sized) echo image_sized_gpu ;;
+      *) echo "resnet50_${m//-/_}" ;;
+    esac
   }
   for part in $PARTS; do
     [[ $part == kiln* ]] || continue
@@ -71,6 +76,7 @@ device)
     case $model in
       resnet50) cp -r /tmp/models/resnet50 /tmp/kiln/ ;;
       add_sub_gpu) python3 bench/gpu/make_small.py /tmp/kiln > /dev/null ;;
+      image_sized_gpu) python3 bench/gpu/make_image_sized.py /tmp/kiln > /dev/null ;;
       *) count=2; [[ $model =~ _x([0-9]+)$ ]] && count=${BASH_REMATCH[1]}
          flags=(--max-batch 64 --count $count --batching "max_queue_delay_microseconds: 500" --model-pt $pt)
          [[ $model == *fp16* ]] && flags+=(--parameter precision=fp16)
@@ -83,6 +89,9 @@ device)
   if want reference; then
     echo "== a. in-process PyTorch (libtorch) reference"
     python3 bench/gpu/reference.py $pt | tee "$out/reference.md"
+    # One image at a time with its copies and a synchronize: a lone request's floor.
+    echo | tee -a "$out/reference.md"
+    python3 bench/gpu/lone_request.py $pt | tee -a "$out/reference.md"
   fi
 
   point() { # label model grpc_port concurrency [extra perf_analyzer args...]
@@ -146,6 +155,8 @@ device)
       model=$(kiln_model "$part")
       if [[ $part == kiln-small ]]; then
         CONCURRENCY=1 sweep kiln-small-gpu$sfx add_sub_gpu 8001
+      elif [[ $part == kiln-image-sized ]]; then
+        CONCURRENCY=1 sweep kiln-image-sized$sfx image_sized_gpu 8001
       elif [[ $part == *-shm ]]; then
         sweep "$part$sfx" "$model" 8001 --shared-memory system
       else

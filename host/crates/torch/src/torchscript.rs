@@ -522,10 +522,12 @@ impl TorchScriptInstance {
         self.apply_intra_op_threads();
         let launched = Instant::now();
         timings.input = launched - start;
-        let produced = match self.graph_for(&inputs) {
+        let graph = self.graph_for(&inputs);
+        let produced = match graph {
             Some(g) => self.replay(g, inputs),
             None => self.run_model(inputs),
         };
+        let forward_queued = Instant::now();
         let exec = BackendError::Execution;
         // A result may be (a view of) an input, which lives in the staging
         // slot: its copy is queued before the slot is released.
@@ -544,6 +546,18 @@ impl TorchScriptInstance {
         let outputs = outputs?;
         let mut done = torch_ffi::CudaEvent::new().map_err(exec)?;
         done.record(stream).map_err(exec)?;
+        // Where a GPU batch's host time goes (`RUST_LOG=kiln::gpu=debug`;
+        // bench/gpu_latency.sh reads it): its inputs gathered and their
+        // copies queued, the forward queued (one launch when a graph
+        // replays), the copies of the results queued.
+        tracing::debug!(
+            target: "kiln::gpu",
+            graph = graph.is_some(),
+            input_us = timings.input.as_micros() as u64,
+            forward_us = (forward_queued - launched).as_micros() as u64,
+            outputs_us = forward_queued.elapsed().as_micros() as u64,
+            "launched"
+        );
         Ok(Box::new(GpuResults {
             done,
             outputs,
@@ -900,6 +914,7 @@ struct GpuResults {
 
 impl InFlight for GpuResults {
     fn finish(self: Box<Self>, timings: &mut ExecTimings) -> Result<Vec<Tensor>, BackendError> {
+        let waiting = Instant::now();
         self.done.synchronize().map_err(BackendError::Execution)?;
         let arrived = Instant::now();
         timings.infer = arrived - self.launched;
@@ -909,6 +924,15 @@ impl InFlight for GpuResults {
             .map(|(name, datatype, t)| output_tensor(name, t, *datatype))
             .collect();
         timings.output = arrived.elapsed();
+        // `picked_up_us`: from the launch until this thread began to wait
+        // (the hand-off to the finishing thread); `waited_us`: for the GPU.
+        tracing::debug!(
+            target: "kiln::gpu",
+            picked_up_us = (waiting - self.launched).as_micros() as u64,
+            waited_us = (arrived - waiting).as_micros() as u64,
+            read_us = timings.output.as_micros() as u64,
+            "finished"
+        );
         outputs
     }
 }

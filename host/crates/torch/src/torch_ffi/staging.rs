@@ -161,7 +161,14 @@ impl InputStaging {
         }
         slot.reserve(total, self.device)?;
         let host = slot.host.as_ref().expect("reserved");
+        let gathering = std::time::Instant::now();
         gather(host, uploads, &offsets);
+        tracing::debug!(
+            target: "kiln::gpu",
+            bytes = total,
+            gather_us = gathering.elapsed().as_micros() as u64,
+            "gathered"
+        );
 
         // From here the slot is in use whatever fails: an event never
         // recorded holds nothing up.
