@@ -29,7 +29,7 @@ device)
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
   python3 bench/gpu/make_resnet.py /tmp/lat --name resnet50_batched_graphs --max-batch 64 --count 2 \
     --batching "max_queue_delay_microseconds: 500" --graphs > /dev/null
-  python3 bench/gpu/make_image_sized.py /tmp/lat > /dev/null
+  python3 bench/gpu/make_small.py /tmp/lat image_sized_gpu > /dev/null
   python3 bench/gpu/make_small.py /tmp/lat > /dev/null
   python3 bench/gpu/lone_request.py /tmp/lat/resnet50_batched_graphs/1/model.pt | tee "$out/in_process.md"
 

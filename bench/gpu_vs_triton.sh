@@ -76,7 +76,7 @@ device)
     case $model in
       resnet50) cp -r /tmp/models/resnet50 /tmp/kiln/ ;;
       add_sub_gpu) python3 bench/gpu/make_small.py /tmp/kiln > /dev/null ;;
-      image_sized_gpu) python3 bench/gpu/make_image_sized.py /tmp/kiln > /dev/null ;;
+      image_sized_gpu) python3 bench/gpu/make_small.py /tmp/kiln image_sized_gpu > /dev/null ;;
       *) count=2; [[ $model =~ _x([0-9]+)$ ]] && count=${BASH_REMATCH[1]}
          flags=(--max-batch 64 --count $count --batching "max_queue_delay_microseconds: 500" --model-pt $pt)
          [[ $model == *fp16* ]] && flags+=(--parameter precision=fp16)

@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from reference import capture
+
 IDLE_MS = 1.0
 RUNS = 400
 
@@ -28,15 +30,7 @@ def main():
     host_out = torch.empty(1, 1000).pin_memory()
     static_in = torch.empty(1, 3, 224, 224, device="cuda")
     with torch.inference_mode():
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(5):
-                model(static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = model(static_in)
+        graph, static_out = capture(model, static_in)
 
     def lone():
         t0 = time.perf_counter()

@@ -33,6 +33,22 @@ def timed(step, batch):
     return n * batch / dt, dt / n * 1e3
 
 
+def capture(model, x):
+    """`model(x)` captured as a CUDA graph, and its output tensor (replays
+    refill it). Warmed up on a side stream first, as torch.cuda.graphs asks;
+    call under torch.inference_mode()."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(5):
+            model(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(x)
+    return graph, out
+
+
 def main():
     print("| precision | execution | batch | images/s | ms per batch |")
     print("|---|---|---|---|---|")
@@ -44,16 +60,7 @@ def main():
             with torch.inference_mode():
                 rate, ms = timed(lambda: m(x), batch)
                 print(f"| {precision} | eager | {batch} | {rate:.0f} | {ms:.2f} |", flush=True)
-                # Warm-up on a side stream, as torch.cuda.graphs asks, then capture.
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(5):
-                        m(x)
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    m(x)
+                graph, _ = capture(m, x)
                 rate, ms = timed(graph.replay, batch)
                 print(f"| {precision} | CUDA graph | {batch} | {rate:.0f} | {ms:.2f} |", flush=True)
                 del graph
