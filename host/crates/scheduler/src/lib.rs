@@ -326,8 +326,9 @@ impl Drop for Executing {
     fn drop(&mut self) {
         self.0.executing.fetch_sub(1, Ordering::SeqCst);
         // An instance is idle now: a gatherer waiting for company while
-        // every instance was busy goes with what it has.
-        if self.0.policy.dispatch_when_idle {
+        // every instance was busy goes with what it has. (Without batching
+        // nobody waits for company.)
+        if self.0.policy.enabled && self.0.policy.dispatch_when_idle {
             self.0.queue.wake();
         }
     }
