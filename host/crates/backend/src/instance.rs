@@ -78,7 +78,8 @@ pub trait Backend: Send + 'static {
     /// the batched outputs, which the scheduler splits back. By default the
     /// inputs are first merged into one host buffer; a backend that can put
     /// each request's slice straight where it executes (a GPU's pinned
-    /// staging buffer) gathers them itself.
+    /// staging buffer) gathers them itself, here or in [`Self::submit`], which
+    /// is what the scheduler calls (kiln-torch gathers in `submit`).
     fn execute_batch(
         &mut self,
         requests: &[&BackendRequest],

@@ -25,7 +25,7 @@ pub const ENSEMBLE_BACKEND: &str = "ensemble";
 pub const OP_PLUGIN_BACKEND: &str = "wasm_ops";
 /// The parameter in which a model names its op plugins (comma-separated).
 pub const CUSTOM_OPS_PARAMETER: &str = "custom_ops";
-/// The parameter that turns off dispatching at once to an idle model
+/// The parameter that turns off dispatching at once to an idle instance
 /// (`"false"`: every batch waits `max_queue_delay_microseconds` for company,
 /// as in Triton). See [`ModelSpec::dispatch_when_idle`].
 pub const DISPATCH_WHEN_IDLE_PARAMETER: &str = "dispatch_when_idle";

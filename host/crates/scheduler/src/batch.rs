@@ -49,9 +49,9 @@ pub struct BatchPolicy {
     /// Ascending.
     pub preferred: Vec<usize>,
     pub max_delay: Duration,
-    /// A batch goes out at once with what is queued when no instance of the
-    /// model is executing; `max_delay` applies only while one is
-    /// ([`ModelSpec::dispatch_when_idle`]).
+    /// A batch goes out at once with what is queued while an instance of
+    /// the model is idle; `max_delay` applies only while every instance is
+    /// busy, until one becomes idle ([`ModelSpec::dispatch_when_idle`]).
     pub dispatch_when_idle: bool,
     /// Levels 1..=levels, 1 the highest; requests name theirs with the
     /// `priority` parameter (0 or absent: `default_priority`).

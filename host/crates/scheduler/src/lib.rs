@@ -13,12 +13,13 @@
 //! idle instance while the others execute. Outputs are split back along the
 //! batch dimension.
 //!
-//! Waiting for company pays only while the device is busy anyway: when no
-//! instance of the model is executing, the batch goes out at once with the
-//! compatible requests already queued (`dispatch_when_idle`, on unless the
-//! model's parameter says `"false"`, which restores Triton's wait). Under
-//! load an instance is always executing, so batches still fill for the whole
-//! delay; a lone request no longer waits the delay beside an idle device.
+//! Waiting for company pays only while every instance is busy anyway: while
+//! one of the model's instances is idle, the batch goes out at once with the
+//! compatible requests already queued, and a batch waiting while all are
+//! busy goes as soon as one becomes idle (`dispatch_when_idle`, on unless
+//! the model's parameter says `"false"`, which restores Triton's wait).
+//! Under load every instance is busy, so batches still fill for the delay;
+//! a lone request no longer waits the delay beside an idle instance.
 //!
 //! Dropping the runner closes the queue; the workers finish what is queued
 //! and exit, so a reload or unload never drops an accepted request.

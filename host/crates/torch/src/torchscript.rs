@@ -946,14 +946,6 @@ impl Backend for TorchScriptInstance {
         self.submit(&[request], timings)?.finish(timings)
     }
 
-    fn execute_batch(
-        &mut self,
-        requests: &[&BackendRequest],
-        timings: &mut ExecTimings,
-    ) -> Result<Vec<Tensor>, BackendError> {
-        self.submit(requests, timings)?.finish(timings)
-    }
-
     /// On a GPU: gathered into the staging slot, copied and launched, and
     /// returned in flight. On the CPU, or for a batch of types the staging
     /// cannot gather (unsigned wide types, merged first): run here.
