@@ -16,6 +16,8 @@
 #   bash bench/gpu_proof.sh prepare && bash bench/gpu_vs_triton.sh prepare   # here
 #   bash bench/gpu_latency.sh device      # GPU machine (device tool, carry [".carry"])
 #   KILN_BEFORE=.carry/kiln-cuda-before bash bench/gpu_latency.sh device   # an older build first
+# KILN_BEFORE may name several builds (space-separated), each measured clean
+# first, rows "@<file name>"; SHM=0 leaves out the shared-memory point.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,7 +51,7 @@ device)
       if [[ $model == resnet50* && $sfx != *traced* ]]; then
         point "$model$sfx" "$model" 4
         point "$model$sfx" "$model" 16
-        point "$model-shm$sfx" "$model" 1 --shared-memory system
+        [[ ${SHM:-1} == 0 ]] || point "$model-shm$sfx" "$model" 1 --shared-memory system
       fi
     done
   }
@@ -60,13 +62,13 @@ device)
     start_kiln "$1" serve --model-repository /tmp/lat --host 127.0.0.1 "${@:2}"
     wait_ready 8000 $kiln "$1"
   }
-  # KILN_BEFORE: another kiln binary (carried) measured first, rows "@before".
-  if [[ -n ${KILN_BEFORE:-} ]]; then
-    after=$kiln_bin; kiln_bin=$KILN_BEFORE
-    serve "$raw/kiln-before.log"; points @before $MODELS
+  # KILN_BEFORE: other kiln binaries (carried) measured first, rows "@<file name>".
+  after=$kiln_bin
+  for kiln_bin in ${KILN_BEFORE:-}; do
+    serve "$raw/kiln-$(basename "$kiln_bin").log"; points "@$(basename "$kiln_bin")" $MODELS
     kill -TERM $kiln; wait $kiln || true
-    kiln_bin=$after
-  fi
+  done
+  kiln_bin=$after
   serve "$raw/kiln.log"; points "" $MODELS
   kill -TERM $kiln; wait $kiln || true
 
