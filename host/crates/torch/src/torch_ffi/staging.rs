@@ -246,3 +246,60 @@ fn gather(host: &tch::Tensor, uploads: &[Upload], offsets: &[(usize, usize)]) {
         _ => jobs.iter().for_each(copy),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gathers `sizes`-byte parts (two uploads) into a CPU buffer and checks
+    /// every byte landed at its offset.
+    fn gathered_matches(sizes: &[usize]) {
+        let parts: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|b| (b * 7 + i * 13) as u8).collect())
+            .collect();
+        let half = parts.len() / 2;
+        let uploads: Vec<Upload> = [&parts[..half], &parts[half..]]
+            .iter()
+            .map(|ps| Upload {
+                parts: ps.iter().map(|p| &p[..]).collect(),
+                shape: vec![ps.iter().map(|p| p.len() as i64).sum()],
+                kind: tch::Kind::Uint8,
+            })
+            .collect();
+        let first_len: usize = parts[..half].iter().map(Vec::len).sum();
+        let second_at = first_len.next_multiple_of(STAGING_ALIGN);
+        let second_len: usize = parts[half..].iter().map(Vec::len).sum();
+        let offsets = [(0, first_len), (second_at, second_len)];
+        let host = tch::Tensor::zeros(
+            [(second_at + second_len) as i64],
+            (tch::Kind::Uint8, tch::Device::Cpu),
+        );
+        gather(&host, &uploads, &offsets);
+        let total = second_at + second_len;
+        let mut got = vec![0u8; total];
+        host.copy_data_u8(&mut got, total);
+        let want_first: Vec<u8> = parts[..half].concat();
+        let want_second: Vec<u8> = parts[half..].concat();
+        assert_eq!(&got[..first_len], &want_first[..]);
+        assert_eq!(&got[second_at..], &want_second[..]);
+    }
+
+    #[test]
+    fn a_small_gather_copies_every_part_in_place() {
+        gathered_matches(&[3, 0, 100, 5000]);
+    }
+
+    #[test]
+    fn a_large_gather_on_the_pool_copies_every_byte_in_place() {
+        // Above PARALLEL_GATHER_BYTES, odd lengths (the pool copies when the
+        // machine has two cores or more; one core copies alone, same result).
+        gathered_matches(&[
+            PARALLEL_GATHER_BYTES / 2 + 17,
+            1,
+            PARALLEL_GATHER_BYTES,
+            4095,
+        ]);
+    }
+}
