@@ -259,8 +259,8 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| (0..n).map(|b| (b * 7 + i * 13) as u8).collect())
             .collect();
-        let half = parts.len() / 2;
-        let uploads: Vec<Upload> = [&parts[..half], &parts[half..]]
+        let halves = [&parts[..parts.len() / 2], &parts[parts.len() / 2..]];
+        let uploads: Vec<Upload> = halves
             .iter()
             .map(|ps| Upload {
                 parts: ps.iter().map(|p| &p[..]).collect(),
@@ -268,22 +268,16 @@ mod tests {
                 kind: tch::Kind::Uint8,
             })
             .collect();
-        let first_len: usize = parts[..half].iter().map(Vec::len).sum();
-        let second_at = first_len.next_multiple_of(STAGING_ALIGN);
-        let second_len: usize = parts[half..].iter().map(Vec::len).sum();
-        let offsets = [(0, first_len), (second_at, second_len)];
-        let host = tch::Tensor::zeros(
-            [(second_at + second_len) as i64],
-            (tch::Kind::Uint8, tch::Device::Cpu),
-        );
+        let wanted = halves.map(|ps| ps.concat());
+        let second_at = wanted[0].len().next_multiple_of(STAGING_ALIGN);
+        let offsets = [(0, wanted[0].len()), (second_at, wanted[1].len())];
+        let total = second_at + wanted[1].len();
+        let host = tch::Tensor::zeros([total as i64], (tch::Kind::Uint8, tch::Device::Cpu));
         gather(&host, &uploads, &offsets);
-        let total = second_at + second_len;
         let mut got = vec![0u8; total];
         host.copy_data_u8(&mut got, total);
-        let want_first: Vec<u8> = parts[..half].concat();
-        let want_second: Vec<u8> = parts[half..].concat();
-        assert_eq!(&got[..first_len], &want_first[..]);
-        assert_eq!(&got[second_at..], &want_second[..]);
+        assert_eq!(&got[..wanted[0].len()], &wanted[0][..]);
+        assert_eq!(&got[second_at..], &wanted[1][..]);
     }
 
     #[test]
